@@ -1,0 +1,11 @@
+//! ExecuTorch artifacts: the `ET12` program model, a verified zero-copy reader and a
+//! writer that reproduces the reference serializer (executorch 1.5.1) byte for byte.
+//!
+//! - [`program`]: owned types for every table, union and enum of the program schema,
+//!   packing (model → flatbuffer bytes) and verified decoding (bytes → model).
+//! - [`pte`]: the `.pte` container: extended header, segments, restoring a file to the
+//!   exporter's pre-serialization shape and serializing that shape with the reference's
+//!   options, streaming atomic writes.
+
+pub mod program;
+pub mod pte;

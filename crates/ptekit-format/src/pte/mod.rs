@@ -1,0 +1,1 @@
+//! .pte container (owned by the container work).
