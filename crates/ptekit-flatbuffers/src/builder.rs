@@ -59,7 +59,7 @@ const VTABLE_METADATA_FIELDS: usize = 2;
 
 /// A data-dependent error recorded by the [`Builder`] (see the module docs about the
 /// sticky error state).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum BuildError {
     /// The buffer would grow beyond `max` bytes.
@@ -91,6 +91,13 @@ pub enum BuildError {
     InvalidAlignment {
         /// The rejected alignment.
         alignment: usize,
+    },
+    /// A finite `f64` too large for an `f32` field (Python's `struct.pack` raises
+    /// `OverflowError`).
+    #[error("float {value} too large to pack as f32")]
+    FloatOverflow {
+        /// The value.
+        value: f64,
     },
     /// An internal invariant did not hold (a bug in this crate, or a vector that received
     /// more elements than declared in [`Builder::start_vector`]).
@@ -324,7 +331,7 @@ impl Builder {
             self.fail_size(None);
             return false;
         };
-        if used.checked_add(needed).is_none_or(|r| r > self.max_size) {
+        if !matches!(used.checked_add(needed), Some(r) if r <= self.max_size) {
             self.fail_size(used.checked_add(needed));
             return false;
         }
@@ -422,6 +429,38 @@ impl Builder {
         i64, add_i64, prepend_i64, "PrependInt64Slot", "PrependInt64";
         f32, add_f32, prepend_f32, "PrependFloat32Slot", "PrependFloat32";
         f64, add_f64, prepend_f64, "PrependFloat64Slot", "PrependFloat64";
+    }
+
+    /// Adds an `f32` field from an `f64`, exactly as Python's `PrependFloat32Slot` does
+    /// with a Python float: the *`f64`* values are compared (`x != default`), then `x` is
+    /// rounded to `f32`. So `1e-50` (default `0.0`) is written, as `0.0`. A finite `x` that
+    /// rounds to infinity puts the builder in the error state
+    /// ([`BuildError::FloatOverflow`]).
+    pub fn add_f32_from_f64(&mut self, slot: usize, x: f64, default: f64) {
+        if self.poisoned() {
+            return;
+        }
+        if self.nesting != Nesting::Object {
+            panic!("flatbuffers builder misuse: field added to slot {slot} outside a table");
+        }
+        if x.differs_from(default) {
+            self.prepend_f32_from_f64(x);
+            if !self.poisoned() {
+                self.slot(slot);
+            }
+        }
+    }
+
+    /// Prepends an `f64` rounded to `f32`, as Python's `PrependFloat32` does with a Python
+    /// float (a finite value that rounds to infinity is [`BuildError::FloatOverflow`]).
+    pub fn prepend_f32_from_f64(&mut self, x: f64) {
+        #[allow(clippy::cast_possible_truncation)] // rounding is the point
+        let y = x as f32;
+        if y.is_infinite() && x.is_finite() {
+            self.fail(BuildError::FloatOverflow { value: x });
+            return;
+        }
+        self.prepend(y);
     }
 
     // ----------------------------------------------------------------- offsets
@@ -552,7 +591,12 @@ impl Builder {
         result
     }
 
-    fn write_new_vtable(&mut self, key: &[u32], object_offset: usize, object_size: usize) -> UOffset {
+    fn write_new_vtable(
+        &mut self,
+        key: &[u32],
+        object_offset: usize,
+        object_size: usize,
+    ) -> UOffset {
         let fields = key.split_last().map_or(&[][..], |(_, rest)| rest);
         for &off in fields {
             let Ok(v) = u16::try_from(off) else {
@@ -877,23 +921,28 @@ mod tests {
 
     #[test]
     fn exact_fit_at_limit() {
-        // A string of 3 bytes + NUL + length = 8 bytes, root offset 4 more = 12 bytes.
-        let mut b = Builder::with_limits(1, 12);
+        // Like Python, Prep reserves `size + additional_bytes` (plus padding) before
+        // writing, so "abc" (8 bytes) + root offset needs a 16-byte limit although the
+        // output is 12 bytes (checked against Python with a patched MAX_BUFFER_SIZE).
+        let mut b = Builder::with_limits(1, 16);
         let s = b.create_string("abc");
         b.finish(s, None);
         assert!(b.check().is_ok());
-        assert_eq!(b.finished_data().len(), 12);
-        let mut b = Builder::with_limits(1, 11);
+        assert_eq!(hex(b.finished_data()), "040000000300000061626300");
+        let mut b = Builder::with_limits(1, 15);
         let s = b.create_string("abc");
         b.finish(s, None);
-        assert!(b.check().is_err());
+        assert!(matches!(b.check(), Err(BuildError::BufferTooLarge { .. })));
     }
 
     #[test]
     fn invalid_alignment_is_an_error() {
         let mut b = Builder::new();
         assert_eq!(b.create_aligned_bytes(b"abc", 3), 0);
-        assert_eq!(b.check(), Err(BuildError::InvalidAlignment { alignment: 3 }));
+        assert_eq!(
+            b.check(),
+            Err(BuildError::InvalidAlignment { alignment: 3 })
+        );
         let mut b = Builder::new();
         b.create_aligned_bytes(b"abc", 0);
         assert!(b.check().is_err());
@@ -929,6 +978,28 @@ mod tests {
     fn output_before_finish_panics() {
         let b = Builder::new();
         let _ = b.finished_data();
+    }
+
+    #[test]
+    fn f32_from_f64_follows_python() {
+        let mut b = Builder::new();
+        b.start_object(2);
+        b.add_f32_from_f64(0, 1e-50, 0.0); // written (as 0.0) because 1e-50 != 0.0
+        b.add_f32_from_f64(1, -0.0, 0.0); // not written
+        let t = b.end_object();
+        b.finish(t, None);
+        assert_eq!(
+            hex(b.finished_data()),
+            "0c00000000000600080004000600000000000000"
+        );
+        let mut b = Builder::new();
+        b.start_object(1);
+        b.add_f32_from_f64(0, 1e39, 0.0);
+        assert_eq!(b.check(), Err(BuildError::FloatOverflow { value: 1e39 }));
+        let mut b = Builder::new();
+        b.prepend_f32_from_f64(f64::INFINITY);
+        b.prepend_f32_from_f64(f64::from(f32::MAX));
+        assert!(b.check().is_ok());
     }
 
     #[test]

@@ -102,7 +102,11 @@ fn show_identifier(found: &Option<[u8; 4]>) -> String {
     match found {
         None => "<none: buffer too short>".to_string(),
         Some(id) => {
-            let escaped: String = id.iter().flat_map(|b| b.escape_ascii()).map(char::from).collect();
+            let escaped: String = id
+                .iter()
+                .flat_map(|b| b.escape_ascii())
+                .map(char::from)
+                .collect();
             format!("\"{escaped}\"")
         }
     }
@@ -250,15 +254,28 @@ mod tests {
     #[test]
     fn display_without_path() {
         let e = Error::new(ErrorKind::MissingNul, 3);
-        assert_eq!(e.to_string(), "string is missing its NUL terminator at byte 3");
-        let e = Error::new(ErrorKind::BadIdentifier { found: Some(*b"AB\x00C") }, 4);
-        assert_eq!(e.to_string(), "unexpected file identifier \"AB\\x00C\" at byte 4");
+        assert_eq!(
+            e.to_string(),
+            "string is missing its NUL terminator at byte 3"
+        );
+        let e = Error::new(
+            ErrorKind::BadIdentifier {
+                found: Some(*b"AB\x00C"),
+            },
+            4,
+        );
+        assert_eq!(
+            e.to_string(),
+            "unexpected file identifier \"AB\\x00C\" at byte 4"
+        );
         assert_eq!(std::mem::size_of::<Error>(), std::mem::size_of::<usize>());
     }
 
     #[test]
     fn path_starting_with_index() {
-        let e = Error::new(ErrorKind::ZeroOffset, 0).in_field("x").at_index(2);
+        let e = Error::new(ErrorKind::ZeroOffset, 0)
+            .in_field("x")
+            .at_index(2);
         assert_eq!(e.path_string(), "[2].x");
     }
 }

@@ -1,13 +1,16 @@
-//! Verified, zero-copy decoding of an `ET12` program flatbuffer into the [`model`].
+//! Verified, zero-copy decoding of an `ET12` program flatbuffer into the
+//! [model](super::model).
 //!
 //! [`decode_program`] takes a buffer that starts at the file start (a whole `.pte` file
 //! or a prefix of it): the extended header the container inserts at byte 8 sits inside
 //! the buffer harmlessly because the reference adjusts the root offset and all other
-//! offsets are relative. Every read is bounds-checked; tables, vtables, vectors, strings
-//! and union tags are verified like the FlatBuffers C++ verifier does (4-byte alignment
-//! of offsets and vector lengths, natural alignment of inline scalars, vtable sizes,
-//! string terminators), with the caller's depth and table-count limits. The three byte
-//! fields that can be large (`Buffer.storage`, `BackendDelegateInlineData.data`,
+//! offsets are relative. Every read goes through [`ptekit_flatbuffers::Verifier`]:
+//! bounds, alignment, vtables, zero offsets, string terminators and UTF-8, and the
+//! caller's depth, table-count and apparent-size [`Limits`] (these stop self-referencing
+//! offsets and blow-ups through shared sub-tables: every visit counts). Union tags are
+//! checked here against the schema. Nothing is allocated by a length the verifier has
+//! not proven to be backed by bytes. The three byte fields that can be large
+//! (`Buffer.storage`, `BackendDelegateInlineData.data`,
 //! `CompileSpec.value`) borrow from the input.
 //!
 //! Errors name the absolute byte offset in the buffer and the field path, e.g.
@@ -20,13 +23,21 @@
 //!   schema is an error too (the model has no variant to keep it). A value present with
 //!   type `NONE` is ignored, as everywhere else.
 //! - Strings must be valid UTF-8 (Python would raise `UnicodeDecodeError` later).
+//! - Scalar vector elements must be aligned to their size relative to the buffer start
+//!   (the verifier's rule); everything the reference writes is, with or without the
+//!   extended header, because the inserted header block is a multiple of 16 bytes.
 //! - A `bool` byte other than 0/1 reads as `true` (like Python and C++), so such a file
 //!   does not re-pack to the same bytes.
+//! - Enum fields keep any stored value (the model's enums are newtypes); the Python
+//!   reader raises on values its `IntEnum`s lack. [`validate`](fn@super::validate) reports them.
+//!
+//! For large files pass the program prefix (`program_size` bytes from the extended
+//! header) rather than the whole file: [`Limits::max_buffer_size`] and the default
+//! apparent-size budget (4 x the buffer length) are computed from `buf`.
 
 use std::borrow::Cow;
-use std::fmt;
 
-use ptekit_flatbuffers::Limits;
+use ptekit_flatbuffers::{Error as FbError, ErrorKind, Limits, Scalar, Table, Verifier};
 
 use super::enums::{DataLocation, DeviceType, ScalarType, TensorDataLocation, TensorShapeDynamism};
 use super::model::*;
@@ -78,50 +89,456 @@ pub fn identifier_display(id: [u8; 4]) -> String {
         .collect()
 }
 
-/// One step of a field path.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PathSegment {
-    /// A table field.
-    Field(&'static str),
-    /// A vector element.
-    Index(usize),
-}
+/// A decoding failure: the [`ptekit_flatbuffers::Error`] with its absolute byte offset
+/// ([`DecodeError::offset`]) and the field path from the root `Program`
+/// ([`DecodeError::path`], e.g. `execution_plan[0].values[17].val.Tensor.sizes`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(transparent)]
+pub struct DecodeError(#[from] pub FbError);
 
-/// The path from the root table to the field where an error happened.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct FieldPath(Vec<PathSegment>);
-
-impl FieldPath {
-    /// The segments, root first.
-    pub fn segments(&self) -> impl Iterator<Item = &PathSegment> {
-        self.0.iter().rev()
+impl DecodeError {
+    /// Absolute byte offset in the input buffer where the problem was found.
+    pub fn offset(&self) -> usize {
+        self.0.offset()
     }
 
-    /// Whether this is the root.
-    pub fn is_root(&self) -> bool {
-        self.0.is_empty()
+    /// The rendered field path (empty for the root itself).
+    pub fn path(&self) -> String {
+        self.0.path_string()
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> &ErrorKind {
+        self.0.kind()
     }
 }
 
-impl fmt::Display for FieldPath {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0.is_empty() {
-            return f.write_str("<root>");
+/// Options of [`decode_program_with`].
+#[derive(Debug, Clone, Copy)]
+pub struct DecodeOptions<'l> {
+    /// Depth, table, size and alignment limits of the verifier.
+    pub limits: &'l Limits,
+    /// Which identifiers are accepted.
+    pub identifier: IdentifierPolicy,
+}
+
+/// Decodes and verifies a program, accepting any `ET??` identifier
+/// ([`IdentifierPolicy::AnyEt`]).
+///
+/// `buf` starts at the file start; it may be a whole `.pte` or just its first
+/// `program_size` bytes (preferable for large files: [`Limits::max_buffer_size`] applies
+/// to `buf`).
+pub fn decode_program<'a>(buf: &'a [u8], limits: &Limits) -> Result<Program<'a>, DecodeError> {
+    decode_program_with(
+        buf,
+        &DecodeOptions {
+            limits,
+            identifier: IdentifierPolicy::AnyEt,
+        },
+    )
+}
+
+/// Decodes and verifies a program with an explicit identifier policy.
+pub fn decode_program_with<'a>(
+    buf: &'a [u8],
+    options: &DecodeOptions<'_>,
+) -> Result<Program<'a>, DecodeError> {
+    let verifier = Verifier::new(buf, *options.limits)?;
+    let policy = options.identifier;
+    let (root, _id) = verifier.root_with_identifier(|id| policy.accepts(*id))?;
+    let d = Decoder { buf };
+    Ok(d.program(root)?)
+}
+
+type R<T> = Result<T, FbError>;
+
+/// Member names of `KernelTypes`, by tag - 1.
+const KERNEL_TYPES: [&str; 11] = [
+    "Null",
+    "Int",
+    "Bool",
+    "Double",
+    "Tensor",
+    "String",
+    "IntList",
+    "DoubleList",
+    "BoolList",
+    "TensorList",
+    "OptionalTensorList",
+];
+
+/// Member names of `InstructionArguments`, by tag - 1.
+const INSTRUCTION_ARGUMENTS: [&str; 5] = [
+    "KernelCall",
+    "DelegateCall",
+    "MoveCall",
+    "JumpFalseCall",
+    "FreeCall",
+];
+
+/// Converts verified views into the owned model; `buf` is the caller's buffer, used to
+/// hand out byte slices with the caller's lifetime.
+struct Decoder<'b> {
+    buf: &'b [u8],
+}
+
+fn f(name: &'static str) -> impl FnOnce(FbError) -> FbError {
+    move |e| e.in_field(name)
+}
+
+impl<'b> Decoder<'b> {
+    /// Re-borrows a verified slice of the buffer with the buffer's own lifetime.
+    ///
+    /// The verifier's views borrow the verifier (a local) rather than the caller's
+    /// buffer, so a verified `&[u8]` cannot be returned as is. It is a sub-slice of
+    /// `self.buf`; locate it by address (safe pointer-to-integer arithmetic) and take the
+    /// same range from `self.buf`, checked.
+    fn rebase(&self, verified: &[u8], at: usize) -> R<&'b [u8]> {
+        let base = self.buf.as_ptr() as usize;
+        let start = (verified.as_ptr() as usize).checked_sub(base);
+        start
+            .and_then(|s| s.checked_add(verified.len()).map(|e| (s, e)))
+            .and_then(|(s, e)| self.buf.get(s..e))
+            .ok_or_else(|| {
+                FbError::new(
+                    ErrorKind::Invalid("verified slice is not inside the input buffer".into()),
+                    at,
+                )
+            })
+    }
+
+    fn string(&self, t: &Table<'_>, field: usize, name: &'static str) -> R<Option<String>> {
+        t.string(field)
+            .map(|s| s.map(str::to_owned))
+            .map_err(f(name))
+    }
+
+    fn bytes(&self, t: &Table<'_>, field: usize, name: &'static str) -> R<Option<Cow<'b, [u8]>>> {
+        match t.bytes(field).map_err(f(name))? {
+            None => Ok(None),
+            Some(b) => Ok(Some(Cow::Borrowed(
+                self.rebase(b, t.position()).map_err(f(name))?,
+            ))),
         }
-        let mut first = true;
-        // Stored innermost first (pushed while unwinding).
-        for seg in self.0.iter().rev() {
-            match seg {
-                PathSegment::Field(name) => {
-                    if !first {
-                        f.write str_dot()?;
-                    }
-                    f.write_str(name)?;
-                }
-                PathSegment::Index(i) => write!(f, "[{i}]")?,
-            }
-            first = false;
+    }
+
+    fn scalars<T: Scalar>(
+        &self,
+        t: &Table<'_>,
+        field: usize,
+        name: &'static str,
+    ) -> R<Option<Vec<T>>> {
+        // `to_vec` allocates exactly the verified length (bounded by the buffer).
+        Ok(t.scalar_vector::<T>(field)
+            .map_err(f(name))?
+            .map(|v| v.to_vec()))
+    }
+
+    fn get<T: Scalar>(&self, t: &Table<'_>, field: usize, default: T, name: &'static str) -> R<T> {
+        t.get(field, default).map_err(f(name))
+    }
+
+    fn tables<'v, T>(
+        &self,
+        t: &Table<'v>,
+        field: usize,
+        name: &'static str,
+        decode: impl Fn(&Self, Table<'v>) -> R<T>,
+    ) -> R<Option<Vec<T>>> {
+        let Some(vec) = t.table_vector(field).map_err(f(name))? else {
+            return Ok(None);
+        };
+        // The vector's `len` offsets were verified to exist (4 bytes each).
+        let mut out = Vec::with_capacity(vec.len());
+        for i in 0..vec.len() {
+            let item = vec
+                .get(i)
+                .and_then(|elem| decode(self, elem))
+                .map_err(|e| e.at_index(i).in_field(name))?;
+            out.push(item);
         }
-        Ok(())
+        Ok(Some(out))
+    }
+
+    fn table<'v, T>(
+        &self,
+        t: &Table<'v>,
+        field: usize,
+        name: &'static str,
+        decode: impl FnOnce(&Self, Table<'v>) -> R<T>,
+    ) -> R<Option<T>> {
+        match t.table(field).map_err(f(name))? {
+            None => Ok(None),
+            Some(sub) => decode(self, sub).map(Some).map_err(f(name)),
+        }
+    }
+
+    fn program(&self, t: Table<'_>) -> R<Program<'b>> {
+        Ok(Program {
+            version: self.get(&t, 0, 0u32, "version")?,
+            execution_plan: self.tables(&t, 1, "execution_plan", Self::execution_plan)?,
+            constant_buffer: self.tables(&t, 2, "constant_buffer", Self::buffer)?,
+            backend_delegate_data: self.tables(
+                &t,
+                3,
+                "backend_delegate_data",
+                Self::backend_delegate_inline_data,
+            )?,
+            segments: self.tables(&t, 4, "segments", Self::data_segment)?,
+            constant_segment: self.table(&t, 5, "constant_segment", Self::subsegment_offsets)?,
+            mutable_data_segments: self.tables(
+                &t,
+                6,
+                "mutable_data_segments",
+                Self::subsegment_offsets,
+            )?,
+            named_data: self.tables(&t, 7, "named_data", Self::named_data)?,
+        })
+    }
+
+    fn execution_plan(&self, t: Table<'_>) -> R<ExecutionPlan<'b>> {
+        Ok(ExecutionPlan {
+            name: self.string(&t, 0, "name")?,
+            container_meta_type: self.table(
+                &t,
+                1,
+                "container_meta_type",
+                Self::container_metadata,
+            )?,
+            values: self.tables(&t, 2, "values", Self::evalue)?,
+            inputs: self.scalars(&t, 3, "inputs")?,
+            outputs: self.scalars(&t, 4, "outputs")?,
+            chains: self.tables(&t, 5, "chains", Self::chain)?,
+            operators: self.tables(&t, 6, "operators", Self::operator)?,
+            delegates: self.tables(&t, 7, "delegates", Self::backend_delegate)?,
+            non_const_buffer_sizes: self.scalars(&t, 8, "non_const_buffer_sizes")?,
+            non_const_buffer_device: self.tables(
+                &t,
+                9,
+                "non_const_buffer_device",
+                Self::non_const_buffer_device,
+            )?,
+        })
+    }
+
+    fn container_metadata(&self, t: Table<'_>) -> R<ContainerMetadata> {
+        Ok(ContainerMetadata {
+            encoded_inp_str: self.string(&t, 0, "encoded_inp_str")?,
+            encoded_out_str: self.string(&t, 1, "encoded_out_str")?,
+        })
+    }
+
+    fn evalue(&self, t: Table<'_>) -> R<EValue> {
+        let Some(u) = t.union(0, 1).map_err(f("val"))? else {
+            return Ok(EValue { val: None });
+        };
+        let Some(member) = KERNEL_TYPES.get(usize::from(u.tag()).saturating_sub(1)) else {
+            return Err(u.unknown_tag().in_field("val"));
+        };
+        let v = u.table();
+        let val = self
+            .kernel_types(v, u.tag())
+            .map_err(|e| e.in_union_member(*member).in_field("val"))?;
+        Ok(EValue { val: Some(val) })
+    }
+
+    fn kernel_types(&self, t: Table<'_>, tag: u8) -> R<KernelTypes> {
+        Ok(match tag {
+            1 => KernelTypes::Null(Null),
+            2 => KernelTypes::Int(Int {
+                int_val: self.get(&t, 0, 0i64, "int_val")?,
+            }),
+            3 => KernelTypes::Bool(Bool {
+                bool_val: self.get(&t, 0, false, "bool_val")?,
+            }),
+            4 => KernelTypes::Double(Double {
+                double_val: self.get(&t, 0, 0.0f64, "double_val")?,
+            }),
+            5 => KernelTypes::Tensor(self.tensor(t)?),
+            6 => KernelTypes::String(StringValue {
+                string_val: self.string(&t, 0, "string_val")?,
+            }),
+            7 => KernelTypes::IntList(IntList {
+                items: self.scalars(&t, 0, "items")?,
+            }),
+            8 => KernelTypes::DoubleList(DoubleList {
+                items: self.scalars(&t, 0, "items")?,
+            }),
+            9 => KernelTypes::BoolList(BoolList {
+                items: self.scalars(&t, 0, "items")?,
+            }),
+            10 => KernelTypes::TensorList(TensorList {
+                items: self.scalars(&t, 0, "items")?,
+            }),
+            _ => KernelTypes::OptionalTensorList(OptionalTensorList {
+                items: self.scalars(&t, 0, "items")?,
+            }),
+        })
+    }
+
+    fn tensor(&self, t: Table<'_>) -> R<Tensor> {
+        Ok(Tensor {
+            scalar_type: ScalarType(self.get(&t, 0, 0i8, "scalar_type")?),
+            storage_offset: self.get(&t, 1, 0i32, "storage_offset")?,
+            sizes: self.scalars(&t, 2, "sizes")?,
+            dim_order: self.scalars(&t, 3, "dim_order")?,
+            requires_grad: self.get(&t, 4, false, "requires_grad")?,
+            data_buffer_idx: self.get(&t, 5, 0u32, "data_buffer_idx")?,
+            allocation_info: self.table(&t, 6, "allocation_info", Self::allocation_details)?,
+            layout: self.get(&t, 7, 0i8, "layout")?,
+            shape_dynamism: TensorShapeDynamism(self.get(&t, 8, 0i8, "shape_dynamism")?),
+            extra_tensor_info: self.table(&t, 9, "extra_tensor_info", Self::extra_tensor_info)?,
+        })
+    }
+
+    fn allocation_details(&self, t: Table<'_>) -> R<AllocationDetails> {
+        Ok(AllocationDetails {
+            memory_id: self.get(&t, 0, 0u32, "memory_id")?,
+            memory_offset_low: self.get(&t, 1, 0u32, "memory_offset_low")?,
+            memory_offset_high: self.get(&t, 2, 0u32, "memory_offset_high")?,
+        })
+    }
+
+    fn extra_tensor_info(&self, t: Table<'_>) -> R<ExtraTensorInfo> {
+        Ok(ExtraTensorInfo {
+            mutable_data_segments_idx: self.get(&t, 0, 0u64, "mutable_data_segments_idx")?,
+            fully_qualified_name: self.string(&t, 1, "fully_qualified_name")?,
+            location: TensorDataLocation(self.get(&t, 2, 0i8, "location")?),
+            device_type: DeviceType(self.get(&t, 3, 0i8, "device_type")?),
+            device_index: self.get(&t, 4, 0i8, "device_index")?,
+        })
+    }
+
+    fn chain(&self, t: Table<'_>) -> R<Chain> {
+        Ok(Chain {
+            inputs: self.scalars(&t, 0, "inputs")?,
+            outputs: self.scalars(&t, 1, "outputs")?,
+            instructions: self.tables(&t, 2, "instructions", Self::instruction)?,
+            stacktrace: self.tables(&t, 3, "stacktrace", Self::frame_list)?,
+        })
+    }
+
+    fn instruction(&self, t: Table<'_>) -> R<Instruction> {
+        let Some(u) = t.union(0, 1).map_err(f("instr_args"))? else {
+            return Ok(Instruction { instr_args: None });
+        };
+        let Some(member) = INSTRUCTION_ARGUMENTS.get(usize::from(u.tag()).saturating_sub(1)) else {
+            return Err(u.unknown_tag().in_field("instr_args"));
+        };
+        let args = self
+            .instruction_arguments(u.table(), u.tag())
+            .map_err(|e| e.in_union_member(*member).in_field("instr_args"))?;
+        Ok(Instruction {
+            instr_args: Some(args),
+        })
+    }
+
+    fn instruction_arguments(&self, t: Table<'_>, tag: u8) -> R<InstructionArguments> {
+        Ok(match tag {
+            1 => InstructionArguments::KernelCall(KernelCall {
+                op_index: self.get(&t, 0, 0i32, "op_index")?,
+                args: self.scalars(&t, 1, "args")?,
+            }),
+            2 => InstructionArguments::DelegateCall(DelegateCall {
+                delegate_index: self.get(&t, 0, 0i32, "delegate_index")?,
+                args: self.scalars(&t, 1, "args")?,
+            }),
+            3 => InstructionArguments::MoveCall(MoveCall {
+                move_from: self.get(&t, 0, 0i32, "move_from")?,
+                move_to: self.get(&t, 1, 0i32, "move_to")?,
+            }),
+            4 => InstructionArguments::JumpFalseCall(JumpFalseCall {
+                cond_value_index: self.get(&t, 0, 0i32, "cond_value_index")?,
+                destination_instruction: self.get(&t, 1, 0i32, "destination_instruction")?,
+            }),
+            _ => InstructionArguments::FreeCall(FreeCall {
+                value_index: self.get(&t, 0, 0i32, "value_index")?,
+            }),
+        })
+    }
+
+    fn frame_list(&self, t: Table<'_>) -> R<FrameList> {
+        Ok(FrameList {
+            items: self.tables(&t, 0, "items", Self::frame)?,
+        })
+    }
+
+    fn frame(&self, t: Table<'_>) -> R<Frame> {
+        Ok(Frame {
+            filename: self.string(&t, 0, "filename")?,
+            lineno: self.get(&t, 1, 0i32, "lineno")?,
+            name: self.string(&t, 2, "name")?,
+            context: self.string(&t, 3, "context")?,
+        })
+    }
+
+    fn operator(&self, t: Table<'_>) -> R<Operator> {
+        Ok(Operator {
+            name: self.string(&t, 0, "name")?,
+            overload: self.string(&t, 1, "overload")?,
+        })
+    }
+
+    fn backend_delegate(&self, t: Table<'_>) -> R<BackendDelegate<'b>> {
+        Ok(BackendDelegate {
+            id: self.string(&t, 0, "id")?,
+            processed: self.table(&t, 1, "processed", Self::backend_delegate_data_reference)?,
+            compile_specs: self.tables(&t, 2, "compile_specs", Self::compile_spec)?,
+        })
+    }
+
+    fn backend_delegate_data_reference(&self, t: Table<'_>) -> R<BackendDelegateDataReference> {
+        Ok(BackendDelegateDataReference {
+            location: DataLocation(self.get(&t, 0, 0i8, "location")?),
+            index: self.get(&t, 1, 0u32, "index")?,
+        })
+    }
+
+    fn compile_spec(&self, t: Table<'_>) -> R<CompileSpec<'b>> {
+        Ok(CompileSpec {
+            key: self.string(&t, 0, "key")?,
+            value: self.bytes(&t, 1, "value")?,
+        })
+    }
+
+    fn non_const_buffer_device(&self, t: Table<'_>) -> R<NonConstBufferDevice> {
+        Ok(NonConstBufferDevice {
+            buffer_idx: self.get(&t, 0, 0i32, "buffer_idx")?,
+            device_type: DeviceType(self.get(&t, 1, 0i8, "device_type")?),
+            device_index: self.get(&t, 2, 0i8, "device_index")?,
+        })
+    }
+
+    fn buffer(&self, t: Table<'_>) -> R<Buffer<'b>> {
+        Ok(Buffer {
+            storage: self.bytes(&t, 0, "storage")?,
+        })
+    }
+
+    fn backend_delegate_inline_data(&self, t: Table<'_>) -> R<BackendDelegateInlineData<'b>> {
+        Ok(BackendDelegateInlineData {
+            data: self.bytes(&t, 0, "data")?,
+        })
+    }
+
+    fn data_segment(&self, t: Table<'_>) -> R<DataSegment> {
+        Ok(DataSegment {
+            offset: self.get(&t, 0, 0u64, "offset")?,
+            size: self.get(&t, 1, 0u64, "size")?,
+        })
+    }
+
+    fn subsegment_offsets(&self, t: Table<'_>) -> R<SubsegmentOffsets> {
+        Ok(SubsegmentOffsets {
+            segment_index: self.get(&t, 0, 0u32, "segment_index")?,
+            offsets: self.scalars(&t, 1, "offsets")?,
+        })
+    }
+
+    fn named_data(&self, t: Table<'_>) -> R<NamedData> {
+        Ok(NamedData {
+            key: self.string(&t, 0, "key")?,
+            segment_index: self.get(&t, 1, 0u32, "segment_index")?,
+        })
     }
 }

@@ -3,7 +3,7 @@
 //! FlatBuffers enums are stored as plain integers; a file may hold any value of the
 //! underlying type. Modelling them as newtypes (instead of Rust enums) keeps every stored
 //! value representable, so decoding never fails on an unknown value and re-packing
-//! reproduces it; [`super::validate`] reports unknown values instead.
+//! reproduces it; [`validate`](fn@super::validate) reports unknown values instead.
 
 use std::fmt;
 
@@ -80,6 +80,10 @@ macro_rules! schema_enum {
 
 schema_enum! {
     /// `ScalarType` (`scalar_type.fbs`): the element type of a tensor.
+    ///
+    /// Note: the reference's Python `executorch.exir.scalar_type.ScalarType` also has
+    /// `COMPLEX32/64/128` (8, 9, 10), which the schema comments out; the exporter can
+    /// therefore write them. They are "unknown" here (kept, reported by validation).
     ScalarType(i8) {
         BYTE = 0,
         CHAR = 1,
@@ -114,7 +118,9 @@ impl ScalarType {
         Some(match self {
             Self::BYTE | Self::CHAR | Self::BOOL | Self::QINT8 | Self::QUINT8 => 1,
             Self::QUINT4X2 | Self::QUINT2X4 => 1,
-            Self::FLOAT8E5M2 | Self::FLOAT8E4M3FN | Self::FLOAT8E5M2FNUZ | Self::FLOAT8E4M3FNUZ => 1,
+            Self::FLOAT8E5M2 | Self::FLOAT8E4M3FN | Self::FLOAT8E5M2FNUZ | Self::FLOAT8E4M3FNUZ => {
+                1
+            }
             Self::SHORT | Self::HALF | Self::BFLOAT16 | Self::BITS16 | Self::UINT16 => 2,
             Self::INT | Self::FLOAT | Self::QINT32 | Self::UINT32 => 4,
             Self::LONG | Self::DOUBLE | Self::UINT64 => 8,

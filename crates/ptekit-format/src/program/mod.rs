@@ -1,10 +1,19 @@
 //! The ExecuTorch program (`ET12` flatbuffer): an owned model of the schema
 //! ([`model`], [`enums`]), packing that reproduces the reference serializer byte for
 //! byte ([`pack`]), verified zero-copy decoding ([`decode`]) and semantic validation
-//! ([`validate`]).
+//! ([`validate`](mod@validate)).
 
+pub mod decode;
 pub mod enums;
 pub mod model;
+pub mod pack;
 
+pub use decode::{
+    decode_program, decode_program_with, file_identifier, is_et_identifier, DecodeError,
+    DecodeOptions, IdentifierPolicy,
+};
 pub use enums::{DataLocation, DeviceType, ScalarType, TensorDataLocation, TensorShapeDynamism};
 pub use model::*;
+pub use pack::{max_alignment, pack_program, PackError, PackOptions};
+pub mod validate;
+pub use validate::{validate, Issue, IssueKind};

@@ -498,9 +498,11 @@ impl Program<'_> {
             constant_buffer: self
                 .constant_buffer
                 .map(|v| v.into_iter().map(Buffer::into_owned).collect()),
-            backend_delegate_data: self
-                .backend_delegate_data
-                .map(|v| v.into_iter().map(BackendDelegateInlineData::into_owned).collect()),
+            backend_delegate_data: self.backend_delegate_data.map(|v| {
+                v.into_iter()
+                    .map(BackendDelegateInlineData::into_owned)
+                    .collect()
+            }),
             segments: self.segments,
             constant_segment: self.constant_segment,
             mutable_data_segments: self.mutable_data_segments,

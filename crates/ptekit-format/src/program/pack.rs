@@ -29,7 +29,7 @@
 //!   buffer only grows, that happens exactly when the finished buffer would exceed
 //!   2^31 bytes. [`pack_program`] returns [`PackError::TooLarge`] in that case.
 
-use ptekit_flatbuffers::{Builder, UOffset};
+use ptekit_flatbuffers::{BuildError, Builder, UOffset};
 
 use super::model::*;
 
@@ -111,6 +111,10 @@ pub enum PackError {
         /// The limit, [`MAX_FLATBUFFER_SIZE`].
         limit: u64,
     },
+    /// Any other error reported by the flatbuffer builder (e.g. a table too large for
+    /// 16-bit vtable entries).
+    #[error("flatbuffer builder error: {0}")]
+    Build(#[source] BuildError),
 }
 
 /// Packs `program` into the bytes the reference's `_program_to_flatbuffer(program,
@@ -135,9 +139,18 @@ pub fn pack_program(program: &Program<'_>, options: &PackOptions) -> Result<Vec<
         options: *options,
     };
     let root = packer.program(program);
-    packer.b.finish(root, Some(&PROGRAM_FILE_IDENTIFIER));
-    let data = packer.b.into_finished_data();
-    let size = u64::try_from(data.len()).unwrap_or(u64::MAX);
+    let data = packer
+        .b
+        .try_finish(root, Some(&PROGRAM_FILE_IDENTIFIER))
+        .and_then(|()| packer.b.try_into_finished_data())
+        .map_err(|e| match e {
+            BuildError::BufferTooLarge { requested, max } => PackError::TooLarge {
+                size: requested,
+                limit: max,
+            },
+            other => PackError::Build(other),
+        })?;
+    let size = len_u64(data.len());
     if size > MAX_FLATBUFFER_SIZE {
         return Err(PackError::TooLarge {
             size,
@@ -203,7 +216,7 @@ impl Packer {
         Some(self.b.create_offset_vector(&offsets))
     }
 
-    fn add_opt(&mut self, slot: u16, off: Option<UOffset>) {
+    fn add_opt(&mut self, slot: usize, off: Option<UOffset>) {
         if let Some(off) = off {
             self.b.add_offset(slot, off);
         }
@@ -220,8 +233,7 @@ impl Packer {
             .constant_segment
             .as_ref()
             .map(|c| self.subsegment_offsets(c));
-        let mutable_data_segments =
-            self.tables(&p.mutable_data_segments, Self::subsegment_offsets);
+        let mutable_data_segments = self.tables(&p.mutable_data_segments, Self::subsegment_offsets);
         let named_data = self.tables(&p.named_data, Self::named_data);
         self.b.start_object(8);
         scalar_slot!(self.b, add_u32, 0, p.version, 0u32);
@@ -334,10 +346,7 @@ impl Packer {
             // BoolListT.Pack: `PrependBool` writes one byte (0/1) per element,
             // `StartVector(1, n, 1)`.
             KernelTypes::BoolList(l) => {
-                let items = l.items.as_deref().map(|v| {
-                    let bytes: Vec<u8> = v.iter().map(|&b| u8::from(b)).collect();
-                    self.b.create_scalar_vector(&bytes)
-                });
+                let items = l.items.as_deref().map(|v| self.b.create_scalar_vector(v));
                 self.single_offset_table(items)
             }
             // TensorListT.Pack
@@ -363,7 +372,10 @@ impl Packer {
     // TensorT.Pack
     fn tensor(&mut self, t: &Tensor) -> UOffset {
         let sizes = t.sizes.as_deref().map(|v| self.b.create_scalar_vector(v));
-        let dim_order = t.dim_order.as_deref().map(|v| self.b.create_scalar_vector(v));
+        let dim_order = t
+            .dim_order
+            .as_deref()
+            .map(|v| self.b.create_scalar_vector(v));
         let allocation_info = t
             .allocation_info
             .as_ref()
@@ -425,7 +437,10 @@ impl Packer {
     fn instruction(&mut self, i: &Instruction) -> UOffset {
         let args = i.instr_args.as_ref().map(|a| self.instruction_arguments(a));
         self.b.start_object(2);
-        let tag = i.instr_args.as_ref().map_or(0, InstructionArguments::type_tag);
+        let tag = i
+            .instr_args
+            .as_ref()
+            .map_or(0, InstructionArguments::type_tag);
         scalar_slot!(self.b, add_u8, 0, tag, 0u8);
         self.add_opt(1, args);
         self.b.end_object()

@@ -1,0 +1,460 @@
+//! Light semantic validation of a decoded [`Program`]: what the verifier cannot see
+//! because it is about meaning rather than encoding. `ptekit verify` reports these.
+//!
+//! Checked: enum values outside the schema; operator, delegate and value indices
+//! (instruction arguments, method and chain inputs/outputs, tensor lists); jump
+//! destinations; delegate data references (inline index or segment index); constant and
+//! mutable tensor data indices; segment indices of the constant segment, mutable data
+//! segments and named data; constant offsets inside their segment; planned memory
+//! (memory id and, for tensors with a known element size, offset + size within the
+//! planned buffer); `non_const_buffer_device` indices.
+
+use std::fmt;
+
+use super::enums::{DataLocation, TensorDataLocation, TensorShapeDynamism};
+use super::model::*;
+
+/// The category of an [`Issue`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IssueKind {
+    /// An enum field holds a value the schema does not declare.
+    UnknownEnumValue,
+    /// An index points outside the list it indexes.
+    IndexOutOfRange,
+    /// Fields contradict each other (e.g. data both inline and in a segment).
+    Inconsistent,
+}
+
+/// One semantic problem, located by a field path like `execution_plan[0].values[3]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issue {
+    /// Category.
+    pub kind: IssueKind,
+    /// Field path from the root `Program`.
+    pub path: String,
+    /// Human-readable description.
+    pub message: String,
+}
+
+impl fmt::Display for Issue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// Validates `program`; an empty result means no problem was found.
+pub fn validate(program: &Program<'_>) -> Vec<Issue> {
+    let mut v = Validator {
+        program,
+        issues: Vec::new(),
+    };
+    v.program();
+    v.issues
+}
+
+struct Validator<'p, 'a> {
+    program: &'p Program<'a>,
+    issues: Vec<Issue>,
+}
+
+fn len_of<T>(v: &Option<Vec<T>>) -> usize {
+    v.as_ref().map_or(0, Vec::len)
+}
+
+/// Whether `index` (stored as a signed schema int) is a valid index into `len` items.
+fn in_range_i32(index: i32, len: usize) -> bool {
+    usize::try_from(index).is_ok_and(|i| i < len)
+}
+
+fn in_range_u32(index: u32, len: usize) -> bool {
+    usize::try_from(index).is_ok_and(|i| i < len)
+}
+
+impl<'p> Validator<'p, '_> {
+    fn push(&mut self, kind: IssueKind, path: impl Into<String>, message: impl Into<String>) {
+        self.issues.push(Issue {
+            kind,
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+
+    fn unknown_enum(&mut self, path: String, name: &str, value: i8) {
+        self.push(
+            IssueKind::UnknownEnumValue,
+            path,
+            format!("unknown {name} value {value}"),
+        );
+    }
+
+    fn segments(&self) -> &'p [DataSegment] {
+        self.program.segments.as_deref().unwrap_or_default()
+    }
+
+    fn program(&mut self) {
+        let p = self.program;
+        let n_segments = self.segments().len();
+        for (i, s) in self.segments().iter().enumerate() {
+            if s.offset.checked_add(s.size).is_none() {
+                self.push(
+                    IssueKind::Inconsistent,
+                    format!("segments[{i}]"),
+                    format!("offset {} + size {} overflows", s.offset, s.size),
+                );
+            }
+        }
+        let inline_constants = len_of(&p.constant_buffer);
+        let segment_constants = p
+            .constant_segment
+            .as_ref()
+            .map_or(0, |c| len_of(&c.offsets));
+        if inline_constants > 0 && segment_constants > 0 {
+            self.push(
+                IssueKind::Inconsistent,
+                "constant_buffer",
+                format!(
+                    "both constant_buffer ({inline_constants} entries) and \
+                     constant_segment.offsets ({segment_constants}) are non-empty"
+                ),
+            );
+        }
+        if let Some(cs) = &p.constant_segment {
+            self.subsegment("constant_segment".to_string(), cs, n_segments);
+        }
+        for (i, m) in p.mutable_data_segments.iter().flatten().enumerate() {
+            self.subsegment(format!("mutable_data_segments[{i}]"), m, n_segments);
+        }
+        for (i, n) in p.named_data.iter().flatten().enumerate() {
+            if !in_range_u32(n.segment_index, n_segments) {
+                self.push(
+                    IssueKind::IndexOutOfRange,
+                    format!("named_data[{i}].segment_index"),
+                    format!("segment {} of {n_segments}", n.segment_index),
+                );
+            }
+        }
+        for (i, plan) in p.execution_plan.iter().flatten().enumerate() {
+            self.plan(&format!("execution_plan[{i}]"), plan);
+        }
+    }
+
+    fn subsegment(&mut self, path: String, s: &SubsegmentOffsets, n_segments: usize) {
+        let offsets = s.offsets.as_deref().unwrap_or_default();
+        let segment = usize::try_from(s.segment_index)
+            .ok()
+            .and_then(|i| self.segments().get(i))
+            .copied();
+        match segment {
+            None => {
+                // An empty offsets list does not use its segment.
+                if !offsets.is_empty() {
+                    self.push(
+                        IssueKind::IndexOutOfRange,
+                        format!("{path}.segment_index"),
+                        format!("segment {} of {n_segments}", s.segment_index),
+                    );
+                }
+            }
+            Some(seg) => {
+                for (j, &o) in offsets.iter().enumerate() {
+                    if o > seg.size {
+                        self.push(
+                            IssueKind::IndexOutOfRange,
+                            format!("{path}.offsets[{j}]"),
+                            format!("offset {o} beyond the segment size {}", seg.size),
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    fn plan(&mut self, path: &str, plan: &ExecutionPlan<'_>) {
+        let n_values = len_of(&plan.values);
+        let n_ops = len_of(&plan.operators);
+        let n_delegates = len_of(&plan.delegates);
+        let n_buffers = len_of(&plan.non_const_buffer_sizes);
+        let value_list = |v: &mut Self, what: String, list: &Option<Vec<i32>>| {
+            for (j, &idx) in list.iter().flatten().enumerate() {
+                if !in_range_i32(idx, n_values) {
+                    v.push(
+                        IssueKind::IndexOutOfRange,
+                        format!("{what}[{j}]"),
+                        format!("value index {idx} of {n_values}"),
+                    );
+                }
+            }
+        };
+        value_list(self, format!("{path}.inputs"), &plan.inputs);
+        value_list(self, format!("{path}.outputs"), &plan.outputs);
+        for (i, v) in plan.values.iter().flatten().enumerate() {
+            let vpath = format!("{path}.values[{i}].val");
+            match &v.val {
+                Some(KernelTypes::Tensor(t)) => self.tensor(&format!("{vpath}.Tensor"), t, plan),
+                Some(KernelTypes::TensorList(l)) => {
+                    value_list(self, format!("{vpath}.TensorList.items"), &l.items);
+                }
+                Some(KernelTypes::OptionalTensorList(l)) => {
+                    for (j, &idx) in l.items.iter().flatten().enumerate() {
+                        if idx != -1 && !in_range_i32(idx, n_values) {
+                            self.push(
+                                IssueKind::IndexOutOfRange,
+                                format!("{vpath}.OptionalTensorList.items[{j}]"),
+                                format!("value index {idx} of {n_values} (and not -1)"),
+                            );
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        for (c, chain) in plan.chains.iter().flatten().enumerate() {
+            let cpath = format!("{path}.chains[{c}]");
+            value_list(self, format!("{cpath}.inputs"), &chain.inputs);
+            value_list(self, format!("{cpath}.outputs"), &chain.outputs);
+            let n_instr = len_of(&chain.instructions);
+            for (k, instr) in chain.instructions.iter().flatten().enumerate() {
+                let ipath = format!("{cpath}.instructions[{k}].instr_args");
+                let value = |v: &mut Self, field: &str, idx: i32| {
+                    if !in_range_i32(idx, n_values) {
+                        v.push(
+                            IssueKind::IndexOutOfRange,
+                            format!("{ipath}.{field}"),
+                            format!("value index {idx} of {n_values}"),
+                        );
+                    }
+                };
+                match &instr.instr_args {
+                    None => self.push(
+                        IssueKind::Inconsistent,
+                        ipath.clone(),
+                        "instruction without arguments (union type NONE)",
+                    ),
+                    Some(InstructionArguments::KernelCall(k)) => {
+                        if !in_range_i32(k.op_index, n_ops) {
+                            self.push(
+                                IssueKind::IndexOutOfRange,
+                                format!("{ipath}.KernelCall.op_index"),
+                                format!("operator {} of {n_ops}", k.op_index),
+                            );
+                        }
+                        value_list(self, format!("{ipath}.KernelCall.args"), &k.args);
+                    }
+                    Some(InstructionArguments::DelegateCall(d)) => {
+                        if !in_range_i32(d.delegate_index, n_delegates) {
+                            self.push(
+                                IssueKind::IndexOutOfRange,
+                                format!("{ipath}.DelegateCall.delegate_index"),
+                                format!("delegate {} of {n_delegates}", d.delegate_index),
+                            );
+                        }
+                        value_list(self, format!("{ipath}.DelegateCall.args"), &d.args);
+                    }
+                    Some(InstructionArguments::MoveCall(m)) => {
+                        value(self, "MoveCall.move_from", m.move_from);
+                        value(self, "MoveCall.move_to", m.move_to);
+                    }
+                    Some(InstructionArguments::JumpFalseCall(j)) => {
+                        value(self, "JumpFalseCall.cond_value_index", j.cond_value_index);
+                        // Jumping to `n_instr` ends the chain.
+                        let ok =
+                            usize::try_from(j.destination_instruction).is_ok_and(|d| d <= n_instr);
+                        if !ok {
+                            self.push(
+                                IssueKind::IndexOutOfRange,
+                                format!("{ipath}.JumpFalseCall.destination_instruction"),
+                                format!("instruction {} of {n_instr}", j.destination_instruction),
+                            );
+                        }
+                    }
+                    Some(InstructionArguments::FreeCall(f)) => {
+                        value(self, "FreeCall.value_index", f.value_index);
+                    }
+                }
+            }
+            let n_frames = len_of(&chain.stacktrace);
+            if chain.stacktrace.is_some() && n_frames != n_instr {
+                self.push(
+                    IssueKind::Inconsistent,
+                    format!("{cpath}.stacktrace"),
+                    format!("{n_frames} frame lists for {n_instr} instructions"),
+                );
+            }
+        }
+        for (d, delegate) in plan.delegates.iter().flatten().enumerate() {
+            let Some(r) = &delegate.processed else {
+                continue;
+            };
+            let dpath = format!("{path}.delegates[{d}].processed");
+            let (list, len) = match r.location {
+                DataLocation::INLINE => (
+                    "backend_delegate_data",
+                    len_of(&self.program.backend_delegate_data),
+                ),
+                DataLocation::SEGMENT => ("segments", self.segments().len()),
+                other => {
+                    self.unknown_enum(format!("{dpath}.location"), "DataLocation", other.0);
+                    continue;
+                }
+            };
+            if !in_range_u32(r.index, len) {
+                self.push(
+                    IssueKind::IndexOutOfRange,
+                    format!("{dpath}.index"),
+                    format!("{list} entry {} of {len}", r.index),
+                );
+            }
+        }
+        for (i, dev) in plan.non_const_buffer_device.iter().flatten().enumerate() {
+            let dpath = format!("{path}.non_const_buffer_device[{i}]");
+            if !in_range_i32(dev.buffer_idx, n_buffers) {
+                self.push(
+                    IssueKind::IndexOutOfRange,
+                    format!("{dpath}.buffer_idx"),
+                    format!("buffer {} of {n_buffers}", dev.buffer_idx),
+                );
+            }
+            if !dev.device_type.is_known() {
+                self.unknown_enum(
+                    format!("{dpath}.device_type"),
+                    "DeviceType",
+                    dev.device_type.0,
+                );
+            }
+        }
+    }
+
+    fn tensor(&mut self, path: &str, t: &Tensor, plan: &ExecutionPlan<'_>) {
+        if !t.scalar_type.is_known() {
+            self.unknown_enum(format!("{path}.scalar_type"), "ScalarType", t.scalar_type.0);
+        }
+        if !t.shape_dynamism.is_known() {
+            self.unknown_enum(
+                format!("{path}.shape_dynamism"),
+                "TensorShapeDynamism",
+                t.shape_dynamism.0,
+            );
+        }
+        if let Some(x) = &t.extra_tensor_info {
+            if !x.location.is_known() {
+                self.unknown_enum(
+                    format!("{path}.extra_tensor_info.location"),
+                    "TensorDataLocation",
+                    x.location.0,
+                );
+            }
+            if !x.device_type.is_known() {
+                self.unknown_enum(
+                    format!("{path}.extra_tensor_info.device_type"),
+                    "DeviceType",
+                    x.device_type.0,
+                );
+            }
+        }
+        let p = self.program;
+        let idx = t.data_buffer_idx;
+        let external = t
+            .extra_tensor_info
+            .as_ref()
+            .is_some_and(|x| x.location == TensorDataLocation::EXTERNAL);
+        if external {
+            // Data lives outside the file, keyed by name; data_buffer_idx is ignored.
+            let named = t
+                .extra_tensor_info
+                .as_ref()
+                .and_then(|x| x.fully_qualified_name.as_deref())
+                .is_some_and(|n| !n.is_empty());
+            if !named {
+                self.push(
+                    IssueKind::Inconsistent,
+                    format!("{path}.extra_tensor_info.fully_qualified_name"),
+                    "external tensor without a fully qualified name",
+                );
+            }
+        } else if idx > 0 {
+            // Where the data index points (see the comment on Tensor in program.fbs).
+            let (what, len) = match (&t.allocation_info, &t.extra_tensor_info) {
+                (None, _) if len_of(&p.constant_buffer) > 0 => {
+                    ("constant_buffer", len_of(&p.constant_buffer))
+                }
+                (None, _) => (
+                    "constant_segment.offsets",
+                    p.constant_segment
+                        .as_ref()
+                        .map_or(0, |c| len_of(&c.offsets)),
+                ),
+                (Some(_), x) => {
+                    let m = x.as_ref().map_or(0, |x| x.mutable_data_segments_idx);
+                    let seg = usize::try_from(m)
+                        .ok()
+                        .and_then(|m| p.mutable_data_segments.as_ref()?.get(m));
+                    match seg {
+                        Some(s) => ("mutable_data_segments offsets", len_of(&s.offsets)),
+                        None => {
+                            self.push(
+                                IssueKind::IndexOutOfRange,
+                                format!("{path}.data_buffer_idx"),
+                                format!(
+                                    "mutable tensor with initial state, but \
+                                     mutable_data_segments[{m}] does not exist"
+                                ),
+                            );
+                            return;
+                        }
+                    }
+                }
+            };
+            if !in_range_u32(idx, len) {
+                self.push(
+                    IssueKind::IndexOutOfRange,
+                    format!("{path}.data_buffer_idx"),
+                    format!("{what} entry {idx} of {len}"),
+                );
+            }
+        }
+        if let Some(a) = &t.allocation_info {
+            let sizes = plan.non_const_buffer_sizes.as_deref().unwrap_or_default();
+            let Some(&buffer) = usize::try_from(a.memory_id).ok().and_then(|m| sizes.get(m)) else {
+                self.push(
+                    IssueKind::IndexOutOfRange,
+                    format!("{path}.allocation_info.memory_id"),
+                    format!("planned buffer {} of {}", a.memory_id, sizes.len()),
+                );
+                return;
+            };
+            if t.shape_dynamism == TensorShapeDynamism::DYNAMIC_UNBOUND {
+                return;
+            }
+            let nbytes = t.scalar_type.element_size().and_then(|e| {
+                t.sizes
+                    .iter()
+                    .flatten()
+                    .try_fold(u64::try_from(e).ok()?, |acc, &d| {
+                        acc.checked_mul(u64::try_from(d).ok()?)
+                    })
+            });
+            let end = nbytes.and_then(|n| a.memory_offset().checked_add(n));
+            match (end, u64::try_from(buffer)) {
+                (Some(end), Ok(buffer)) if end <= buffer => {}
+                (Some(end), _) => self.push(
+                    IssueKind::IndexOutOfRange,
+                    format!("{path}.allocation_info"),
+                    format!(
+                        "tensor data ends at {end}, beyond planned buffer {} of {buffer} bytes",
+                        a.memory_id
+                    ),
+                ),
+                // Unknown element size or negative/overflowing sizes.
+                (None, _) => {
+                    if t.scalar_type.element_size().is_some() {
+                        self.push(
+                            IssueKind::Inconsistent,
+                            format!("{path}.sizes"),
+                            "negative or overflowing tensor size",
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
