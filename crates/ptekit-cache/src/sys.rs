@@ -44,10 +44,7 @@ impl SharedMap {
     /// `PROT_READ | PROT_WRITE` (the file must be open for writing).
     pub fn new(file: &File, len: usize, writable: bool) -> io::Result<SharedMap> {
         if len == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "empty mapping",
-            ));
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty mapping"));
         }
         let prot = if writable {
             libc::PROT_READ | libc::PROT_WRITE
@@ -227,7 +224,10 @@ pub fn allocate(file: &File, off: u64, len: u64) -> io::Result<()> {
         .checked_add(len)
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "range overflow"))?;
     if end > i64::MAX as u64 {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "file too large"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "file too large",
+        ));
     }
     // SAFETY: fallocate on a descriptor we own; no memory is involved.
     let rc = unsafe { libc::fallocate(file.as_raw_fd(), 0, off as i64, len as i64) };

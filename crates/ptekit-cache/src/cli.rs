@@ -1,0 +1,449 @@
+//! The `ptekit cache ...` subcommands. The `ptekit` binary embeds
+//! [`CacheCommand`] as a clap subcommand and calls [`run`].
+
+use std::path::{Path, PathBuf};
+
+use crate::error::CacheError;
+use crate::format::{DeadReason, SlotState, Summary, MAGIC};
+use crate::store::{self, CacheFile, FileOptions};
+use crate::sys::SharedMap;
+use crate::xpwc;
+
+/// Packed-weight cache files: ptekit's own (`PTKWC`) and the reference
+/// runtime's `XPWC` v2 (inspect, verify, stats).
+#[derive(clap::Subcommand, Debug, Clone)]
+pub enum CacheCommand {
+    /// List the entries of a cache file and its byte accounting.
+    Inspect {
+        /// The cache file.
+        file: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check a cache file: structure, index records, packed-byte digests.
+    /// Exit 0 when valid, 1 with the reason otherwise.
+    Verify {
+        /// The cache file.
+        file: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rewrite the live entries into a new file and rename it over the old
+    /// one (processes that map the old file keep working).
+    Compact {
+        /// The cache file.
+        file: PathBuf,
+        /// Seconds to wait for the writer lock.
+        #[arg(long, default_value_t = 30)]
+        lock_timeout: u64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Byte accounting only: live, dead, padding, free bytes.
+    Stats {
+        /// The cache file.
+        file: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Runs a command; returns the process exit code (0 ok, 1 invalid file or
+/// failure, 2 unreadable input).
+pub fn run(cmd: CacheCommand) -> i32 {
+    match cmd {
+        CacheCommand::Inspect { file, json } => inspect(&file, json),
+        CacheCommand::Verify { file, json } => verify(&file, json),
+        CacheCommand::Compact {
+            file,
+            lock_timeout,
+            json,
+        } => compact(&file, lock_timeout, json),
+        CacheCommand::Stats { file, json } => stats(&file, json),
+    }
+}
+
+enum Kind {
+    Ptekit,
+    Xpwc,
+    Unknown,
+}
+
+fn kind(path: &Path) -> Result<Kind, CacheError> {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::File::open(path).map_err(|e| CacheError::io("open", path, e))?;
+    let len = f
+        .metadata()
+        .map_err(|e| CacheError::io("stat", path, e))?
+        .len();
+    let mut head = [0u8; 8];
+    let n = store::read_full_at(&f, &mut head, 0).map_err(|e| CacheError::io("read", path, e))?;
+    if n == 8 && head == MAGIC {
+        return Ok(Kind::Ptekit);
+    }
+    if len >= xpwc::FOOTER_LEN {
+        let mut m = [0u8; 4];
+        if f.read_exact_at(&mut m, len - 8).is_ok() && u32::from_le_bytes(m) == xpwc::XPWC_MAGIC {
+            return Ok(Kind::Xpwc);
+        }
+    }
+    Ok(Kind::Unknown)
+}
+
+fn with_xpwc<T>(path: &Path, f: impl FnOnce(&[u8]) -> T) -> Result<T, CacheError> {
+    let file = std::fs::File::open(path).map_err(|e| CacheError::io("open", path, e))?;
+    let len = file
+        .metadata()
+        .map_err(|e| CacheError::io("stat", path, e))?
+        .len();
+    let len = usize::try_from(len).map_err(|_| CacheError::Invalid("file too large".into()))?;
+    if len == 0 {
+        return Ok(f(&[]));
+    }
+    let map = SharedMap::new(&file, len, false).map_err(|e| CacheError::io("mmap", path, e))?;
+    let bytes = map
+        .slice(0, len)
+        .ok_or_else(|| CacheError::Invalid("mapping".into()))?;
+    Ok(f(bytes))
+}
+
+fn open_ro(path: &Path) -> Result<CacheFile, CacheError> {
+    CacheFile::open(
+        path,
+        &FileOptions {
+            read_only: true,
+            create: false,
+            max_file_bytes: 0,
+            ..FileOptions::default()
+        },
+    )
+}
+
+fn print_summary(s: &Summary) {
+    println!("file_bytes:        {}", s.file_bytes);
+    println!("live_entries:      {}", s.live_entries);
+    println!("live_bytes:        {}", s.live_bytes);
+    println!("dead_bytes:        {}", s.dead_bytes);
+    println!("dead_entries:      {}", s.dead_entries);
+    println!("orphan_reserves:   {}", s.orphan_reservations);
+    println!("padding_bytes:     {}", s.padding_bytes);
+    println!("free_tail_bytes:   {}", s.free_tail_bytes);
+    println!("index_slots:       {}/{}", s.slots_used, s.slot_count);
+    println!("torn_slots:        {}", s.torn_slots);
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn fail(msg: impl std::fmt::Display) -> i32 {
+    eprintln!("error: {msg}");
+    2
+}
+
+fn inspect(path: &Path, json: bool) -> i32 {
+    match kind(path) {
+        Err(e) => fail(e),
+        Ok(Kind::Unknown) => {
+            eprintln!(
+                "{}: neither a ptekit cache file nor an XPWC v2 file",
+                path.display()
+            );
+            1
+        }
+        Ok(Kind::Xpwc) => match with_xpwc(path, xpwc::parse) {
+            Err(e) => fail(e),
+            Ok(Err(e)) => {
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::json!({"format": "XPWC", "valid": false, "error": e.to_string()})
+                    );
+                } else {
+                    println!("format: XPWC v2 (reference runtime)\ninvalid: {e}");
+                }
+                1
+            }
+            Ok(Ok(x)) => {
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::json!({"format": "XPWC", "valid": true, "file": x})
+                    );
+                } else {
+                    println!("format: XPWC v2 (reference runtime)");
+                    println!("file_bytes:        {}", x.file_bytes);
+                    println!("entries:           {}", x.entries.len());
+                    println!("live_bytes:        {}", x.live_bytes);
+                    println!("dead_bytes:        {}", x.dead_bytes);
+                    println!("page_padding:      {}", x.page_padding_bytes);
+                    println!("index_bytes:       {}", x.index_bytes);
+                    for e in &x.entries {
+                        println!(
+                            "  {:>12} {:>12} seed={:#010x} {}",
+                            e.offset, e.size, e.seed, e.name
+                        );
+                    }
+                }
+                0
+            }
+        },
+        Ok(Kind::Ptekit) => match open_ro(path) {
+            Err(e) => {
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::json!({"format": "PTKWC", "valid": false, "error": e.to_string()})
+                    );
+                } else {
+                    println!("format: PTKWC v1\ninvalid: {e}");
+                }
+                1
+            }
+            Ok(cf) => {
+                let idx = cf.index();
+                let s = idx.summary();
+                let mut slots = Vec::new();
+                for (i, st) in idx.slots.iter().enumerate() {
+                    let v = match st {
+                        SlotState::Live(e) | SlotState::Dead(e, _) => {
+                            let status = match st {
+                                SlotState::Dead(_, r) => {
+                                    serde_json::to_value(r).unwrap_or_default()
+                                }
+                                _ => serde_json::json!("live"),
+                            };
+                            serde_json::json!({
+                                "slot": i, "kind": "entry", "status": status,
+                                "offset": e.data_offset, "size": e.data_len,
+                                "seed": e.seed, "fingerprint_id": e.fingerprint_id,
+                                "kernel_len": e.kernel_len, "bias_len": e.bias_len,
+                                "key": hex(&e.key_digest), "key_source": e.kernel_key,
+                                "name": e.name, "pid": e.pid,
+                            })
+                        }
+                        SlotState::Reserve {
+                            data_offset,
+                            data_len,
+                            pid,
+                        } => serde_json::json!({
+                            "slot": i, "kind": "reserve", "offset": data_offset, "size": data_len, "pid": pid,
+                        }),
+                        SlotState::Drop { slot } => {
+                            serde_json::json!({"slot": i, "kind": "drop", "target": slot})
+                        }
+                        SlotState::Torn(e) => {
+                            serde_json::json!({"slot": i, "kind": "torn", "error": e.to_string()})
+                        }
+                    };
+                    slots.push(v);
+                }
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::json!({"format": "PTKWC", "valid": true, "summary": s, "slots": slots,
+                            "data_offset": idx.header.data_offset, "file_id": hex(&idx.header.file_id)})
+                    );
+                } else {
+                    println!("format: PTKWC v1 (ptekit)");
+                    print_summary(&s);
+                    for st in idx.slots.iter().enumerate() {
+                        match st {
+                            (i, SlotState::Live(e)) => println!(
+                                "  [{i:>5}] live    {:>12} {:>12} seed={:#010x} fp={:<4} {}",
+                                e.data_offset, e.data_len, e.seed, e.fingerprint_id, e.name
+                            ),
+                            (i, SlotState::Dead(e, r)) => println!(
+                                "  [{i:>5}] dead    {:>12} {:>12} seed={:#010x} fp={:<4} {} ({r:?})",
+                                e.data_offset, e.data_len, e.seed, e.fingerprint_id, e.name
+                            ),
+                            (i, SlotState::Reserve { data_offset, data_len, .. }) => {
+                                println!("  [{i:>5}] reserve {data_offset:>12} {data_len:>12}")
+                            }
+                            (i, SlotState::Drop { slot }) => println!("  [{i:>5}] drop    slot {slot}"),
+                            (i, SlotState::Torn(e)) => println!("  [{i:>5}] torn    {e}"),
+                        }
+                    }
+                }
+                0
+            }
+        },
+    }
+}
+
+/// Checks a file; `Ok(summary)` or `Err(reasons)`.
+pub fn verify_file(path: &Path) -> Result<serde_json::Value, Vec<String>> {
+    match kind(path) {
+        Err(e) => Err(vec![e.to_string()]),
+        Ok(Kind::Unknown) => Err(vec![
+            "neither a ptekit cache file nor an XPWC v2 file".into()
+        ]),
+        Ok(Kind::Xpwc) => match with_xpwc(path, xpwc::parse) {
+            Err(e) => Err(vec![e.to_string()]),
+            Ok(Err(e)) => Err(vec![e.to_string()]),
+            Ok(Ok(x)) => Ok(
+                serde_json::json!({"format": "XPWC", "entries": x.entries.len(),
+                "live_bytes": x.live_bytes, "dead_bytes": x.dead_bytes, "file_bytes": x.file_bytes}),
+            ),
+        },
+        Ok(Kind::Ptekit) => {
+            let cf = open_ro(path).map_err(|e| vec![e.to_string()])?;
+            let mut reasons = Vec::new();
+            for (i, st) in cf.index().slots.iter().enumerate() {
+                match st {
+                    SlotState::Torn(e) => reasons.push(format!("slot {i}: {e}")),
+                    SlotState::Live(e) if !cf.verify_entry(e) => {
+                        reasons.push(format!(
+                            "slot {i}: packed bytes at {}+{} do not match their digest",
+                            e.data_offset, e.data_len
+                        ));
+                    }
+                    SlotState::Dead(
+                        e,
+                        r @ (DeadReason::OutOfBounds | DeadReason::Overlap { .. }),
+                    ) => reasons.push(format!(
+                        "slot {i}: entry at {}+{} invalid: {r:?}",
+                        e.data_offset, e.data_len
+                    )),
+                    _ => {}
+                }
+            }
+            if reasons.is_empty() {
+                Ok(serde_json::json!({"format": "PTKWC", "summary": cf.summary()}))
+            } else {
+                Err(reasons)
+            }
+        }
+    }
+}
+
+fn verify(path: &Path, json: bool) -> i32 {
+    match verify_file(path) {
+        Ok(v) => {
+            if json {
+                println!("{}", serde_json::json!({"valid": true, "report": v}));
+            } else {
+                println!("ok: {}", path.display());
+            }
+            0
+        }
+        Err(reasons) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"valid": false, "reasons": reasons})
+                );
+            } else {
+                for r in &reasons {
+                    eprintln!("invalid: {}: {r}", path.display());
+                }
+            }
+            1
+        }
+    }
+}
+
+fn compact(path: &Path, lock_timeout: u64, json: bool) -> i32 {
+    match kind(path) {
+        Ok(Kind::Ptekit) => {}
+        Ok(Kind::Xpwc) => {
+            eprintln!(
+                "error: {}: XPWC files are read-only here; compact works on ptekit cache files",
+                path.display()
+            );
+            return 1;
+        }
+        Ok(Kind::Unknown) => {
+            eprintln!("error: {}: not a ptekit cache file", path.display());
+            return 1;
+        }
+        Err(e) => return fail(e),
+    }
+    let opts = FileOptions {
+        lock_timeout: std::time::Duration::from_secs(lock_timeout),
+        ..FileOptions::default()
+    };
+    match store::compact(path, &opts) {
+        Ok(r) => {
+            if json {
+                println!("{}", serde_json::json!(r));
+            } else {
+                println!(
+                    "compacted {}: {} -> {} bytes, kept {} entries, reclaimed {} dead bytes, dropped {} corrupt ({:.1} ms)",
+                    path.display(),
+                    r.before.file_bytes,
+                    r.after.file_bytes,
+                    r.kept,
+                    r.before.dead_bytes,
+                    r.dropped_corrupt,
+                    r.elapsed_ms
+                );
+            }
+            0
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    }
+}
+
+fn stats(path: &Path, json: bool) -> i32 {
+    match kind(path) {
+        Err(e) => fail(e),
+        Ok(Kind::Unknown) => {
+            eprintln!(
+                "{}: neither a ptekit cache file nor an XPWC v2 file",
+                path.display()
+            );
+            1
+        }
+        Ok(Kind::Xpwc) => inspect_xpwc_stats(path, json),
+        Ok(Kind::Ptekit) => match open_ro(path) {
+            Err(e) => {
+                eprintln!("invalid: {e}");
+                1
+            }
+            Ok(cf) => {
+                let s = cf.summary();
+                if json {
+                    println!("{}", serde_json::json!(s));
+                } else {
+                    print_summary(&s);
+                }
+                0
+            }
+        },
+    }
+}
+
+fn inspect_xpwc_stats(path: &Path, json: bool) -> i32 {
+    match with_xpwc(path, xpwc::parse) {
+        Err(e) => fail(e),
+        Ok(Err(e)) => {
+            eprintln!("invalid: {e}");
+            1
+        }
+        Ok(Ok(x)) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"file_bytes": x.file_bytes, "entries": x.entries.len(),
+                    "live_bytes": x.live_bytes, "dead_bytes": x.dead_bytes,
+                    "page_padding_bytes": x.page_padding_bytes, "index_bytes": x.index_bytes})
+                );
+            } else {
+                println!("file_bytes:        {}", x.file_bytes);
+                println!("entries:           {}", x.entries.len());
+                println!("live_bytes:        {}", x.live_bytes);
+                println!("dead_bytes:        {}", x.dead_bytes);
+                println!("page_padding:      {}", x.page_padding_bytes);
+            }
+            0
+        }
+    }
+}
