@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Runs a cargo-fuzz target, seeded from the corpus and the project's fixtures.
+#   scripts/fuzz.sh [TARGET] [SECONDS]     (default: read_pte, 120 s)
+# New crashing inputs land in fuzz/artifacts/TARGET/; copy each into
+# crates/ptekit-format/tests/fuzz_regressions/ so `cargo test` replays it forever.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source scripts/env.sh
+target="${1:-read_pte}"
+seconds="${2:-120}"
+command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz
+seeds="fuzz/corpus/$target"
+mkdir -p "$seeds"
+case "$target" in
+  read_pte) exts="pte" ;;
+  *) exts="pte bpte ptd" ;;
+esac
+for ext in $exts; do
+  for f in "$PTEKIT_CORPUS"/*."$ext" tests/fixtures/*."$ext"; do
+    [ -f "$f" ] && cp -n "$f" "$seeds/" || true
+  done
+done
+cd fuzz
+cargo +nightly fuzz run "$target" "corpus/$target" -- -max_total_time="$seconds" -rss_limit_mb=2048 -max_len=300000
