@@ -1,1 +1,48 @@
-//! .pte container (owned by the container work).
+//! The `.pte` container: extended header, segments, restoring a file to the exporter's
+//! pre-serialization shape, serializing that shape exactly like the reference
+//! (`executorch.exir._serialize._program`, executorch 1.5.1), exact rewrites and
+//! streaming atomic writes.
+//!
+//! # Layout
+//!
+//! A `.pte` file is the program flatbuffer with an *extended header* (`eh00`, 32 bytes, or
+//! 24 bytes in files written before `segment_data_size` existed) inserted after byte 8 and
+//! zero-padded to the *inserted block* length `align_up(header length, max_alignment)`,
+//! then zero padding up to `segment_base_offset`, then the segments listed in
+//! `Program.segments` (offsets relative to `segment_base_offset`). A file without segment
+//! data has no header at all.
+//!
+//! # Entry points
+//!
+//! - [`PteFile::parse`] (or [`PteMap::open`] + [`PteMap::parse`]): verified, zero-copy
+//!   reading of a file: header, decoded [`Program`](crate::program::Program), segment
+//!   slices, all references checked.
+//! - [`restore`]: the reference's `deserialize_pte_binary` — a [`PteModel`] with constants
+//!   back in `constant_buffer`, delegate blobs back in `backend_delegate_data` and named
+//!   data in a [`NamedDataStore`], all borrowing from the file.
+//! - [`plan`]: the reference's `serialize_pte_binary` — a [`PlannedPte`], an ordered list
+//!   of [`Piece`]s that is streamed to its destination without assembling the file in
+//!   memory ([`PlannedPte::write_atomic`]).
+//! - [`plan_exact`]: re-packs a parsed file and re-emits its exact layout (byte-identical
+//!   for every file the reference writes); [`relayout`]: restore then plan with new
+//!   options (also upgrades legacy layouts).
+
+mod error;
+mod exact;
+mod file;
+mod header;
+mod map;
+mod restore;
+mod serialize;
+mod util;
+mod write;
+
+pub use error::PteError;
+pub use exact::{infer_pack_options, plan_exact, relayout};
+pub use file::{PteFile, ReadOptions, SegmentInfo};
+pub use header::{ExtendedHeader, HEADER_MAGIC, HEADER_OFFSET};
+pub use map::PteMap;
+pub use restore::{restore, DataEntry, NamedDataStore, PteModel};
+pub use serialize::{plan, Piece, PlannedPte, SerializeOptions, DEFAULT_SEGMENT_ALIGNMENT};
+pub use util::{align_up, padding_required};
+pub use write::{SourceRef, WriteOptions};

@@ -1,0 +1,452 @@
+//! Verified, zero-copy reading of a whole `.pte` file.
+
+use ptekit_flatbuffers::Limits;
+
+use crate::program::{decode_program, DataLocation, Program};
+
+use super::header::{read_u32_at, ExtendedHeader, HEADER_OFFSET};
+use super::util::len64;
+use super::write::SourceRef;
+use super::PteError;
+
+/// Options of [`PteFile::parse`].
+#[derive(Debug, Clone, Default)]
+pub struct ReadOptions {
+    /// Limits for verifying the program flatbuffer.
+    pub limits: Limits,
+    /// Accept segments whose byte ranges overlap (the reference never writes such files;
+    /// by default they are an error).
+    pub allow_overlapping_segments: bool,
+}
+
+/// One entry of `Program.segments`, resolved against the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentInfo<'a> {
+    /// `offset` as stored (relative to `segment_base_offset`).
+    pub offset: u64,
+    /// `size` as stored.
+    pub size: u64,
+    /// Absolute file offset of the data (`None` for an empty segment in a file without an
+    /// extended header, whose position is undefined).
+    pub file_offset: Option<u64>,
+    /// The segment's bytes.
+    pub data: &'a [u8],
+}
+
+/// A parsed `.pte` file: the extended header, the decoded program and the resolved
+/// segments, all borrowing from the input bytes.
+///
+/// Everything a later step relies on is checked by [`PteFile::parse`]: the header against
+/// the file size, every segment inside the file (and inside `segment_data_size`), no
+/// overlapping segments (unless allowed), and every reference into the segments
+/// (`constant_segment`, `mutable_data_segments`, `named_data`, delegate data) in range.
+#[derive(Debug, Clone)]
+pub struct PteFile<'a> {
+    bytes: &'a [u8],
+    header: Option<ExtendedHeader>,
+    inserted_block_len: u64,
+    program_size: u64,
+    identifier: [u8; 4],
+    program: Program<'a>,
+    segments: Vec<SegmentInfo<'a>>,
+    source: Option<SourceRef<'a>>,
+}
+
+impl<'a> PteFile<'a> {
+    /// Parses and verifies a whole `.pte` file.
+    ///
+    /// Without an extended header the whole input is the program flatbuffer (like the
+    /// reference's `deserialize_pte_binary`); it may then have only empty segments.
+    pub fn parse(bytes: &'a [u8], options: &ReadOptions) -> Result<Self, PteError> {
+        let file_len = len64(bytes.len());
+        let identifier = match bytes.get(4..8).and_then(|b| <[u8; 4]>::try_from(b).ok()) {
+            Some(id) => id,
+            None => return Err(PteError::TooShort { len: file_len }),
+        };
+        let header = ExtendedHeader::parse(bytes)?;
+        let program_size = header.map_or(file_len, |h| h.program_size);
+        let program_bytes = usize::try_from(program_size)
+            .ok()
+            .and_then(|n| bytes.get(..n))
+            .ok_or_else(|| PteError::Header {
+                offset: 16,
+                field: "program_size",
+                message: format!("0x{program_size:x} past end of file (size {file_len})"),
+            })?;
+        let program =
+            decode_program(program_bytes, &options.limits).map_err(|source| PteError::Decode {
+                end: program_size,
+                source,
+            })?;
+        let inserted_block_len = match &header {
+            Some(h) => detect_inserted_block(program_bytes, h),
+            None => 0,
+        };
+        let segments = resolve_segments(bytes, header.as_ref(), &program, options)?;
+        check_references(&program, &segments)?;
+        Ok(Self {
+            bytes,
+            header,
+            inserted_block_len,
+            program_size,
+            identifier,
+            program,
+            segments,
+            source: None,
+        })
+    }
+
+    /// The whole input.
+    pub fn bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+
+    /// The extended header, if the file has one.
+    pub fn header(&self) -> Option<&ExtendedHeader> {
+        self.header.as_ref()
+    }
+
+    /// Length of the block inserted after byte 8: the header plus its zero padding to
+    /// `align_up(header length, max_alignment)` (0 without a header).
+    ///
+    /// Inferred from the bytes: the largest candidate length — the header length itself
+    /// or a power of two at least as large — such that every byte between the header and
+    /// the candidate end is zero and the root table lies after it. The flatbuffer the
+    /// block was inserted into starts with at most `minalign - 1` zero bytes followed by a
+    /// vtable or table (never starting with zero), so a longer run of zeros cannot belong
+    /// to it. [`super::plan_exact`] confirms the value by re-packing.
+    pub fn inserted_block_len(&self) -> u64 {
+        self.inserted_block_len
+    }
+
+    /// Size of the program flatbuffer including the inserted block (`program_size` of the
+    /// header, or the file size without header).
+    pub fn program_size(&self) -> u64 {
+        self.program_size
+    }
+
+    /// The program flatbuffer bytes as stored (with the inserted block).
+    pub fn program_bytes(&self) -> &'a [u8] {
+        let n = usize::try_from(self.program_size).unwrap_or(usize::MAX);
+        self.bytes.get(..n).unwrap_or(self.bytes)
+    }
+
+    /// The file identifier (bytes 4..8, e.g. `ET12`).
+    pub fn file_identifier(&self) -> [u8; 4] {
+        self.identifier
+    }
+
+    /// The decoded program.
+    pub fn program(&self) -> &Program<'a> {
+        &self.program
+    }
+
+    /// Takes the decoded program.
+    pub fn into_program(self) -> Program<'a> {
+        self.program
+    }
+
+    /// `Program.segments`, resolved (parallel to the program's list).
+    pub fn segments(&self) -> &[SegmentInfo<'a>] {
+        &self.segments
+    }
+
+    /// The bytes of `Program.segments[index]`.
+    pub fn segment_data(&self, index: usize) -> Option<&'a [u8]> {
+        self.segments.get(index).map(|s| s.data)
+    }
+
+    /// Whether any delegate's processed data lives in a segment.
+    pub fn has_segment_delegates(&self) -> bool {
+        self.program
+            .execution_plan
+            .iter()
+            .flatten()
+            .flat_map(|p| p.delegates.iter().flatten())
+            .any(|d| {
+                d.processed
+                    .is_some_and(|r| r.location == DataLocation::SEGMENT)
+            })
+    }
+
+    /// End of the segment area: the larger of `segment_base_offset + segment_data_size`
+    /// and the end of the last segment (the program size without a header). Bytes after
+    /// it are trailing bytes that [`super::plan_exact`] keeps as they are.
+    pub fn segment_area_end(&self) -> u64 {
+        let mut end = self.program_size;
+        if let Some(h) = &self.header {
+            end = end.max(h.segment_base_offset);
+            if let Some(e) = h.segment_data_end() {
+                end = end.max(e);
+            }
+        }
+        for s in &self.segments {
+            if let Some(fo) = s.file_offset {
+                end = end.max(fo.saturating_add(s.size));
+            }
+        }
+        end
+    }
+
+    /// The file the bytes were mapped from, if known (set by [`super::PteMap::parse`]);
+    /// writers copy pieces that borrow from it through its file descriptor.
+    pub fn source(&self) -> Option<SourceRef<'a>> {
+        self.source
+    }
+
+    /// Records the file `bytes` were mapped from (see [`PteFile::source`]).
+    pub fn with_source(mut self, source: SourceRef<'a>) -> Self {
+        self.source = Some(source);
+        self
+    }
+}
+
+fn detect_inserted_block(program_bytes: &[u8], header: &ExtendedHeader) -> u64 {
+    let hlen = u64::from(header.length);
+    let header_end = HEADER_OFFSET.saturating_add(hlen);
+    let root = read_u32_at(program_bytes, 0).map_or(0, u64::from);
+    let after = usize::try_from(header_end)
+        .ok()
+        .and_then(|s| program_bytes.get(s..))
+        .unwrap_or(&[]);
+    let zero_run = len64(after.iter().position(|&b| b != 0).unwrap_or(after.len()));
+    let fits = |c: u64| {
+        c.checked_sub(hlen).is_some_and(|pad| pad <= zero_run)
+            && HEADER_OFFSET.checked_add(c).is_some_and(|end| end <= root)
+    };
+    let mut best = hlen;
+    let mut candidate: u64 = 1;
+    while candidate <= (1 << 40) {
+        if candidate > hlen && fits(candidate) {
+            best = candidate;
+        }
+        candidate <<= 1;
+    }
+    best
+}
+
+fn resolve_segments<'a>(
+    bytes: &'a [u8],
+    header: Option<&ExtendedHeader>,
+    program: &Program<'a>,
+    options: &ReadOptions,
+) -> Result<Vec<SegmentInfo<'a>>, PteError> {
+    let file_len = len64(bytes.len());
+    let list = program.segments.as_deref().unwrap_or(&[]);
+    let mut out = Vec::with_capacity(list.len());
+    for (i, seg) in list.iter().enumerate() {
+        let field = || format!("segments[{i}]");
+        let Some(h) = header else {
+            if seg.size != 0 {
+                return Err(PteError::layout(
+                    0,
+                    field(),
+                    format!(
+                        "offset 0x{:x} size {}: the file has no extended header, so segment data cannot be located",
+                        seg.offset, seg.size
+                    ),
+                ));
+            }
+            out.push(SegmentInfo {
+                offset: seg.offset,
+                size: 0,
+                file_offset: None,
+                data: &[],
+            });
+            continue;
+        };
+        let base = h.segment_base_offset;
+        let start = base.checked_add(seg.offset).ok_or_else(|| {
+            PteError::layout(
+                base,
+                field(),
+                format!(
+                    "offset 0x{:x} + segment_base_offset 0x{base:x} overflows",
+                    seg.offset
+                ),
+            )
+        })?;
+        let end = start.checked_add(seg.size).ok_or_else(|| {
+            PteError::layout(
+                start,
+                field(),
+                format!("offset 0x{start:x} + size {} overflows", seg.size),
+            )
+        })?;
+        if start > file_len {
+            return Err(PteError::layout(
+                start,
+                format!("segments[{i}].offset"),
+                format!("0x{:x} past end of file (size {file_len})", seg.offset),
+            ));
+        }
+        if end > file_len {
+            return Err(PteError::layout(
+                start,
+                format!("segments[{i}].size"),
+                format!(
+                    "{} bytes from file offset 0x{start:x} end at 0x{end:x}, past end of file (size {file_len})",
+                    seg.size
+                ),
+            ));
+        }
+        if let Some(area_end) = h.segment_data_end() {
+            if end > area_end {
+                return Err(PteError::layout(
+                    start,
+                    field(),
+                    format!(
+                        "ends at 0x{end:x}, past the segment data end 0x{area_end:x} \
+                         (segment_base_offset 0x{base:x} + segment_data_size {})",
+                        h.segment_data_size.unwrap_or(0)
+                    ),
+                ));
+            }
+        }
+        let data = usize::try_from(start)
+            .ok()
+            .zip(usize::try_from(end).ok())
+            .and_then(|(s, e)| bytes.get(s..e))
+            .ok_or_else(|| PteError::layout(start, field(), "not addressable on this platform"))?;
+        out.push(SegmentInfo {
+            offset: seg.offset,
+            size: seg.size,
+            file_offset: Some(start),
+            data,
+        });
+    }
+    if !options.allow_overlapping_segments {
+        let mut ranges: Vec<(u64, u64, usize)> = out
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| match s.file_offset {
+                Some(fo) if s.size > 0 => Some((fo, fo.saturating_add(s.size), i)),
+                _ => None,
+            })
+            .collect();
+        ranges.sort_unstable();
+        // The range reaching furthest so far; any later range starting before its end
+        // overlaps it.
+        let mut furthest: Option<(u64, u64, usize)> = None;
+        for r in ranges {
+            if let Some(p) = furthest {
+                if r.0 < p.1 {
+                    return Err(PteError::layout(
+                        r.0,
+                        format!("segments[{}]", r.2),
+                        format!(
+                            "bytes 0x{:x}..0x{:x} overlap segments[{}] (bytes 0x{:x}..0x{:x})",
+                            r.0, r.1, p.2, p.0, p.1
+                        ),
+                    ));
+                }
+            }
+            if furthest.map_or(true, |p| r.1 > p.1) {
+                furthest = Some(r);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn check_subsegments(
+    field: &str,
+    segment_index: u32,
+    offsets: &[u64],
+    segments: &[SegmentInfo<'_>],
+) -> Result<(), PteError> {
+    let Some(seg) = usize::try_from(segment_index)
+        .ok()
+        .and_then(|i| segments.get(i))
+    else {
+        return Err(PteError::layout(
+            0,
+            format!("{field}.segment_index"),
+            format!("{segment_index} >= number of segments {}", segments.len()),
+        ));
+    };
+    let base = seg.file_offset.unwrap_or(0);
+    let mut prev = 0u64;
+    for (k, &off) in offsets.iter().enumerate() {
+        if off > seg.size {
+            return Err(PteError::layout(
+                base.saturating_add(off),
+                format!("{field}.offsets[{k}]"),
+                format!(
+                    "0x{off:x} past end of segments[{segment_index}] (size {})",
+                    seg.size
+                ),
+            ));
+        }
+        if off < prev {
+            return Err(PteError::layout(
+                base.saturating_add(off),
+                format!("{field}.offsets[{k}]"),
+                format!("0x{off:x} is smaller than the previous offset 0x{prev:x}"),
+            ));
+        }
+        prev = off;
+    }
+    Ok(())
+}
+
+fn check_references(program: &Program<'_>, segments: &[SegmentInfo<'_>]) -> Result<(), PteError> {
+    let nseg = segments.len();
+    if let Some(cs) = &program.constant_segment {
+        let offsets = cs.offsets.as_deref().unwrap_or(&[]);
+        if !offsets.is_empty() {
+            check_subsegments("constant_segment", cs.segment_index, offsets, segments)?;
+        }
+    }
+    for (m, ms) in program.mutable_data_segments.iter().flatten().enumerate() {
+        let offsets = ms.offsets.as_deref().unwrap_or(&[]);
+        check_subsegments(
+            &format!("mutable_data_segments[{m}]"),
+            ms.segment_index,
+            offsets,
+            segments,
+        )?;
+    }
+    for (k, nd) in program.named_data.iter().flatten().enumerate() {
+        if usize::try_from(nd.segment_index).map_or(true, |i| i >= nseg) {
+            return Err(PteError::layout(
+                0,
+                format!("named_data[{k}].segment_index"),
+                format!("{} >= number of segments {nseg}", nd.segment_index),
+            ));
+        }
+    }
+    let ninline = program.backend_delegate_data.as_ref().map_or(0, Vec::len);
+    for (p, plan) in program.execution_plan.iter().flatten().enumerate() {
+        for (d, del) in plan.delegates.iter().flatten().enumerate() {
+            let field = format!("execution_plan[{p}].delegates[{d}].processed");
+            let Some(r) = del.processed else {
+                return Err(PteError::layout(0, field, "missing"));
+            };
+            let limit = match r.location {
+                DataLocation::INLINE => ninline,
+                DataLocation::SEGMENT => nseg,
+                other => {
+                    return Err(PteError::layout(
+                        0,
+                        format!("{field}.location"),
+                        format!("unknown data location {}", other.0),
+                    ))
+                }
+            };
+            if usize::try_from(r.index).map_or(true, |i| i >= limit) {
+                let what = if r.location == DataLocation::INLINE {
+                    "backend_delegate_data entries"
+                } else {
+                    "segments"
+                };
+                return Err(PteError::layout(
+                    0,
+                    format!("{field}.index"),
+                    format!("{} >= number of {what} {limit}", r.index),
+                ));
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,515 @@
+//! Serializing a [`PteModel`] exactly like the reference's `serialize_pte_binary`, as a
+//! streamable plan.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::ops::Range;
+
+use crate::program::{
+    max_alignment, pack_program, BackendDelegateDataReference, DataLocation, DataSegment,
+    NamedData, PackOptions, SubsegmentOffsets,
+};
+
+use super::header::ExtendedHeader;
+use super::restore::PteModel;
+use super::util::{add, align_up, lcm, len64, padding_required};
+use super::write::SourceRef;
+use super::PteError;
+
+/// The reference's default `segment_alignment`.
+pub const DEFAULT_SEGMENT_ALIGNMENT: u64 = 128;
+
+/// The reference's default tensor and delegate alignment (`exir.tensor.ALIGNMENT` and the
+/// schema's `force_align`).
+const DEFAULT_ALIGNMENT: usize = 16;
+
+/// Options of [`plan`], named and defaulted like the keyword arguments of the reference's
+/// `serialize_pte_binary`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SerializeOptions {
+    /// Move every non-empty inline delegate blob into a segment (identical blobs share
+    /// one). Default `false` (the reference's default; `to_executorch` passes `true`).
+    pub extract_delegate_segments: bool,
+    /// Alignment of the segment base offset and of every segment (combined with a named
+    /// blob's own alignment through their lcm). Default 128. Any positive value.
+    pub segment_alignment: u64,
+    /// Padding of constant-segment entries and `force_align` of inline `Buffer.storage`
+    /// (power of two); `None` = 16.
+    pub constant_tensor_alignment: Option<usize>,
+    /// `force_align` of inline delegate data (power of two); `None` = 16.
+    pub delegate_alignment: Option<usize>,
+}
+
+impl Default for SerializeOptions {
+    fn default() -> Self {
+        Self {
+            extract_delegate_segments: false,
+            segment_alignment: DEFAULT_SEGMENT_ALIGNMENT,
+            constant_tensor_alignment: None,
+            delegate_alignment: None,
+        }
+    }
+}
+
+impl SerializeOptions {
+    /// The packing alignments these options select.
+    pub fn pack_options(&self) -> PackOptions {
+        PackOptions {
+            tensor_alignment: self.constant_tensor_alignment.unwrap_or(DEFAULT_ALIGNMENT),
+            delegate_alignment: self.delegate_alignment.unwrap_or(DEFAULT_ALIGNMENT),
+        }
+    }
+}
+
+/// One piece of a planned file, in output order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Piece<'a> {
+    /// Bytes borrowed from the input (usually a memory-mapped file; see [`SourceRef`]).
+    Bytes(&'a [u8]),
+    /// This many zero bytes.
+    Zeros(u64),
+    /// Small owned bytes (the header), or data the model owned.
+    Owned(Vec<u8>),
+    /// A range of the packed program flatbuffer ([`PlannedPte::flatbuffer`]).
+    Flatbuffer(Range<usize>),
+}
+
+/// A planned `.pte` file: the packed program and the ordered pieces of the output. The
+/// segment data is never copied into one buffer; [`PlannedPte::write_atomic`] streams
+/// the pieces.
+#[derive(Debug, Clone)]
+pub struct PlannedPte<'a> {
+    pub(crate) flatbuffer: Vec<u8>,
+    pub(crate) pieces: Vec<Piece<'a>>,
+    pub(crate) len: u64,
+    pub(crate) header: Option<ExtendedHeader>,
+    pub(crate) pack_options: PackOptions,
+    pub(crate) source: Option<SourceRef<'a>>,
+}
+
+impl<'a> PlannedPte<'a> {
+    /// Total output size in bytes.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether the output is empty (never, for a valid plan).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The pieces, in output order.
+    pub fn pieces(&self) -> &[Piece<'a>] {
+        &self.pieces
+    }
+
+    /// The packed program flatbuffer, without the extended header.
+    pub fn flatbuffer(&self) -> &[u8] {
+        &self.flatbuffer
+    }
+
+    /// The extended header written, if any.
+    pub fn header(&self) -> Option<&ExtendedHeader> {
+        self.header.as_ref()
+    }
+
+    /// The alignments the program was packed with.
+    pub fn pack_options(&self) -> PackOptions {
+        self.pack_options
+    }
+
+    /// The file that [`Piece::Bytes`] pieces may borrow from (copied through its file
+    /// descriptor when writing to a file).
+    pub fn source(&self) -> Option<SourceRef<'a>> {
+        self.source
+    }
+
+    /// Sets the file the borrowed pieces come from (see [`SourceRef`]).
+    pub fn with_source(mut self, source: Option<SourceRef<'a>>) -> Self {
+        self.source = source;
+        self
+    }
+}
+
+/// Accumulates pieces with a checked running length.
+#[derive(Default)]
+pub(crate) struct Pieces<'a> {
+    pub(crate) pieces: Vec<Piece<'a>>,
+    pub(crate) len: u64,
+}
+
+impl<'a> Pieces<'a> {
+    pub(crate) fn push(&mut self, piece: Piece<'a>) -> Result<(), PteError> {
+        let n = match &piece {
+            Piece::Bytes(b) => len64(b.len()),
+            Piece::Zeros(n) => *n,
+            Piece::Owned(v) => len64(v.len()),
+            Piece::Flatbuffer(r) => len64(r.end.saturating_sub(r.start)),
+        };
+        if n == 0 {
+            return Ok(());
+        }
+        self.len = add(self.len, n, || "output size".to_string())?;
+        self.pieces.push(piece);
+        Ok(())
+    }
+
+    // The `Cow` is needed: a borrowed blob keeps its `'a` lifetime (no copy).
+    #[allow(clippy::ptr_arg)]
+    fn push_cow(&mut self, data: &Cow<'a, [u8]>) -> Result<(), PteError> {
+        match data {
+            Cow::Borrowed(b) => self.push(Piece::Bytes(b)),
+            Cow::Owned(v) => self.push(Piece::Owned(v.clone())),
+        }
+    }
+
+    pub(crate) fn extend(&mut self, other: Pieces<'a>) -> Result<(), PteError> {
+        for p in other.pieces {
+            self.push(p)?;
+        }
+        Ok(())
+    }
+}
+
+/// (length, first 32 bytes) of a delegate blob -> [(blob index, segment index)].
+type FingerprintMap = HashMap<(usize, Vec<u8>), Vec<(usize, u32)>>;
+
+/// One segment to be written, with its own alignment.
+struct SegmentPlan<'a> {
+    data: Pieces<'a>,
+    alignment: u64,
+}
+
+fn empty() -> Cow<'static, [u8]> {
+    Cow::Borrowed(&[])
+}
+
+/// The pieces of the program part: the flatbuffer with `header` inserted after byte 8 and
+/// padded with zeros to `block_len` bytes (or the bare flatbuffer without a header).
+pub(crate) fn program_pieces<'a>(
+    flatbuffer: &[u8],
+    header: Option<(&ExtendedHeader, u64)>,
+) -> Result<Pieces<'a>, PteError> {
+    let mut out = Pieces::default();
+    let Some((header, block_len)) = header else {
+        out.push(Piece::Flatbuffer(0..flatbuffer.len()))?;
+        return Ok(out);
+    };
+    let (Some(root), Some(ident)) = (flatbuffer.get(0..4), flatbuffer.get(4..8)) else {
+        return Err(PteError::model(
+            "flatbuffer",
+            format!("{} bytes is too short to insert a header", flatbuffer.len()),
+        ));
+    };
+    let id: [u8; 4] = ident.try_into().unwrap_or([0; 4]);
+    if !crate::program::decode::is_et_identifier(id) {
+        return Err(PteError::model(
+            "flatbuffer",
+            format!("file identifier {id:?} does not match /ET[0-9a-zA-Z][0-9a-zA-Z]/"),
+        ));
+    }
+    let root = u32::from_le_bytes(root.try_into().unwrap_or([0; 4]));
+    let new_root = u64::from(root)
+        .checked_add(block_len)
+        .and_then(|r| u32::try_from(r).ok())
+        .ok_or_else(|| PteError::overflow("root offset after inserting the extended header"))?;
+    let encoded = header.encode();
+    let pad = block_len.checked_sub(len64(encoded.len())).ok_or_else(|| {
+        PteError::model(
+            "extended header",
+            format!("inserted block of {block_len} bytes is shorter than the header"),
+        )
+    })?;
+    let mut head = Vec::with_capacity(8);
+    head.extend_from_slice(&new_root.to_le_bytes());
+    head.extend_from_slice(ident);
+    out.push(Piece::Owned(head))?;
+    out.push(Piece::Owned(encoded))?;
+    out.push(Piece::Zeros(pad))?;
+    out.push(Piece::Flatbuffer(8..flatbuffer.len()))?;
+    Ok(out)
+}
+
+/// Plans the file the reference's `serialize_pte_binary(model, **options)` writes, byte
+/// for byte.
+///
+/// Steps (all reproduced from the reference, including its quirks):
+/// 1. Constants: a non-empty `constant_buffer` becomes one segment (entries padded to the
+///    tensor alignment, except the last), `constant_segment = {index, offsets}` and
+///    `constant_buffer = []` — even when all entries are empty (a zero-size segment).
+/// 2. Mutable data, when present and non-empty in total: one segment without padding and
+///    `mutable_data_segments = [{index, offsets}]`.
+/// 3. With `extract_delegate_segments`, every non-empty inline blob moves to a segment
+///    (identical blobs share one); empty blobs stay inline and are renumbered in visiting
+///    order (an entry referenced twice is kept twice).
+/// 4. Named data: one segment per distinct buffer, in key order of first use, with that
+///    key's alignment; `named_data = [{key, segment_index}]`.
+/// 5. Each new segment is appended to `Program.segments` at `align_up(previous entry's
+///    end, lcm(segment_alignment, alignment))` — the previous entry may be one the program
+///    already had — while the data is padded by the same rule relative to the data
+///    written so far.
+/// 6. When the segment data is empty the program is written without a header; otherwise
+///    a 32-byte header padded to `align_up(32, max(tensor, delegate alignment))`, zeros up
+///    to `segment_base_offset = align_up(program_size, segment_alignment)`, then the data.
+///
+/// Borrowed model data is referenced by the pieces; owned data is copied into them.
+/// Errors: `segment_alignment` zero, alignments not powers of two, the reference's
+/// `ValueError`s (non-inline delegate data, delegate index out of range, unvisited
+/// `backend_delegate_data` entries, program already having named data), and the 2 GiB
+/// flatbuffer limit.
+pub fn plan<'a>(
+    model: &PteModel<'a>,
+    options: &SerializeOptions,
+) -> Result<PlannedPte<'a>, PteError> {
+    let segment_alignment = options.segment_alignment;
+    if segment_alignment == 0 {
+        return Err(PteError::BadOption {
+            option: "segment_alignment",
+            message: "must be positive".into(),
+        });
+    }
+    let pack = options.pack_options();
+    pack.validate()?;
+    let tensor_alignment = len64(pack.tensor_alignment);
+    let src = &model.program;
+    let mut program = src.clone();
+    let mut segments: Vec<SegmentPlan<'a>> = Vec::new();
+    let next_index = |segments: &Vec<SegmentPlan<'a>>| {
+        u32::try_from(segments.len()).map_err(|_| PteError::model("segments", "too many segments"))
+    };
+
+    // 1. Constant segment.
+    if let Some(list) = src.constant_buffer.as_deref().filter(|l| !l.is_empty()) {
+        let mut data = Pieces::default();
+        let mut offsets = Vec::with_capacity(list.len());
+        let mut current: u64 = 0;
+        let last = list.len().saturating_sub(1);
+        for (i, buffer) in list.iter().enumerate() {
+            let storage = buffer.storage.as_ref();
+            let len = len64(storage.map_or(0, |s| s.len()));
+            let pad = padding_required(len, tensor_alignment)?;
+            data.push_cow(storage.unwrap_or(&empty()))?;
+            if i < last {
+                data.push(Piece::Zeros(pad))?;
+            }
+            offsets.push(current);
+            current = add(current, len, || "constant segment size".into())?;
+            current = add(current, pad, || "constant segment size".into())?;
+        }
+        program.constant_segment = Some(SubsegmentOffsets {
+            segment_index: next_index(&segments)?,
+            offsets: Some(offsets),
+        });
+        program.constant_buffer = Some(Vec::new());
+        segments.push(SegmentPlan { data, alignment: 1 });
+    }
+
+    // 2. Mutable data segment.
+    if let Some(list) = &model.mutable_data {
+        let mut data = Pieces::default();
+        let mut offsets = Vec::with_capacity(list.len());
+        let mut current: u64 = 0;
+        for buffer in list {
+            let storage = buffer.storage.as_ref();
+            data.push_cow(storage.unwrap_or(&empty()))?;
+            offsets.push(current);
+            current = add(current, len64(storage.map_or(0, |s| s.len())), || {
+                "mutable data segment size".into()
+            })?;
+        }
+        if data.len > 0 {
+            program.mutable_data_segments = Some(vec![SubsegmentOffsets {
+                segment_index: next_index(&segments)?,
+                offsets: Some(offsets),
+            }]);
+            segments.push(SegmentPlan { data, alignment: 1 });
+        }
+    }
+
+    // 3. Delegate segments.
+    if options.extract_delegate_segments {
+        let inline_src = src.backend_delegate_data.as_deref().unwrap_or(&[]);
+        let mut seen = vec![false; inline_src.len()];
+        let mut remaining = Vec::new();
+        // (length, prefix) -> [(blob index in inline_src, segment index)]
+        let mut by_fingerprint: FingerprintMap = HashMap::new();
+        for (p, plan) in program.execution_plan.iter_mut().flatten().enumerate() {
+            for (d, del) in plan.delegates.iter_mut().flatten().enumerate() {
+                let field = || format!("execution_plan[{p}].delegates[{d}].processed");
+                let Some(r) = del.processed else {
+                    return Err(PteError::model(field(), "missing"));
+                };
+                if r.location != DataLocation::INLINE {
+                    return Err(PteError::model(
+                        field(),
+                        format!(
+                            "program must only contain inline delegate data, saw location {:?}",
+                            r.location
+                        ),
+                    ));
+                }
+                let idx = usize::try_from(r.index).unwrap_or(usize::MAX);
+                let Some(inline) = inline_src.get(idx) else {
+                    return Err(PteError::model(
+                        field(),
+                        format!(
+                            "delegate processed index {} >= len(Program.backend_delegate_data) {}",
+                            r.index,
+                            inline_src.len()
+                        ),
+                    ));
+                };
+                if let Some(s) = seen.get_mut(idx) {
+                    *s = true;
+                }
+                match inline.data.as_ref().filter(|d| !d.is_empty()) {
+                    Some(blob) => {
+                        let key = (blob.len(), blob.get(..32).unwrap_or(blob).to_vec());
+                        let bucket = by_fingerprint.entry(key).or_default();
+                        let existing = bucket.iter().find(|(j, _)| {
+                            inline_src
+                                .get(*j)
+                                .and_then(|e| e.data.as_deref())
+                                .is_some_and(|e| e == &blob[..])
+                        });
+                        let segment_index = match existing {
+                            Some(&(_, s)) => s,
+                            None => {
+                                let s = next_index(&segments)?;
+                                let mut data = Pieces::default();
+                                data.push_cow(blob)?;
+                                segments.push(SegmentPlan { data, alignment: 1 });
+                                bucket.push((idx, s));
+                                s
+                            }
+                        };
+                        del.processed = Some(BackendDelegateDataReference {
+                            location: DataLocation::SEGMENT,
+                            index: segment_index,
+                        });
+                    }
+                    None => {
+                        let new_index = u32::try_from(remaining.len())
+                            .map_err(|_| PteError::model(field(), "too many inline entries"))?;
+                        remaining.push(inline.clone());
+                        del.processed = Some(BackendDelegateDataReference {
+                            location: r.location,
+                            index: new_index,
+                        });
+                    }
+                }
+            }
+        }
+        let unvisited: Vec<usize> = seen
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| !**s)
+            .map(|(i, _)| i)
+            .collect();
+        if !unvisited.is_empty() {
+            return Err(PteError::model(
+                "backend_delegate_data",
+                format!("did not handle all elements of backend_delegate_data; remaining: {unvisited:?}"),
+            ));
+        }
+        if program.backend_delegate_data.is_some() {
+            program.backend_delegate_data = Some(remaining);
+        }
+    }
+
+    // 4. Named data.
+    if let Some(store) = &model.named_data {
+        if program.named_data.as_ref().is_some_and(|l| !l.is_empty()) {
+            return Err(PteError::model(
+                "named_data",
+                "program already has named data",
+            ));
+        }
+        let mut segment_of_buffer: HashMap<usize, u32> = HashMap::new();
+        let mut named = Vec::with_capacity(store.pte_data.len());
+        for (key, entry) in &store.pte_data {
+            let segment_index = match segment_of_buffer.get(&entry.buffer_index) {
+                Some(&s) => s,
+                None => {
+                    let Some(buffer) = store.buffers.get(entry.buffer_index) else {
+                        return Err(PteError::model(
+                            format!("named data {key:?}"),
+                            format!(
+                                "buffer index {} >= number of buffers {}",
+                                entry.buffer_index,
+                                store.buffers.len()
+                            ),
+                        ));
+                    };
+                    let s = next_index(&segments)?;
+                    let mut data = Pieces::default();
+                    data.push_cow(buffer)?;
+                    // AlignedData(alignment or 1)
+                    let alignment = entry.alignment.max(1);
+                    segments.push(SegmentPlan { data, alignment });
+                    segment_of_buffer.insert(entry.buffer_index, s);
+                    s
+                }
+            };
+            named.push(NamedData {
+                key: Some(key.clone()),
+                segment_index,
+            });
+        }
+        program.named_data = Some(named);
+    }
+
+    // 5. Segment layout.
+    let mut segment_data = Pieces::default();
+    for (i, seg) in segments.into_iter().enumerate() {
+        let list = program.segments.get_or_insert_with(Vec::new);
+        let prev_end = match list.last() {
+            Some(s) => add(s.offset, s.size, || {
+                format!("end of segments[{}]", list.len().saturating_sub(1))
+            })?,
+            None => 0,
+        };
+        let alignment = lcm(segment_alignment, seg.alignment)?;
+        let offset = align_up(prev_end, alignment)?;
+        list.push(DataSegment {
+            offset,
+            size: seg.data.len,
+        });
+        let pad = padding_required(segment_data.len, alignment)?;
+        segment_data.push(Piece::Zeros(pad))?;
+        segment_data
+            .extend(seg.data)
+            .map_err(|_| PteError::overflow(format!("segment data size at new segment {i}")))?;
+    }
+
+    // 6. Pack and assemble.
+    let flatbuffer = pack_program(&program, &pack)?;
+    if segment_data.len == 0 {
+        let out = program_pieces(&flatbuffer, None)?;
+        return Ok(PlannedPte {
+            len: out.len,
+            pieces: out.pieces,
+            flatbuffer,
+            header: None,
+            pack_options: pack,
+            source: None,
+        });
+    }
+    let block_len = align_up(32, len64(max_alignment(&pack)))?;
+    let program_size = add(block_len, len64(flatbuffer.len()), || "program size".into())?;
+    let segment_base_offset = align_up(program_size, segment_alignment)?;
+    let header = ExtendedHeader::new(program_size, segment_base_offset, segment_data.len);
+    let mut out = program_pieces(&flatbuffer, Some((&header, block_len)))?;
+    out.push(Piece::Zeros(
+        segment_base_offset.saturating_sub(program_size),
+    ))?;
+    out.extend(segment_data)?;
+    Ok(PlannedPte {
+        len: out.len,
+        pieces: out.pieces,
+        flatbuffer,
+        header: Some(header),
+        pack_options: pack,
+        source: None,
+    })
+}

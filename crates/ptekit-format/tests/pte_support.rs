@@ -1,0 +1,89 @@
+//! Shared helpers of the `pte_*` integration tests: the corpus and the reference runner.
+//!
+//! Included by the other test files with `#[path = "pte_support.rs"] mod support;`; as a
+//! test target of its own it only checks that the corpus is present.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The reference corpus folder (`PTEKIT_CORPUS` or `/work/shared/corpus`).
+pub fn corpus_dir() -> PathBuf {
+    std::env::var_os("PTEKIT_CORPUS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/work/shared/corpus"))
+}
+
+/// Every `.pte` of the corpus, sorted by name.
+pub fn corpus_ptes() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(corpus_dir())
+        .expect("corpus folder readable")
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "pte"))
+        .collect();
+    v.sort();
+    assert!(v.len() >= 10, "corpus has only {} .pte files", v.len());
+    v
+}
+
+/// The corpus file `name`.
+pub fn corpus_file(name: &str) -> Vec<u8> {
+    std::fs::read(corpus_dir().join(name)).expect("corpus file readable")
+}
+
+/// The reference interpreter: `PTEKIT_PYTHON`, else `~/.cache/ptekit/venv-et151/bin/python`
+/// if it exists. `None` means "skip" (the caller prints `skipped:`), unless
+/// `PTEKIT_REQUIRE_REFERENCE=1`, in which case this panics.
+pub fn reference_python(test: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PTEKIT_PYTHON")
+        .map(PathBuf::from)
+        .or_else(|| {
+            let home = std::env::var_os("HOME")?;
+            let p = Path::new(&home).join(".cache/ptekit/venv-et151/bin/python");
+            p.exists().then_some(p)
+        });
+    if found.is_none() {
+        if std::env::var("PTEKIT_REQUIRE_REFERENCE").as_deref() == Ok("1") {
+            panic!(
+                "{test}: the reference is required (PTEKIT_REQUIRE_REFERENCE=1) but no interpreter \
+                 was found: set PTEKIT_PYTHON or run scripts/setup-reference.sh"
+            );
+        }
+        println!("skipped: {test}: no reference interpreter (set PTEKIT_PYTHON)");
+    }
+    found
+}
+
+/// Runs `script` with the reference interpreter, passing `args`; panics with its output
+/// on failure.
+pub fn run_python(python: &Path, script: &str, args: &[&Path]) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script_path = dir.path().join("script.py");
+    std::fs::write(&script_path, script).expect("write script");
+    let out = Command::new(python)
+        .arg(&script_path)
+        .args(args)
+        .output()
+        .expect("run reference interpreter");
+    assert!(
+        out.status.success(),
+        "reference script failed ({}):\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Index of the first differing byte, for messages.
+pub fn first_diff(a: &[u8], b: &[u8]) -> Option<usize> {
+    a.iter()
+        .zip(b.iter())
+        .position(|(x, y)| x != y)
+        .or_else(|| (a.len() != b.len()).then_some(a.len().min(b.len())))
+}
+
+#[test]
+fn corpus_is_present() {
+    assert!(corpus_ptes().iter().any(|p| p.ends_with("mlp.pte")));
+}
