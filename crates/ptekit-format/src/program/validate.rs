@@ -36,9 +36,19 @@ pub struct Issue {
     pub message: String,
 }
 
+impl fmt::Display for IssueKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            IssueKind::UnknownEnumValue => "unknown enum value",
+            IssueKind::IndexOutOfRange => "index out of range",
+            IssueKind::Inconsistent => "inconsistent",
+        })
+    }
+}
+
 impl fmt::Display for Issue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.path, self.message)
+        write!(f, "{}: {}: {}", self.path, self.kind, self.message)
     }
 }
 

@@ -1,0 +1,172 @@
+//! `ptekit._native`: the PyO3 layer under the Python package `ptekit`, a drop-in for the
+//! ExecuTorch exporter's `.pte` serialization (`serialize_pte_binary`,
+//! `deserialize_pte_binary` of `executorch.exir._serialize._program`, executorch 1.5.1).
+//!
+//! - [`to_rust`]: the reference's `PTEFile` object graph → [`PteModel`], weights borrowed
+//!   through [`bytes::Keep`];
+//! - [`to_python`]: a restored [`PteModel`] → the reference's dataclasses;
+//! - [`result`]: the serialized file object ([`result::PteBinary`]);
+//! - [`error`]: `ptekit.PteError` and the field-path conversion error.
+//!
+//! The GIL is released while the Rust core packs, parses and writes.
+
+pub mod bytes;
+pub mod error;
+pub mod result;
+pub mod to_python;
+pub mod to_rust;
+
+use std::path::PathBuf;
+
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyString};
+
+use ptekit_format::pte::{plan, restore, PteFile, PteMap, PteModel, ReadOptions, SerializeOptions};
+
+use crate::bytes::Keep;
+use crate::error::{BindError, PteError};
+use crate::result::PteBinary;
+
+fn options(
+    extract_delegate_segments: &Bound<'_, PyAny>,
+    segment_alignment: &Bound<'_, PyAny>,
+    constant_tensor_alignment: Option<&Bound<'_, PyAny>>,
+    delegate_alignment: Option<&Bound<'_, PyAny>>,
+) -> PyResult<SerializeOptions> {
+    fn positive<T: for<'a, 'py> FromPyObject<'a, 'py>>(
+        name: &str,
+        v: &Bound<'_, PyAny>,
+    ) -> PyResult<T> {
+        v.extract::<T>().map_err(|_| {
+            PteError::new_err(format!(
+                "bad option {name}: expected a positive integer, got {v}"
+            ))
+        })
+    }
+    let opt = |name: &str, v: Option<&Bound<'_, PyAny>>| -> PyResult<Option<usize>> {
+        match v {
+            Some(v) if !v.is_none() => positive::<usize>(name, v).map(Some),
+            _ => Ok(None),
+        }
+    };
+    Ok(SerializeOptions {
+        // Any truthy value, like the reference's `if extract_delegate_segments:`.
+        extract_delegate_segments: extract_delegate_segments.is_truthy()?,
+        segment_alignment: positive::<u64>("segment_alignment", segment_alignment)?,
+        constant_tensor_alignment: opt("constant_tensor_alignment", constant_tensor_alignment)?,
+        delegate_alignment: opt("delegate_alignment", delegate_alignment)?,
+    })
+}
+
+/// Converts `pte_file` and plans the file (GIL released while planning).
+fn plan_file(
+    py: Python<'_>,
+    pte_file: &Bound<'_, PyAny>,
+    options: &SerializeOptions,
+) -> Result<PteBinary, BindError> {
+    let mut keep = Keep::default();
+    let model: PteModel<'static> =
+        to_rust::pte_file(pte_file, &mut keep).map_err(|e| e.at(error::Seg::Field("pte_file")))?;
+    let planned = py.detach(|| plan(&model, options))?;
+    drop(model);
+    Ok(PteBinary::new(planned, keep))
+}
+
+/// `serialize_pte_binary(pte_file, ...)`: see the Python package's docstring.
+#[pyfunction]
+#[pyo3(signature = (pte_file, *, extract_delegate_segments=None, segment_alignment=None, constant_tensor_alignment=None, delegate_alignment=None))]
+fn serialize_pte_binary(
+    py: Python<'_>,
+    pte_file: &Bound<'_, PyAny>,
+    extract_delegate_segments: Option<&Bound<'_, PyAny>>,
+    segment_alignment: Option<&Bound<'_, PyAny>>,
+    constant_tensor_alignment: Option<&Bound<'_, PyAny>>,
+    delegate_alignment: Option<&Bound<'_, PyAny>>,
+) -> PyResult<PteBinary> {
+    let default = 128u64.into_pyobject(py)?.into_any();
+    let no = pyo3::types::PyBool::new(py, false).to_owned().into_any();
+    let opts = options(
+        extract_delegate_segments.unwrap_or(&no),
+        segment_alignment.unwrap_or(&default),
+        constant_tensor_alignment,
+        delegate_alignment,
+    )?;
+    Ok(plan_file(py, pte_file, &opts)?)
+}
+
+/// `write_pte(path, pte_file, ...)`: see the Python package's docstring.
+#[pyfunction]
+#[pyo3(signature = (path, pte_file, *, extract_delegate_segments=None, segment_alignment=None, constant_tensor_alignment=None, delegate_alignment=None))]
+fn write_pte(
+    py: Python<'_>,
+    path: PathBuf,
+    pte_file: &Bound<'_, PyAny>,
+    extract_delegate_segments: Option<&Bound<'_, PyAny>>,
+    segment_alignment: Option<&Bound<'_, PyAny>>,
+    constant_tensor_alignment: Option<&Bound<'_, PyAny>>,
+    delegate_alignment: Option<&Bound<'_, PyAny>>,
+) -> PyResult<u64> {
+    let default = 128u64.into_pyobject(py)?.into_any();
+    let no = pyo3::types::PyBool::new(py, false).to_owned().into_any();
+    let opts = options(
+        extract_delegate_segments.unwrap_or(&no),
+        segment_alignment.unwrap_or(&default),
+        constant_tensor_alignment,
+        delegate_alignment,
+    )?;
+    let binary = plan_file(py, pte_file, &opts)?;
+    binary.write_path(py, &path)
+}
+
+/// `deserialize_pte_binary(data, classes)`: parses `data` (bytes-like or a path) and
+/// builds the reference's `PTEFile` from the classes named in `classes`.
+#[pyfunction]
+fn deserialize_pte_binary<'py>(
+    py: Python<'py>,
+    data: &Bound<'py, PyAny>,
+    classes: &Bound<'py, PyDict>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let read = ReadOptions::default();
+    let is_path = data.is_instance_of::<PyString>()
+        || data
+            .getattr(pyo3::intern!(py, "__fspath__"))
+            .is_ok_and(|f| f.is_callable());
+    if is_path {
+        let path: PathBuf = data.extract()?;
+        let map = py
+            .detach(|| PteMap::open(&path))
+            .map_err(|e| PyErr::from(BindError::from(e)))?;
+        let model = py
+            .detach(|| PteFile::parse(map.bytes(), &read).and_then(|f| restore(&f)))
+            .map_err(|e| PyErr::from(BindError::from(e)))?;
+        return Ok(to_python::pte_file(py, &model, classes)?);
+    }
+    if let Ok(b) = data.cast::<PyBytes>() {
+        let bytes = b.as_bytes();
+        let model = py
+            .detach(|| PteFile::parse(bytes, &read).and_then(|f| restore(&f)))
+            .map_err(|e| PyErr::from(BindError::from(e)))?;
+        return Ok(to_python::pte_file(py, &model, classes)?);
+    }
+    let mut keep = Keep::default();
+    let bytes: &[u8] = keep.borrow_buffer(data)?;
+    let model = py
+        .detach(|| PteFile::parse(bytes, &read).and_then(|f| restore(&f)))
+        .map_err(|e| PyErr::from(BindError::from(e)))?;
+    let out = to_python::pte_file(py, &model, classes)?;
+    // The model borrows from `keep`: drop it first.
+    drop(model);
+    drop(keep);
+    Ok(out)
+}
+
+/// The native module.
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(serialize_pte_binary, m)?)?;
+    m.add_function(wrap_pyfunction!(write_pte, m)?)?;
+    m.add_function(wrap_pyfunction!(deserialize_pte_binary, m)?)?;
+    m.add_class::<PteBinary>()?;
+    m.add("PteError", m.py().get_type::<PteError>())?;
+    Ok(())
+}
