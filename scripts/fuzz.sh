@@ -13,6 +13,9 @@ seeds="fuzz/corpus/$target"
 mkdir -p "$seeds"
 case "$target" in
   read_pte) exts="pte" ;;
+  read_bundled) exts="bpte" ;;
+  read_ptd) exts="ptd" ;;
+  read_cache_index) exts="" ;;
   *) exts="pte bpte ptd" ;;
 esac
 for ext in $exts; do
@@ -20,5 +23,14 @@ for ext in $exts; do
     [ -f "$f" ] && cp -n "$f" "$seeds/" || true
   done
 done
+if [ "$target" = read_cache_index ] && [ -z "$(ls -A "$seeds")" ]; then
+  # Seed with real cache files: a small warm-start run writes one.
+  cargo build --release -q -p ptekit-cache --example xnnpack_warm_start
+  lib="$(scripts/fetch-xnnpack.sh)"
+  for seed in 1 2; do
+    target/release/examples/xnnpack_warm_start --xnnpack-lib "$lib" --cache "$seeds/seed.cache" \
+      --layers 2 --width 64 --weights-seed "$seed" --json >/dev/null
+  done
+fi
 cd fuzz
 cargo +nightly fuzz run "$target" "corpus/$target" -- -max_total_time="$seconds" -rss_limit_mb=2048 -max_len=300000

@@ -6,6 +6,7 @@
 
 pub mod builder;
 pub mod error;
+pub mod flatc_order;
 pub mod scalar;
 pub mod verify;
 

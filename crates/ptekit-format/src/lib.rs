@@ -6,6 +6,12 @@
 //! - [`pte`]: the `.pte` container: extended header, segments, restoring a file to the
 //!   exporter's pre-serialization shape and serializing that shape with the reference's
 //!   options, streaming atomic writes.
+//! - [`bundled`]: bundled programs (`.bpte`, `BP08`): a program plus test cases.
+//! - [`flat_tensor`]: tensor data files (`.ptd`, `FT01` with its `FH01` header).
+//! - [`npz`]: minimal NumPy `.npy`/`.npz` reading and writing for test values.
 
+pub mod bundled;
+pub mod flat_tensor;
+pub mod npz;
 pub mod program;
 pub mod pte;

@@ -13,7 +13,11 @@ fn read_pte_path(data: &[u8]) {
     };
     let _ = validate(file.program());
     if let Ok(plan) = plan_exact(&file) {
-        if plan.len() <= (data.len() as u64).saturating_mul(4).saturating_add(1 << 16) {
+        if plan.len()
+            <= (data.len() as u64)
+                .saturating_mul(4)
+                .saturating_add(1 << 16)
+        {
             let _ = plan.to_vec();
         }
     }

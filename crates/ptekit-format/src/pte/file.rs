@@ -341,7 +341,7 @@ fn resolve_segments<'a>(
                     ));
                 }
             }
-            if furthest.map_or(true, |p| r.1 > p.1) {
+            if furthest.is_none_or(|p| r.1 > p.1) {
                 furthest = Some(r);
             }
         }
