@@ -1,18 +1,25 @@
-//! The subcommands: each reads a file through `ptekit-format`, prints, and returns a
-//! [`CliError`] that names the file when something is wrong.
+//! The subcommands: each maps its file, detects the kind from the identifier at bytes
+//! 4..8 (`ET12` program, `BP08` bundled program, `FT01` tensor data), reads it through
+//! `ptekit-format`, prints, and returns a [`CliError`] that names the file when something
+//! is wrong.
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
+use ptekit_format::bundled::{self, BundledError, BundledFile, MethodTestSuiteInput};
+use ptekit_format::flat_tensor::{self, FlatTensorConfig, FlatTensorError, FlatTensorFile};
+use ptekit_format::npz::{self, NpzError};
 use ptekit_format::program::validate;
 use ptekit_format::pte::{
     infer_pack_options, plan_exact, relayout, PteError, PteFile, PteMap, ReadOptions,
     SerializeOptions, WriteOptions,
 };
+use serde_json::Value;
 
 use crate::progress::bytes_bar;
 use crate::render::render_program;
-use crate::summary::{summarize, HeaderSummary};
-use crate::RewriteArgs;
+use crate::summary::{summarize, FileSummary, HeaderSummary};
+use crate::{BundleSpec, RewriteArgs};
 
 /// An error of a subcommand; displayed as one line that starts with the file's path.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +32,38 @@ pub enum CliError {
         /// What is wrong, with the byte offset and field.
         source: PteError,
     },
+    /// The file is not a valid bundled program.
+    #[error("{}: {source}", path.display())]
+    Bundled {
+        /// The file concerned.
+        path: PathBuf,
+        /// What is wrong, with the byte offset and field.
+        source: BundledError,
+    },
+    /// The file is not a valid tensor-data file.
+    #[error("{}: {source}", path.display())]
+    FlatTensor {
+        /// The file concerned.
+        path: PathBuf,
+        /// What is wrong, with the byte offset and field.
+        source: FlatTensorError,
+    },
+    /// A NumPy archive could not be read.
+    #[error("{}: {source}", path.display())]
+    Npz {
+        /// The archive concerned.
+        path: PathBuf,
+        /// What is wrong.
+        source: NpzError,
+    },
+    /// Reading or writing a file failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file concerned.
+        path: PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
     /// The file parsed, but a semantic check failed.
     #[error("{}: {message}", path.display())]
     Invalid {
@@ -34,12 +73,20 @@ pub enum CliError {
         message: String,
     },
     /// The file's identifier is not one ptekit knows.
-    #[error("{}: unrecognized file identifier {found:?} at byte 4 (expected ET12 for a program)", path.display())]
+    #[error("{}: unrecognized file identifier {found:?} at byte 4 (expected ET12 program, BP08 bundled program or FT01 tensor data)", path.display())]
     UnknownKind {
         /// The file concerned.
         path: PathBuf,
         /// The four bytes found at offset 4.
         found: String,
+    },
+    /// The arguments do not fit the file.
+    #[error("{}: {message}", path.display())]
+    Usage {
+        /// The file concerned.
+        path: PathBuf,
+        /// What does not fit.
+        message: String,
     },
     /// Printing JSON failed.
     #[error("writing JSON output: {0}")]
@@ -53,26 +100,46 @@ fn pte_err(path: &Path) -> impl Fn(PteError) -> CliError + '_ {
     }
 }
 
-/// Rejects files whose identifier is not a program's before the program reader reports
-/// a less helpful flatbuffer error.
-fn check_kind(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
-    if let Some(id) = bytes.get(4..8) {
-        let is_et = id.first() == Some(&b'E')
-            && id.get(1) == Some(&b'T')
-            && id[2..].iter().all(u8::is_ascii_alphanumeric);
-        if !is_et {
-            return Err(CliError::UnknownKind {
-                path: path.to_path_buf(),
-                found: String::from_utf8_lossy(id).into_owned(),
-            });
-        }
+fn bundled_err(path: &Path) -> impl Fn(BundledError) -> CliError + '_ {
+    move |source| CliError::Bundled {
+        path: path.to_path_buf(),
+        source,
     }
-    Ok(())
 }
 
-fn open_program<'m>(path: &Path, map: &'m PteMap) -> Result<PteFile<'m>, CliError> {
-    check_kind(path, map.bytes())?;
-    map.parse(&ReadOptions::default()).map_err(pte_err(path))
+fn ptd_err(path: &Path) -> impl Fn(FlatTensorError) -> CliError + '_ {
+    move |source| CliError::FlatTensor {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// What a file is, by its identifier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Program,
+    Bundled,
+    TensorData,
+}
+
+fn detect(path: &Path, bytes: &[u8]) -> Result<Kind, CliError> {
+    if bundled::is_bundled(bytes) {
+        return Ok(Kind::Bundled);
+    }
+    if flat_tensor::is_flat_tensor(bytes) {
+        return Ok(Kind::TensorData);
+    }
+    match bytes.get(4..8) {
+        // Too short to tell: let the program reader explain what is missing.
+        None => Ok(Kind::Program),
+        Some(id) if id.starts_with(b"ET") && id[2..].iter().all(u8::is_ascii_alphanumeric) => {
+            Ok(Kind::Program)
+        }
+        Some(id) => Err(CliError::UnknownKind {
+            path: path.to_path_buf(),
+            found: String::from_utf8_lossy(id).into_owned(),
+        }),
+    }
 }
 
 fn header_summary(file: &PteFile<'_>) -> Option<HeaderSummary> {
@@ -84,30 +151,79 @@ fn header_summary(file: &PteFile<'_>) -> Option<HeaderSummary> {
     })
 }
 
+fn program_summary(file: &PteFile<'_>) -> FileSummary {
+    summarize(
+        file.program(),
+        file.file_identifier(),
+        header_summary(file),
+        file.bytes().len() as u64,
+    )
+}
+
+/// Adds `"kind": kind` in front of a serialized summary.
+fn with_kind(kind: &str, value: Value) -> Value {
+    let mut out = serde_json::Map::new();
+    out.insert("kind".into(), Value::String(kind.into()));
+    if let Value::Object(map) = value {
+        out.extend(map);
+    }
+    Value::Object(out)
+}
+
 /// `ptekit inspect FILE [--json]`.
 pub fn inspect(path: &Path, json: bool) -> Result<(), CliError> {
     let map = PteMap::open(path).map_err(pte_err(path))?;
-    let file = open_program(path, &map)?;
-    let summary = summarize(
-        file.program(),
-        file.file_identifier(),
-        header_summary(&file),
-        map.bytes().len() as u64,
-    );
+    let bytes = map.bytes();
+    let shown = path.display().to_string();
+    let (value, text) = match detect(path, bytes)? {
+        Kind::Program => {
+            let file = map.parse(&ReadOptions::default()).map_err(pte_err(path))?;
+            let s = program_summary(&file);
+            let text = if json {
+                String::new()
+            } else {
+                render_program(&shown, &s)
+            };
+            (serde_json::to_value(&s)?, text)
+        }
+        Kind::Bundled => {
+            let options = ReadOptions::default();
+            let file = BundledFile::parse(bytes, &options.limits).map_err(bundled_err(path))?;
+            let program = file.program_file(&options).map_err(bundled_err(path))?;
+            let program_s = program_summary(&program);
+            let s = bundled::summary(&file);
+            let mut value = with_kind("bundled_program", serde_json::to_value(&s)?);
+            if let Value::Object(map) = &mut value {
+                map.insert("program".into(), serde_json::to_value(&program_s)?);
+            }
+            let text = if json {
+                String::new()
+            } else {
+                format!(
+                    "{shown}: {}\n{}",
+                    bundled::render_summary(&s),
+                    render_program(&format!("{shown} [program]"), &program_s)
+                )
+            };
+            (value, text)
+        }
+        Kind::TensorData => {
+            let file = FlatTensorFile::parse(bytes, &flat_tensor::ReadOptions::default())
+                .map_err(ptd_err(path))?;
+            let s = flat_tensor::summary(&file);
+            let text = format!("{shown}: {}", flat_tensor::render_summary(&s));
+            (with_kind("tensor_data", serde_json::to_value(&s)?), text)
+        }
+    };
     if json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
+        println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
-        print!("{}", render_program(&path.display().to_string(), &summary));
+        print!("{text}");
     }
     Ok(())
 }
 
-/// `ptekit verify FILE`: parses and verifies everything (header, flatbuffer, segment
-/// ranges, references between tables), then checks that re-packing the program gives
-/// back the same flatbuffer layout the file has.
-pub fn verify(path: &Path) -> Result<(), CliError> {
-    let map = PteMap::open(path).map_err(pte_err(path))?;
-    let file = open_program(path, &map)?;
+fn check_program(path: &Path, file: &PteFile<'_>) -> Result<(), CliError> {
     let issues = validate(file.program());
     if let Some(first) = issues.first() {
         let more = match issues.len() {
@@ -119,29 +235,126 @@ pub fn verify(path: &Path) -> Result<(), CliError> {
             message: format!("{first}{more}"),
         });
     }
-    let program = file.program();
-    let methods = program.execution_plan.as_ref().map_or(0, Vec::len);
-    let segments = file.segments().len();
-    println!(
-        "{}: ok ({} program, {} method(s), {} segment(s), {} bytes)",
-        path.display(),
-        String::from_utf8_lossy(&file.file_identifier()),
-        methods,
-        segments,
-        map.bytes().len()
-    );
+    Ok(())
+}
+
+/// `ptekit verify FILE`: parses and verifies everything (header, flatbuffer, segment
+/// ranges, references between tables, indices and enum values).
+pub fn verify(path: &Path) -> Result<(), CliError> {
+    let map = PteMap::open(path).map_err(pte_err(path))?;
+    let bytes = map.bytes();
+    let what = match detect(path, bytes)? {
+        Kind::Program => {
+            let file = map.parse(&ReadOptions::default()).map_err(pte_err(path))?;
+            check_program(path, &file)?;
+            format!(
+                "{} program, {} method(s), {} segment(s)",
+                String::from_utf8_lossy(&file.file_identifier()),
+                file.program().execution_plan.as_ref().map_or(0, Vec::len),
+                file.segments().len()
+            )
+        }
+        Kind::Bundled => {
+            let options = ReadOptions::default();
+            let file = BundledFile::parse(bytes, &options.limits).map_err(bundled_err(path))?;
+            let program = file.program_file(&options).map_err(bundled_err(path))?;
+            check_program(path, &program)?;
+            let suites = file
+                .bundled()
+                .method_test_suites
+                .as_ref()
+                .map_or(0, Vec::len);
+            format!("bundled program, {suites} test suite(s)")
+        }
+        Kind::TensorData => {
+            let file = FlatTensorFile::parse(bytes, &flat_tensor::ReadOptions::default())
+                .map_err(ptd_err(path))?;
+            let named = file.flat_tensor().named_data.as_ref().map_or(0, Vec::len);
+            format!(
+                "tensor data, {named} named tensor(s), {} segment(s)",
+                file.segments().len()
+            )
+        }
+    };
+    println!("{}: ok ({what}, {} bytes)", path.display(), bytes.len());
+    Ok(())
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same folder, fsync
+/// (unless `sync` is false), rename.
+fn write_atomic(path: &Path, bytes: &[u8], sync: bool) -> Result<(), CliError> {
+    let io = |source| CliError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".ptekit-")
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(io)?;
+    tmp.write_all(bytes).map_err(io)?;
+    if sync {
+        tmp.as_file().sync_all().map_err(io)?;
+    }
+    tmp.persist(path).map_err(|e| io(e.error))?;
+    if sync {
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
     Ok(())
 }
 
 /// `ptekit rewrite IN OUT [options]`.
 pub fn rewrite(args: &RewriteArgs) -> Result<(), CliError> {
     let input = args.input.as_path();
+    let output = args.output.as_path();
     let map = PteMap::open(input).map_err(pte_err(input))?;
-    let file = open_program(input, &map)?;
+    let bytes = map.bytes();
     let relaying = args.upgrade
         || args.segment_alignment.is_some()
         || args.tensor_alignment.is_some()
         || args.delegate_alignment.is_some();
+    match detect(input, bytes)? {
+        Kind::Program => {}
+        Kind::Bundled => {
+            if relaying {
+                return Err(CliError::Usage {
+                    path: input.to_path_buf(),
+                    message: "layout options apply to .pte and .ptd files; extract the \
+                              program with `ptekit bundle extract-program` to re-lay it out"
+                        .into(),
+                });
+            }
+            let out = bundled::rewrite(bytes, &ReadOptions::default().limits)
+                .map_err(bundled_err(input))?;
+            return write_atomic(output, &out, !args.no_sync);
+        }
+        Kind::TensorData => {
+            if args.upgrade || args.tensor_alignment.is_some() || args.delegate_alignment.is_some()
+            {
+                return Err(CliError::Usage {
+                    path: input.to_path_buf(),
+                    message: "a .ptd file takes only --segment-alignment".into(),
+                });
+            }
+            let file = FlatTensorFile::parse(bytes, &flat_tensor::ReadOptions::default())
+                .map_err(ptd_err(input))?;
+            let out = match args.segment_alignment {
+                None => flat_tensor::rewrite_file(&file),
+                Some(segment_alignment) => {
+                    flat_tensor::relayout(&file, &FlatTensorConfig { segment_alignment })
+                }
+            }
+            .map_err(ptd_err(input))?;
+            return write_atomic(output, &out, !args.no_sync);
+        }
+    }
+    let file = map.parse(&ReadOptions::default()).map_err(pte_err(input))?;
     let plan = if relaying {
         // Options not given keep what the input used where that can be told from it.
         let inferred = infer_pack_options(&file).map_err(pte_err(input))?;
@@ -163,7 +376,6 @@ pub fn rewrite(args: &RewriteArgs) -> Result<(), CliError> {
     };
     let bar = bytes_bar(plan.len(), "rewrite");
     let mut progress = |done: u64, _total: u64| bar.set_position(done);
-    let output = args.output.as_path();
     plan.write_atomic(
         output,
         &WriteOptions {
@@ -174,4 +386,52 @@ pub fn rewrite(args: &RewriteArgs) -> Result<(), CliError> {
     .map_err(pte_err(output))?;
     bar.finish_and_clear();
     Ok(())
+}
+
+/// `ptekit bundle extract-program IN.bpte OUT.pte`.
+pub fn bundle_extract(input: &Path, output: &Path) -> Result<(), CliError> {
+    let map = PteMap::open(input).map_err(pte_err(input))?;
+    if detect(input, map.bytes())? != Kind::Bundled {
+        return Err(CliError::Usage {
+            path: input.to_path_buf(),
+            message: "not a bundled program (identifier BP08 expected at byte 4)".into(),
+        });
+    }
+    let program = bundled::extract_program(map.bytes(), &ReadOptions::default())
+        .map_err(bundled_err(input))?;
+    write_atomic(output, program, true)
+}
+
+/// `ptekit bundle make PROGRAM.pte --method NAME IN.npz OUT.npz [...] -o OUT.bpte`.
+pub fn bundle_make(program_path: &Path, spec: &BundleSpec) -> Result<(), CliError> {
+    let program = std::fs::read(program_path).map_err(|source| CliError::Io {
+        path: program_path.to_path_buf(),
+        source,
+    })?;
+    let read = |path: &Path| -> Result<_, CliError> {
+        let bytes = std::fs::read(path).map_err(|source| CliError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        npz::read_npz(&bytes).map_err(|source| CliError::Npz {
+            path: path.to_path_buf(),
+            source,
+        })
+    };
+    let mut suites = Vec::new();
+    for (name, files) in &spec.methods {
+        let mut suite = MethodTestSuiteInput {
+            method_name: name.clone(),
+            test_cases: Vec::new(),
+        };
+        for pair in files.chunks(2) {
+            let [ins, outs] = pair else { continue };
+            let case =
+                bundled::test_case_from_npz(&read(ins)?, &read(outs)?).map_err(bundled_err(ins))?;
+            suite.test_cases.push(case);
+        }
+        suites.push(suite);
+    }
+    let out = bundled::make(&program, &suites).map_err(bundled_err(program_path))?;
+    write_atomic(&spec.output, &out, true)
 }

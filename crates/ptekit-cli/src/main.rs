@@ -1,4 +1,4 @@
-//! `ptekit`: inspect, verify and rewrite ExecuTorch artifacts, and manage XNNPACK
+//! `ptekit`: inspect, verify and rewrite ExecuTorch artifacts (.pte, .bpte, .ptd), and manage XNNPACK
 //! packed-weight caches.
 //!
 //! Exit codes: 0 success, 1 invalid input or failed check, 2 usage error.
@@ -40,15 +40,100 @@ enum Command {
     /// Parse a file completely and write it back, keeping its layout unless options
     /// ask for another one. The destination is replaced atomically.
     Rewrite(RewriteArgs),
+    /// Make bundled programs (.bpte: a program plus test cases) and take them apart.
+    #[command(subcommand)]
+    Bundle(BundleCommand),
     /// Inspect, verify, compact and report on XNNPACK packed-weight cache files.
     #[command(subcommand)]
     Cache(ptekit_cache::cli::CacheCommand),
 }
 
+#[derive(Debug, Subcommand)]
+enum BundleCommand {
+    /// Write the program embedded in a bundled program as a .pte file.
+    ExtractProgram {
+        /// The bundled program (.bpte).
+        input: PathBuf,
+        /// Where to write the program (.pte).
+        output: PathBuf,
+    },
+    /// Bundle a program with test cases read from NumPy .npz archives.
+    Make(BundleMakeArgs),
+}
+
+/// Options of `ptekit bundle make`.
+#[derive(Debug, Args)]
+#[command(
+    override_usage = "ptekit bundle make PROGRAM.pte --method NAME INPUTS.npz OUTPUTS.npz [MORE.npz PAIRS...] [--method NAME ...] -o OUT.bpte"
+)]
+pub struct BundleMakeArgs {
+    /// The program (.pte).
+    pub program: PathBuf,
+    /// `--method NAME INPUTS.npz OUTPUTS.npz [...]` groups, one pair of archives per test
+    /// case (arrays `in0, in1, ...` and `out0, ...`; both may be the same archive),
+    /// repeated for more methods, and `-o OUT.bpte`.
+    #[arg(
+        value_name = "--method NAME NPZ... -o OUT",
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        required = true
+    )]
+    pub spec: Vec<String>,
+}
+
+/// The parsed `bundle make` specification.
+pub struct BundleSpec {
+    /// `(method name, [inputs.npz, outputs.npz, ...])` in command-line order.
+    pub methods: Vec<(String, Vec<PathBuf>)>,
+    /// Where to write the bundled program.
+    pub output: PathBuf,
+}
+
+impl BundleMakeArgs {
+    /// Groups the trailing arguments into methods with their archive pairs.
+    pub fn parse_spec(&self) -> Result<BundleSpec, String> {
+        let mut methods: Vec<(String, Vec<PathBuf>)> = Vec::new();
+        let mut output = None;
+        let mut it = self.spec.iter();
+        while let Some(arg) = it.next() {
+            match arg.as_str() {
+                "--method" | "-m" => {
+                    let name = it.next().ok_or("--method needs a method name")?;
+                    methods.push((name.clone(), Vec::new()));
+                }
+                "-o" | "--output" => {
+                    let out = it.next().ok_or("-o needs a file name")?;
+                    output = Some(PathBuf::from(out));
+                }
+                other if other.starts_with('-') => {
+                    return Err(format!("unexpected option {other:?}"));
+                }
+                file => match methods.last_mut() {
+                    Some((_, files)) => files.push(PathBuf::from(file)),
+                    None => return Err(format!("{file:?} comes before any --method NAME")),
+                },
+            }
+        }
+        if methods.is_empty() {
+            return Err("at least one --method NAME INPUTS.npz OUTPUTS.npz is required".into());
+        }
+        for (name, files) in &methods {
+            if files.is_empty() || files.len() % 2 != 0 {
+                return Err(format!(
+                    "--method {name} needs pairs of INPUTS.npz OUTPUTS.npz, got {} file(s)",
+                    files.len()
+                ));
+            }
+        }
+        let output = output.ok_or("-o OUT.bpte is required")?;
+        Ok(BundleSpec { methods, output })
+    }
+}
+
 /// Options of `ptekit rewrite`.
 #[derive(Debug, Args)]
 pub struct RewriteArgs {
-    /// The file to read.
+    /// The file to read (.pte, .bpte or .ptd).
     pub input: PathBuf,
     /// Where to write the result (may equal the input).
     pub output: PathBuf,
@@ -65,7 +150,8 @@ pub struct RewriteArgs {
     /// segment and the 32-byte extended header is written.
     #[arg(long)]
     pub upgrade: bool,
-    /// Do not fsync the result before renaming it into place.
+    /// Do not fsync the result before renaming it into place (faster; a power loss
+    /// right after may leave an empty file on some file systems).
     #[arg(long)]
     pub no_sync: bool,
 }
@@ -76,6 +162,18 @@ fn main() -> ExitCode {
         Command::Inspect { file, json } => commands::inspect(&file, json),
         Command::Verify { file } => commands::verify(&file),
         Command::Rewrite(args) => commands::rewrite(&args),
+        Command::Bundle(BundleCommand::ExtractProgram { input, output }) => {
+            commands::bundle_extract(&input, &output)
+        }
+        Command::Bundle(BundleCommand::Make(args)) => match args.parse_spec() {
+            Ok(spec) => commands::bundle_make(&args.program, &spec),
+            Err(message) => {
+                use clap::CommandFactory;
+                Cli::command()
+                    .error(clap::error::ErrorKind::ValueValidation, message)
+                    .exit()
+            }
+        },
         Command::Cache(cmd) => return exit_code(ptekit_cache::cli::run(cmd)),
     };
     match code {
