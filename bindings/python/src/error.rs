@@ -88,6 +88,12 @@ pub enum BindError {
     /// The Rust core rejected the model, file or options.
     #[error("{0}")]
     Pte(#[from] ptekit_format::pte::PteError),
+    /// A bundled program (`.bpte`) the Rust core cannot decode or pack.
+    #[error("{0}")]
+    Bundled(#[from] ptekit_format::bundled::BundledError),
+    /// A tensor-data file (`.ptd`) or payload the Rust core rejected.
+    #[error("{0}")]
+    FlatTensor(#[from] ptekit_format::flat_tensor::FlatTensorError),
     /// A Python exception that is not about the input's shape (I/O, keyboard interrupt).
     #[error("{0}")]
     Python(#[from] PyErr),
@@ -111,21 +117,29 @@ impl From<BindError> for PyErr {
                 {
                     return std::io::Error::new(source.kind(), e.to_string()).into();
                 }
-                let mut msg = e.to_string();
-                let mut source = std::error::Error::source(&e);
-                while let Some(s) = source {
-                    let s_msg = s.to_string();
-                    if !msg.contains(&s_msg) {
-                        msg.push_str(": ");
-                        msg.push_str(&s_msg);
-                    }
-                    source = s.source();
-                }
-                PteError::new_err(msg)
+                PteError::new_err(chain_message(&e))
             }
+            BindError::Bundled(e) => PteError::new_err(chain_message(&e)),
+            BindError::FlatTensor(e) => PteError::new_err(chain_message(&e)),
             BindError::Python(e) => e,
         }
     }
+}
+
+/// The message of `err` followed by those of its sources that it does not already
+/// contain (the core's errors often embed their source's text).
+fn chain_message(err: &dyn std::error::Error) -> String {
+    let mut msg = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        let s_msg = s.to_string();
+        if !msg.contains(&s_msg) {
+            msg.push_str(": ");
+            msg.push_str(&s_msg);
+        }
+        source = s.source();
+    }
+    msg
 }
 
 /// Result of the conversion functions.

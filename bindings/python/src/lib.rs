@@ -6,12 +6,16 @@
 //!   through [`bytes::Keep`];
 //! - [`to_python`]: a restored [`PteModel`] → the reference's dataclasses;
 //! - [`result`]: the serialized file object ([`result::PteBinary`]);
+//! - [`bundled`]: bundled programs (`.bpte`, `executorch.devtools.bundled_program`);
+//! - [`flat_tensor`]: tensor-data files (`.ptd`, the reference's `FlatTensorSerializer`);
 //! - [`error`]: `ptekit.PteError` and the field-path conversion error.
 //!
 //! The GIL is released while the Rust core packs, parses and writes.
 
+pub mod bundled;
 pub mod bytes;
 pub mod error;
+pub mod flat_tensor;
 pub mod result;
 pub mod to_python;
 pub mod to_rust;
@@ -24,7 +28,8 @@ use pyo3::types::{PyBytes, PyDict, PyString};
 use ptekit_format::pte::{plan, restore, PteFile, PteMap, PteModel, ReadOptions, SerializeOptions};
 
 use crate::bytes::Keep;
-use crate::error::{BindError, PteError};
+use crate::error::{BindError, PteError, Seg};
+use crate::flat_tensor::FlatTensorBinary;
 use crate::result::PteBinary;
 
 fn options(
@@ -160,13 +165,136 @@ fn deserialize_pte_binary<'py>(
     Ok(out)
 }
 
+/// `serialize_from_bundled_program_to_flatbuffer`: packs the reference's schema
+/// `BundledProgram` (`bundled`); `members` is the tuple of the schema's `(Tensor, Int,
+/// Bool, Double)` classes, or `None` to recognize union members by class name.
+#[pyfunction]
+fn serialize_bundled_program<'py>(
+    py: Python<'py>,
+    bundled: &Bound<'py, PyAny>,
+    members: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let members = bundled::Members::new(members)?;
+    let mut keep = Keep::default();
+    let model = bundled::from_schema(bundled, &members, &mut keep)
+        .map_err(|e| PyErr::from(BindError::from(e.at(Seg::Field("bundled_program")))))?;
+    let packed = py
+        .detach(|| ptekit_format::bundled::pack_bundled(&model))
+        .map_err(|e| {
+            PyErr::from(BindError::from(ptekit_format::bundled::BundledError::from(
+                e,
+            )))
+        })?;
+    drop(model);
+    drop(keep);
+    Ok(PyBytes::new(py, &packed))
+}
+
+/// `deserialize_from_flatbuffer_to_bundled_program`: decodes `data` (bytes-like) and
+/// builds the reference's schema dataclasses from the classes named in `classes`.
+#[pyfunction]
+fn deserialize_bundled_program<'py>(
+    py: Python<'py>,
+    data: &Bound<'py, PyAny>,
+    classes: &Bound<'py, PyDict>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let limits = ReadOptions::default().limits;
+    let mut keep = Keep::default();
+    let bytes: &[u8] = match data.cast::<PyBytes>() {
+        Ok(b) => b.as_bytes(),
+        Err(_) => keep.borrow_buffer(data)?,
+    };
+    let model = py
+        .detach(|| ptekit_format::bundled::decode_bundled(bytes, &limits))
+        .map_err(|e| {
+            PyErr::from(BindError::from(ptekit_format::bundled::BundledError::from(
+                e,
+            )))
+        })?;
+    let out = bundled::to_schema(py, &model, classes)?;
+    // The model borrows from `keep`: drop it first.
+    drop(model);
+    drop(keep);
+    Ok(out)
+}
+
+/// `FlatTensorSerializer(config).serialize(data)`: `data` is the reference's
+/// `DataPayload`, `segment_alignment` the config's.
+#[pyfunction]
+fn serialize_flat_tensor(
+    py: Python<'_>,
+    data: &Bound<'_, PyAny>,
+    segment_alignment: &Bound<'_, PyAny>,
+) -> PyResult<FlatTensorBinary> {
+    let segment_alignment: u64 = segment_alignment
+        .extract()
+        .ok()
+        .filter(|a| *a > 0)
+        .ok_or_else(|| {
+            PteError::new_err(format!(
+                "config.segment_alignment: expected a positive integer, got {segment_alignment}"
+            ))
+        })?;
+    let config = ptekit_format::flat_tensor::FlatTensorConfig { segment_alignment };
+    let mut keep = Keep::default();
+    let payload = flat_tensor::payload(data, &mut keep)
+        .map_err(|e| PyErr::from(BindError::from(e.at(Seg::Field("data")))))?;
+    let out = py
+        .detach(|| ptekit_format::flat_tensor::serialize(&payload, &config))
+        .map_err(|e| PyErr::from(BindError::from(e)))?;
+    drop(payload);
+    drop(keep);
+    Ok(FlatTensorBinary::new(out))
+}
+
+/// `FlatTensorSerializer().deserialize(blob)`: parses `blob` (bytes-like, a
+/// `FlatTensorBinary`, or anything `bytes(blob)` accepts, e.g. a `Cord`) and builds the
+/// reference's `DataPayload` from the classes named in `classes`.
+#[pyfunction]
+fn deserialize_flat_tensor<'py>(
+    py: Python<'py>,
+    blob: &Bound<'py, PyAny>,
+    classes: &Bound<'py, PyDict>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let options = ptekit_format::flat_tensor::ReadOptions::default();
+    let mut keep = Keep::default();
+    let converted;
+    let bytes: &[u8] = if let Ok(b) = blob.cast::<PyBytes>() {
+        b.as_bytes()
+    } else if let Ok(f) = blob.cast::<FlatTensorBinary>() {
+        f.get().as_slice()
+    } else if let Ok(b) = keep.borrow_buffer(blob) {
+        b
+    } else {
+        // The reference starts with `bytes(blob)` (a Cord joins its pieces).
+        converted = py
+            .get_type::<PyBytes>()
+            .call1((blob,))?
+            .cast_into::<PyBytes>()?;
+        converted.as_bytes()
+    };
+    let file = py
+        .detach(|| ptekit_format::flat_tensor::FlatTensorFile::parse(bytes, &options))
+        .map_err(|e| PyErr::from(BindError::from(e)))?;
+    let out = flat_tensor::to_payload(py, &file, classes)?;
+    // The file borrows from `keep`: drop it first.
+    drop(file);
+    drop(keep);
+    Ok(out)
+}
+
 /// The native module.
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(serialize_pte_binary, m)?)?;
     m.add_function(wrap_pyfunction!(write_pte, m)?)?;
     m.add_function(wrap_pyfunction!(deserialize_pte_binary, m)?)?;
+    m.add_function(wrap_pyfunction!(serialize_bundled_program, m)?)?;
+    m.add_function(wrap_pyfunction!(deserialize_bundled_program, m)?)?;
+    m.add_function(wrap_pyfunction!(serialize_flat_tensor, m)?)?;
+    m.add_function(wrap_pyfunction!(deserialize_flat_tensor, m)?)?;
     m.add_class::<PteBinary>()?;
+    m.add_class::<FlatTensorBinary>()?;
     m.add("PteError", m.py().get_type::<PteError>())?;
     Ok(())
 }

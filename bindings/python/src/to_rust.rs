@@ -41,6 +41,7 @@ macro_rules! field {
         value.map_err(|e: ConvError| e.at(Seg::Field($name)))
     }};
 }
+pub(crate) use field;
 
 /// Converts a whole `PTEFile`. Byte data is borrowed into `keep`.
 pub fn pte_file(obj: &Any<'_>, keep: &mut Keep) -> ConvResult<PteModel<'static>> {
@@ -383,7 +384,7 @@ fn named_data_store(obj: &Any<'_>, keep: &mut Keep) -> ConvResult<NamedDataStore
 // ---------------------------------------------------------------------------------------
 // Leaves.
 
-fn type_name(obj: &Any<'_>) -> String {
+pub(crate) fn type_name(obj: &Any<'_>) -> String {
     obj.get_type()
         .name()
         .map(|n| n.to_string())
@@ -392,7 +393,7 @@ fn type_name(obj: &Any<'_>) -> String {
 
 /// An integer of the schema type `T` (Python `int`, `bool`, `IntEnum`, or anything with
 /// `__index__`; not `float`), range-checked.
-fn int<T>(obj: &Any<'_>) -> ConvResult<T>
+pub(crate) fn int<T>(obj: &Any<'_>) -> ConvResult<T>
 where
     for<'a, 'py> T: FromPyObject<'a, 'py>,
 {
@@ -416,7 +417,7 @@ where
     })
 }
 
-fn boolean(obj: &Any<'_>) -> ConvResult<bool> {
+pub(crate) fn boolean(obj: &Any<'_>) -> ConvResult<bool> {
     if let Ok(b) = obj.extract::<bool>() {
         return Ok(b);
     }
@@ -430,7 +431,7 @@ fn boolean(obj: &Any<'_>) -> ConvResult<bool> {
     }
 }
 
-fn float(obj: &Any<'_>) -> ConvResult<f64> {
+pub(crate) fn float(obj: &Any<'_>) -> ConvResult<f64> {
     if obj.is_instance_of::<PyString>() || obj.is_none() {
         return Err(ConvError::new(format!(
             "expected a float, got {}",
@@ -459,7 +460,7 @@ fn double(obj: &Any<'_>) -> ConvResult<f64> {
     float(obj)
 }
 
-fn opt_string(obj: &Any<'_>) -> ConvResult<Option<String>> {
+pub(crate) fn opt_string(obj: &Any<'_>) -> ConvResult<Option<String>> {
     if obj.is_none() {
         return Ok(None);
     }
@@ -481,7 +482,7 @@ fn opt_string(obj: &Any<'_>) -> ConvResult<Option<String>> {
     )))
 }
 
-fn bytes(obj: &Any<'_>, keep: &mut Keep) -> ConvResult<Cow<'static, [u8]>> {
+pub(crate) fn bytes(obj: &Any<'_>, keep: &mut Keep) -> ConvResult<Cow<'static, [u8]>> {
     if obj.is_none() || obj.is_instance_of::<PyString>() {
         return Err(ConvError::new(format!(
             "expected bytes, got {}",
@@ -530,7 +531,7 @@ fn opt_list<'py, T>(
 
 /// A list: `list`, `tuple`, or another iterable that is not a str, bytes, dict or set
 /// (numpy arrays are accepted for integer vectors, like the generated packer does).
-fn list<'py, T>(
+pub(crate) fn list<'py, T>(
     obj: &Any<'py>,
     mut f: impl FnMut(&Any<'py>) -> ConvResult<T>,
 ) -> ConvResult<Vec<T>> {

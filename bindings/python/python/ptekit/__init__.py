@@ -8,6 +8,12 @@ produce the same bytes, implemented in Rust:
   ``len(x)``, ``x.write_to_file(f)``);
 - :func:`write_pte` serializes straight to a file, atomically;
 - :func:`deserialize_pte_binary` returns the reference's ``PTEFile`` dataclasses;
+- :func:`serialize_from_bundled_program_to_flatbuffer` and
+  :func:`deserialize_from_flatbuffer_to_bundled_program` mirror
+  ``executorch.devtools.bundled_program.serialize`` (``.bpte``);
+- :class:`FlatTensorSerializer` mirrors
+  ``executorch.extension.flat_tensor.serialize.serialize.FlatTensorSerializer``
+  (``.ptd`` tensor-data files);
 - :func:`install` / :func:`uninstall` route the exporter's own calls through ptekit.
 
 Errors in the input raise :class:`PteError` (a ``ValueError``) naming the field path.
@@ -21,14 +27,18 @@ import threading
 from typing import Any, Dict, List, Optional, Tuple, Union
 
 from . import _native
-from ._native import PteBinary, PteError
+from ._native import FlatTensorBinary, PteBinary, PteError
 
 __all__ = [
+    "FlatTensorBinary",
+    "FlatTensorSerializer",
     "PteBinary",
     "PteError",
+    "deserialize_from_flatbuffer_to_bundled_program",
     "deserialize_pte_binary",
     "install",
     "installed",
+    "serialize_from_bundled_program_to_flatbuffer",
     "serialize_pte_binary",
     "uninstall",
     "write_pte",
@@ -166,6 +176,226 @@ def deserialize_pte_binary(data: Union[bytes, bytearray, memoryview, str, "os.Pa
 
 
 # ---------------------------------------------------------------------------------------
+# Bundled programs (.bpte)
+
+_bundled_classes_cache: Optional[Dict[str, Any]] = None
+
+
+def _bundled_classes() -> Dict[str, Any]:
+    """The reference's bundled-program schema dataclasses by name (imported on first use)."""
+    global _bundled_classes_cache
+    if _bundled_classes_cache is not None:
+        return _bundled_classes_cache
+    try:
+        from executorch.devtools.bundled_program.schema import bundled_program_schema as bp
+        from executorch.exir.scalar_type import ScalarType
+    except ImportError as e:
+        raise ImportError(
+            "ptekit.deserialize_from_flatbuffer_to_bundled_program returns executorch's "
+            "dataclasses, so it needs the executorch package: pip install executorch==1.5.1"
+        ) from e
+    names = [
+        "BundledProgram", "BundledMethodTestSuite", "BundledMethodTestCase", "Value",
+        "Tensor", "Int", "Bool", "Double",
+    ]
+    classes = {name: getattr(bp, name) for name in names}
+    classes["ScalarType"] = ScalarType
+    _bundled_classes_cache = classes
+    return classes
+
+
+def _bundled_members() -> Optional[Tuple[Any, Any, Any, Any]]:
+    """The schema's ``(Tensor, Int, Bool, Double)`` for ``isinstance`` like the reference,
+    or ``None`` (members recognized by class name) without executorch."""
+    try:
+        c = _bundled_classes()
+    except ImportError:
+        return None
+    return (c["Tensor"], c["Int"], c["Bool"], c["Double"])
+
+
+def serialize_from_bundled_program_to_flatbuffer(bundled_program: Any) -> bytes:
+    """Serialize a ``BundledProgram`` to the ``.bpte`` flatbuffer, byte-identical to executorch.
+
+    Same signature and result as
+    ``executorch.devtools.bundled_program.serialize.serialize_from_bundled_program_to_flatbuffer``:
+    the reference's ``BundledProgram`` (``executorch.devtools.bundled_program.core``) is
+    turned into its schema form with its own ``serialize_to_schema()``, which ptekit then
+    packs in Rust. A schema ``BundledProgram`` (``...bundled_program.schema``) is also
+    accepted as is.
+
+    The schema values are read like the reference's converters read them: union members
+    by ``isinstance`` (anything that is not a ``Tensor``, ``Int``, ``Bool`` or ``Double``
+    is packed as an empty union, as the reference does), ``int(scalar_type)``, byte fields
+    (``data``, ``dim_order``, ``program``) as ``bytes``, any buffer (borrowed, not
+    copied) or ``bytes(x)``.
+
+    Args:
+        bundled_program: the reference's ``BundledProgram`` (or its schema form).
+
+    Returns:
+        The ``.bpte`` file as ``bytes``.
+
+    Raises:
+        PteError: a value does not fit the schema (the message names its field path,
+            e.g. ``bundled_program.method_test_suites[0].test_cases[1].inputs[0].val.sizes[1]``)
+            or the result would exceed 2 GiB.
+    """
+    to_schema = getattr(bundled_program, "serialize_to_schema", None)
+    schema = to_schema() if callable(to_schema) else bundled_program
+    return _native.serialize_bundled_program(schema, _bundled_members())
+
+
+def deserialize_from_flatbuffer_to_bundled_program(
+    flatbuffer: Union[bytes, bytearray, memoryview],
+) -> Any:
+    """Parse a ``.bpte`` file into the reference's schema ``BundledProgram``.
+
+    Equal (``==``) to what
+    ``executorch.devtools.bundled_program.serialize.deserialize_from_flatbuffer_to_bundled_program``
+    returns, including its quirks: the reference reads the file through ``flatc --json``,
+    which prints doubles in fixed notation with 12 decimals, so ``Double.double_val`` is
+    rounded that way here too (``1/3`` reads back as ``0.333333333333``, ``1e-13`` as
+    ``0.0``); ``Tensor.dim_order`` is a list of ints. Where the reference fails only
+    because of its JSON path, ptekit returns the value: infinite or NaN doubles, and
+    scalar types 8-10, 16 and 17 (whose flatc names the Python enum lacks).
+
+    Args:
+        flatbuffer: the file's bytes (``bytes``, ``bytearray``, ``memoryview`` or any
+            C-contiguous buffer; read in place, not copied).
+
+    Raises:
+        PteError: the data is not a valid bundled program (the message names the byte
+            offset and field path), or lacks a field the reference's reader requires
+            (a vector, the method name, a value's union type).
+        ImportError: executorch is not installed (its dataclasses are the result).
+    """
+    return _native.deserialize_bundled_program(flatbuffer, _bundled_classes())
+
+
+# ---------------------------------------------------------------------------------------
+# Tensor-data files (.ptd)
+
+_payload_classes_cache: Optional[Dict[str, Any]] = None
+
+
+def _payload_classes() -> Dict[str, Any]:
+    """The reference's ``DataPayload``, ``DataEntry``, ``TensorLayout``, ``ScalarType``."""
+    global _payload_classes_cache
+    if _payload_classes_cache is not None:
+        return _payload_classes_cache
+    try:
+        from executorch.exir._serialize.data_serializer import DataEntry, DataPayload
+        from executorch.exir.scalar_type import ScalarType
+        from executorch.exir.tensor_layout import TensorLayout
+    except ImportError as e:
+        raise ImportError(
+            "ptekit.FlatTensorSerializer.deserialize returns executorch's dataclasses, so "
+            "it needs the executorch package: pip install executorch==1.5.1"
+        ) from e
+    _payload_classes_cache = {
+        "DataPayload": DataPayload,
+        "DataEntry": DataEntry,
+        "TensorLayout": TensorLayout,
+        "ScalarType": ScalarType,
+    }
+    return _payload_classes_cache
+
+
+class _LocalFlatTensorConfig:
+    """Stands in for the reference's ``FlatTensorConfig`` when executorch is absent."""
+
+    def __init__(self, segment_alignment: int = 128) -> None:
+        self.segment_alignment = segment_alignment
+
+    def __repr__(self) -> str:
+        return f"FlatTensorConfig(segment_alignment={self.segment_alignment})"
+
+
+def _default_flat_tensor_config() -> Any:
+    try:
+        from executorch.extension.flat_tensor.serialize.serialize import FlatTensorConfig
+    except ImportError:
+        return _LocalFlatTensorConfig()
+    return FlatTensorConfig()
+
+
+class FlatTensorSerializer:
+    """Serializes named tensor data to the ``.ptd`` (FlatTensor) format, like executorch.
+
+    A drop-in for
+    ``executorch.extension.flat_tensor.serialize.serialize.FlatTensorSerializer``
+    (executorch 1.5.1): same constructor, same bytes, same ``DataPayload`` back.
+
+    Args:
+        config: the reference's ``FlatTensorConfig`` (or anything with an integer
+            ``segment_alignment``); ``None`` for the default (alignment 128). Read at
+            each :meth:`serialize` call, like the reference.
+    """
+
+    def __init__(self, config: Any = None) -> None:
+        self.config = _default_flat_tensor_config() if config is None else config
+
+    def serialize(self, data: Any) -> FlatTensorBinary:
+        """Serialize a ``DataPayload`` into a ``.ptd`` file, byte-identical to executorch.
+
+        One segment per buffer that an entry of ``data.named_data`` points at (in
+        first-use order), aligned to ``lcm(segment_alignment, entry alignment)``; the
+        ``FH01`` header; the flatbuffer in the bytes ``flatc`` writes. Buffers are read
+        in place (``bytes``, any C-contiguous buffer, ``FileBackedData`` memory-mapped,
+        else ``bytes(x)``); the GIL is released while the file is assembled.
+
+        Args:
+            data: the reference's ``DataPayload`` (``buffers``, ``named_data``).
+
+        Returns:
+            A :class:`FlatTensorBinary`, usable like the reference's ``Cord``:
+            ``bytes(x)``, ``len(x)``, ``x.write_to_file(f)``.
+
+        Raises:
+            PteError: a value does not fit (the message names its field path, e.g.
+                ``data.named_data["w"].buffer_index``) or the alignment is not positive.
+        """
+        return _native.serialize_flat_tensor(data, self.config.segment_alignment)
+
+    def deserialize(self, blob: Any) -> Any:
+        """Parse a ``.ptd`` file into the reference's ``DataPayload``.
+
+        Equal (``==``) to what the reference's ``deserialize`` returns: one ``bytes``
+        buffer per segment, ``named_data`` in file order with ``alignment=1`` (the file
+        does not record alignments) and the tensor layouts. The file is verified fully
+        (the reference slices without bounds checks).
+
+        Args:
+            blob: the file: ``bytes``, any C-contiguous buffer, a
+                :class:`FlatTensorBinary` (all read in place), or anything ``bytes(blob)``
+                accepts, e.g. the reference's ``Cord``.
+
+        Raises:
+            PteError: the data is not a valid ``.ptd`` file (the message names the
+                offset and field), its version is newer than 0 (the reference raises
+                ``NotImplementedError``), or it lacks a field the reference requires.
+            ImportError: executorch is not installed (its dataclasses are the result).
+        """
+        return _native.deserialize_flat_tensor(blob, _payload_classes())
+
+    def deserialize_to_named_data_store_output(self, blob: Any, name: str) -> Any:
+        """:meth:`deserialize` as a ``NamedDataStoreOutput`` whose ``external_data`` holds
+        the entries under ``name``, like the reference's method of the same name."""
+        from executorch.exir._serialize._named_data_store import NamedDataStoreOutput
+
+        payload = self.deserialize(blob)
+        return NamedDataStoreOutput(
+            buffers=payload.buffers,
+            pte_data={},
+            external_data={name: payload.named_data},
+        )
+
+    def __repr__(self) -> str:
+        return f"ptekit.FlatTensorSerializer({self.config!r})"
+
+
+# ---------------------------------------------------------------------------------------
 # install() / uninstall()
 
 _lock = threading.Lock()
@@ -202,9 +432,49 @@ _deserialize_for_exporter.__doc__ = deserialize_pte_binary.__doc__
 _deserialize_for_exporter.__name__ = "deserialize_pte_binary"
 _deserialize_for_exporter.__qualname__ = "deserialize_pte_binary"
 
-_REPLACEMENTS = {
+def _bundled_serialize_for_exporter(bundled_program: Any) -> bytes:
+    return serialize_from_bundled_program_to_flatbuffer(bundled_program)
+
+
+def _bundled_deserialize_for_exporter(flatbuffer: Any) -> Any:
+    return deserialize_from_flatbuffer_to_bundled_program(flatbuffer)
+
+
+for _fn, _like in (
+    (_bundled_serialize_for_exporter, serialize_from_bundled_program_to_flatbuffer),
+    (_bundled_deserialize_for_exporter, deserialize_from_flatbuffer_to_bundled_program),
+):
+    _fn.__doc__ = _like.__doc__
+    _fn.__name__ = _like.__name__
+    _fn.__qualname__ = _like.__qualname__
+del _fn, _like
+
+
+class _FlatTensorSerializerForExporter(FlatTensorSerializer):
+    # A class of its own, so that uninstall() restores exactly what install() put in
+    # place and never a user's own reference to ptekit.FlatTensorSerializer.
+    pass
+
+
+_FlatTensorSerializerForExporter.__name__ = "FlatTensorSerializer"
+_FlatTensorSerializerForExporter.__qualname__ = "FlatTensorSerializer"
+_FlatTensorSerializerForExporter.__doc__ = FlatTensorSerializer.__doc__
+
+_REPLACEMENTS: Dict[str, Any] = {
     "serialize_pte_binary": _serialize_for_exporter,
     "deserialize_pte_binary": _deserialize_for_exporter,
+    "serialize_from_bundled_program_to_flatbuffer": _bundled_serialize_for_exporter,
+    "deserialize_from_flatbuffer_to_bundled_program": _bundled_deserialize_for_exporter,
+    "FlatTensorSerializer": _FlatTensorSerializerForExporter,
+}
+
+# The module that defines each replaced name (the reference's own definition).
+_HOMES = {
+    "serialize_pte_binary": "executorch.exir._serialize._program",
+    "deserialize_pte_binary": "executorch.exir._serialize._program",
+    "serialize_from_bundled_program_to_flatbuffer": "executorch.devtools.bundled_program.serialize",
+    "deserialize_from_flatbuffer_to_bundled_program": "executorch.devtools.bundled_program.serialize",
+    "FlatTensorSerializer": "executorch.extension.flat_tensor.serialize.serialize",
 }
 
 
@@ -215,24 +485,41 @@ def _modules() -> List[Any]:
 def install() -> None:
     """Route the exporter's serialization through ptekit.
 
-    Replaces ``serialize_pte_binary`` and ``deserialize_pte_binary`` in
-    ``executorch.exir._serialize._program`` and in every loaded module that imported
-    them (under any name, e.g. ``_serialize_pte_binary``), so that ``to_executorch()``,
-    ``.buffer`` and ``write_to_file`` use ptekit and give the same bytes. Modules
-    imported later pick the replacements up from ``_program``. Idempotent; undone by
+    Replaces, in the module that defines it and in every loaded module that imported it
+    (under any name, e.g. ``_serialize_pte_binary``):
+
+    - ``serialize_pte_binary`` / ``deserialize_pte_binary``
+      (``executorch.exir._serialize._program``), so that ``to_executorch()``,
+      ``.buffer`` and ``write_to_file`` use ptekit;
+    - ``serialize_from_bundled_program_to_flatbuffer`` /
+      ``deserialize_from_flatbuffer_to_bundled_program``
+      (``executorch.devtools.bundled_program.serialize``);
+    - ``FlatTensorSerializer`` (``executorch.extension.flat_tensor.serialize.serialize``),
+      which ``to_executorch()`` constructs for external weights (``.ptd`` files).
+
+    The results are the same bytes. Modules imported later pick the replacements up from
+    the defining modules (which are imported here). Idempotent; undone by
     :func:`uninstall`.
 
     Raises:
         ImportError: executorch is not installed.
     """
+    import importlib
+
     try:
-        from executorch.exir._serialize import _program
+        from executorch.exir._serialize import _program  # noqa: F401
     except ImportError as e:
         raise ImportError("ptekit.install() patches executorch: pip install executorch==1.5.1") from e
+    homes = {}
+    for name, module_name in _HOMES.items():
+        try:
+            homes[name] = importlib.import_module(module_name)
+        except ImportError:
+            continue  # a trimmed executorch build without that part
     with _lock:
-        for name, replacement in _REPLACEMENTS.items():
-            current = getattr(_program, name)
-            if current is not replacement:
+        for name, home in homes.items():
+            current = getattr(home, name, None)
+            if current is not None and current is not _REPLACEMENTS[name]:
                 _originals[name] = current
         by_id = {id(orig): (name, orig) for name, orig in _originals.items()}
         for module in _modules():
@@ -247,6 +534,12 @@ def install() -> None:
                 name, orig = hit
                 setattr(module, attr, _REPLACEMENTS[name])
                 _patched.append((module, attr, orig))
+    try:
+        from executorch.exir._serialize.data_serializer import DataSerializer
+
+        DataSerializer.register(FlatTensorSerializer)
+    except ImportError:
+        pass
 
 
 def uninstall() -> None:

@@ -2,7 +2,7 @@
 
 import io
 import os
-from typing import Any, Optional, Union
+from typing import Any, Optional, Protocol, Union
 
 StrPath = Union[str, "os.PathLike[str]"]
 
@@ -55,8 +55,49 @@ def deserialize_pte_binary(data: Union[bytes, bytearray, memoryview, StrPath]) -
     """Parses a .pte file (bytes-like or path) into the reference's `PTEFile`, equal to
     what `executorch.exir._serialize._program.deserialize_pte_binary` returns."""
 
+def serialize_from_bundled_program_to_flatbuffer(bundled_program: Any) -> bytes:
+    """Packs the reference's `BundledProgram` (or its schema form) into `.bpte` bytes
+    identical to `executorch.devtools.bundled_program.serialize`'s."""
+
+def deserialize_from_flatbuffer_to_bundled_program(
+    flatbuffer: Union[bytes, bytearray, memoryview],
+) -> Any:
+    """Parses a `.bpte` into the reference's schema `BundledProgram`, equal to the
+    reference's result (doubles rounded to 12 decimals like its flatc JSON path)."""
+
+class FlatTensorBinary:
+    """A serialized .ptd file. Usable like the reference's `Cord`."""
+
+    def __len__(self) -> int:
+        """The file size in bytes."""
+    def __bytes__(self) -> bytes:
+        """The whole file as one bytes object."""
+    def to_bytes(self) -> bytes:
+        """The whole file as bytes (same as `bytes(self)`)."""
+    def write_to_file(self, outfile: io.BufferedIOBase) -> None:
+        """Writes the file to a binary file object, in chunks of at most 8 MiB."""
+
+class _SegmentAlignmentConfig(Protocol):
+    segment_alignment: int
+
+class FlatTensorSerializer:
+    """Drop-in for executorch's `FlatTensorSerializer` (`.ptd` files)."""
+
+    config: _SegmentAlignmentConfig
+
+    def __init__(self, config: Optional[_SegmentAlignmentConfig] = None) -> None:
+        """`config`: the reference's `FlatTensorConfig` (default: alignment 128)."""
+    def serialize(self, data: Any) -> FlatTensorBinary:
+        """Serializes the reference's `DataPayload`, byte-identical to the reference."""
+    def deserialize(self, blob: Any) -> Any:
+        """Parses a `.ptd` (bytes-like, `FlatTensorBinary` or `Cord`) into the
+        reference's `DataPayload`, equal to the reference's result."""
+    def deserialize_to_named_data_store_output(self, blob: Any, name: str) -> Any:
+        """`deserialize` as a `NamedDataStoreOutput` with the entries under `name`."""
+
 def install() -> None:
-    """Routes the exporter's serialize/deserialize calls through ptekit."""
+    """Routes the exporter's serialize/deserialize calls (`.pte`, `.bpte`, `.ptd`)
+    through ptekit."""
 
 def uninstall() -> None:
     """Restores the reference's functions everywhere `install()` replaced them."""
