@@ -17,7 +17,7 @@ mkdir -p "$out"
 [ -f "$out/transformer24.pte" ] || "$PTEKIT_PYTHON" scripts/make_fixtures.py "$out" --bench --only transformer24
 [ -f "$out/weights384m.pte" ] || "$PTEKIT_PYTHON" scripts/make_fixtures.py "$out" --bench --only weights384m
 cargo build --release -q -p ptekit-cli
-bin=target/release/ptekit
+bin="${CARGO_TARGET_DIR:-target}/release/ptekit"
 
 t24="$out/transformer24.pte"
 big="$out/weights384m.pte"
@@ -31,7 +31,7 @@ start=$(date +%s%N)
 for _ in $(seq $n); do "$bin" inspect --json "$t24" >/dev/null; done
 end=$(date +%s%N)
 ours_s=$(python3 -c "print(($end-$start)/1e9/$n)")
-inproc=$(cargo bench -q -p ptekit-format --bench decode -- "$t24" 2>/dev/null | tail -1)
+inproc=$(cargo bench -q -p ptekit-format --bench decode -- "$(realpath "$t24")" 2>/dev/null | tail -1)
 python3 - "$ref_s" "$ours_s" "$inproc" <<'PY'
 import json, sys
 ref, ours, inproc = float(sys.argv[1]), float(sys.argv[2]), json.loads(sys.argv[3])

@@ -120,7 +120,16 @@ impl From<BindError> for PyErr {
                 PteError::new_err(chain_message(&e))
             }
             BindError::Bundled(e) => PteError::new_err(chain_message(&e)),
-            BindError::FlatTensor(e) => PteError::new_err(chain_message(&e)),
+            BindError::FlatTensor(e) => {
+                use ptekit_format::write::WriteError;
+                if let ptekit_format::flat_tensor::FlatTensorError::Write(
+                    WriteError::Io { source, .. } | WriteError::Write { source, .. },
+                ) = &e
+                {
+                    return std::io::Error::new(source.kind(), e.to_string()).into();
+                }
+                PteError::new_err(chain_message(&e))
+            }
             BindError::Python(e) => e,
         }
     }

@@ -15,7 +15,7 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 use pyo3::IntoPyObjectExt;
 
 use ptekit_format::flat_tensor::{
-    DataEntry, DataPayload, FlatTensorFile, TensorLayout, FLAT_TENSOR_VERSION,
+    DataEntry, DataPayload, FlatTensorFile, PlannedFile, TensorLayout, FLAT_TENSOR_VERSION,
 };
 use ptekit_format::program::ScalarType;
 
@@ -146,55 +146,89 @@ fn layout(obj: &Any<'_>) -> ConvResult<TensorLayout> {
 // ---------------------------------------------------------------------------------------
 // The serialized file.
 
-/// A serialized `.ptd` file, usable like the reference's `Cord` (`bytes(x)`, `len(x)`,
-/// `x.write_to_file(f)`); also accepted without a copy by
+/// A serialized `.ptd` file, not assembled in memory; usable like the reference's `Cord`
+/// (`bytes(x)`, `len(x)`, `x.write_to_file(f)`); also accepted by
 /// `FlatTensorSerializer.deserialize`.
+///
+/// Holds the packed flatbuffer and references to the buffers of the `DataPayload` it was
+/// serialized from (kept alive by this object; `bytes` objects are immutable, other
+/// buffers are exported and cannot be resized while held), like
+/// [`PteBinary`](crate::result::PteBinary).
 #[pyclass(module = "ptekit", name = "FlatTensorBinary", frozen)]
 pub struct FlatTensorBinary {
-    data: Vec<u8>,
+    // Declared before `keep`: fields drop in order, so the plan (which borrows from the
+    // objects in `keep`) is dropped first.
+    plan: PlannedFile<'static>,
+    _keep: Keep,
 }
 
 impl FlatTensorBinary {
-    /// Wraps the file's bytes.
-    pub fn new(data: Vec<u8>) -> Self {
-        Self { data }
+    /// Wraps a plan and the objects it borrows from.
+    pub fn new(plan: PlannedFile<'static>, keep: Keep) -> Self {
+        Self { plan, _keep: keep }
     }
 
-    /// The file's bytes.
-    pub fn as_slice(&self) -> &[u8] {
-        &self.data
+    /// The whole file assembled in memory.
+    pub fn to_vec(&self) -> Result<Vec<u8>, BindError> {
+        self.plan
+            .to_vec()
+            .map_err(|e| BindError::FlatTensor(e.into()))
+    }
+
+    fn len(&self) -> PyResult<usize> {
+        usize::try_from(self.plan.len())
+            .map_err(|_| pyo3::exceptions::PyOverflowError::new_err("file too large"))
+    }
+
+    fn to_pybytes<'py>(
+        &self,
+        py: Python<'py>,
+        start: u64,
+        len: usize,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        PyBytes::new_with(py, len, |buf| {
+            // The buffer is zero-initialized; filling it is pure Rust work.
+            self.plan.read_at(start, buf);
+            Ok(())
+        })
     }
 }
 
 #[pymethods]
 impl FlatTensorBinary {
     /// The file size in bytes.
-    fn __len__(&self) -> usize {
-        self.data.len()
+    fn __len__(&self) -> PyResult<usize> {
+        self.len()
     }
 
     /// The whole file as one `bytes` object.
-    fn __bytes__<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        PyBytes::new(py, &self.data)
+    fn __bytes__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        let len = self.len()?;
+        self.to_pybytes(py, 0, len)
     }
 
     /// The whole file as `bytes` (same as `bytes(self)`).
-    fn to_bytes<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        PyBytes::new(py, &self.data)
+    fn to_bytes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        self.__bytes__(py)
     }
 
     /// Writes the file to a binary file object (anything with `write(bytes)`), in chunks
     /// of at most 8 MiB, like the reference's `Cord.write_to_file`.
     fn write_to_file(&self, py: Python<'_>, outfile: &Bound<'_, PyAny>) -> PyResult<()> {
+        let total = self.plan.len();
         let write = outfile.getattr(intern!(py, "write"))?;
-        for chunk in self.data.chunks(WRITE_CHUNK) {
-            write.call1((PyBytes::new(py, chunk),))?;
+        let mut start = 0u64;
+        while start < total {
+            let n = usize::try_from((total - start).min(WRITE_CHUNK as u64)).unwrap_or(WRITE_CHUNK);
+            let chunk = self.to_pybytes(py, start, n)?;
+            write.call1((chunk,))?;
+            start = start.saturating_add(n as u64);
         }
         Ok(())
     }
 
     fn __repr__(&self) -> String {
-        format!("<ptekit.FlatTensorBinary of {} bytes>", self.data.len())
+        format!("<ptekit.FlatTensorBinary of {} bytes>", self.plan.len())
     }
 }
 

@@ -239,12 +239,12 @@ fn serialize_flat_tensor(
     let mut keep = Keep::default();
     let payload = flat_tensor::payload(data, &mut keep)
         .map_err(|e| PyErr::from(BindError::from(e.at(Seg::Field("data")))))?;
-    let out = py
-        .detach(|| ptekit_format::flat_tensor::serialize(&payload, &config))
+    let plan = py
+        .detach(|| ptekit_format::flat_tensor::plan(&payload, &config))
         .map_err(|e| PyErr::from(BindError::from(e)))?;
     drop(payload);
-    drop(keep);
-    Ok(FlatTensorBinary::new(out))
+    // The plan borrows the buffers held by `keep`; the binary keeps both (no copy).
+    Ok(FlatTensorBinary::new(plan, keep))
 }
 
 /// `FlatTensorSerializer().deserialize(blob)`: parses `blob` (bytes-like, a
@@ -259,10 +259,15 @@ fn deserialize_flat_tensor<'py>(
     let options = ptekit_format::flat_tensor::ReadOptions::default();
     let mut keep = Keep::default();
     let converted;
+    let assembled;
     let bytes: &[u8] = if let Ok(b) = blob.cast::<PyBytes>() {
         b.as_bytes()
     } else if let Ok(f) = blob.cast::<FlatTensorBinary>() {
-        f.get().as_slice()
+        // A planned file is not contiguous: assemble it (the segments are copied into
+        // `bytes` objects by the result anyway).
+        let f = f.get();
+        assembled = py.detach(|| f.to_vec())?;
+        assembled.as_slice()
     } else if let Ok(b) = keep.borrow_buffer(blob) {
         b
     } else {

@@ -5,7 +5,7 @@
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
-use ptekit_format::pte::{Piece, PlannedPte};
+use ptekit_format::pte::PlannedPte;
 
 use crate::bytes::Keep;
 use crate::error::BindError;
@@ -34,41 +34,7 @@ impl PteBinary {
 
     /// Copies output bytes `[start, start + out.len())` into `out`.
     fn fill(&self, start: u64, out: &mut [u8]) {
-        let mut pos: u64 = 0;
-        let mut written = 0usize;
-        let end = start.saturating_add(out.len() as u64);
-        for piece in self.plan.pieces() {
-            if pos >= end {
-                break;
-            }
-            let (len, bytes): (u64, Option<&[u8]>) = match piece {
-                Piece::Bytes(b) => (b.len() as u64, Some(b)),
-                Piece::Owned(v) => (v.len() as u64, Some(v.as_slice())),
-                Piece::Flatbuffer(r) => {
-                    let b = self.plan.flatbuffer().get(r.clone()).unwrap_or(&[]);
-                    (b.len() as u64, Some(b))
-                }
-                Piece::Zeros(n) => (*n, None),
-            };
-            let piece_end = pos.saturating_add(len);
-            if piece_end > start {
-                let from = start.saturating_sub(pos);
-                let to = len.min(end - pos);
-                let n = usize::try_from(to - from).unwrap_or(0);
-                let dst = out.get_mut(written..written + n).unwrap_or(&mut []);
-                match bytes {
-                    Some(b) => {
-                        let from = usize::try_from(from).unwrap_or(usize::MAX);
-                        if let Some(src) = b.get(from..from.saturating_add(dst.len())) {
-                            dst.copy_from_slice(src);
-                        }
-                    }
-                    None => dst.fill(0),
-                }
-                written += n;
-            }
-            pos = piece_end;
-        }
+        self.plan.as_file().read_at(start, out);
     }
 
     /// Writes the file to `path` atomically, with the GIL released.

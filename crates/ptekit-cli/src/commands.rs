@@ -344,14 +344,27 @@ pub fn rewrite(args: &RewriteArgs) -> Result<(), CliError> {
             }
             let file = FlatTensorFile::parse(bytes, &flat_tensor::ReadOptions::default())
                 .map_err(ptd_err(input))?;
-            let out = match args.segment_alignment {
-                None => flat_tensor::rewrite_file(&file),
+            let plan = match args.segment_alignment {
+                None => flat_tensor::plan_exact(&file),
                 Some(segment_alignment) => {
-                    flat_tensor::relayout(&file, &FlatTensorConfig { segment_alignment })
+                    flat_tensor::plan_relayout(&file, &FlatTensorConfig { segment_alignment })
                 }
             }
-            .map_err(ptd_err(input))?;
-            return write_atomic(output, &out, !args.no_sync);
+            .map_err(ptd_err(input))?
+            // Segment data is copied from the input file descriptor, not through the map.
+            .with_source(Some(map.source()));
+            let bar = bytes_bar(plan.len(), "rewrite");
+            let mut progress = |done: u64, _total: u64| bar.set_position(done);
+            plan.write_atomic(
+                output,
+                &WriteOptions {
+                    durable: !args.no_sync,
+                },
+                Some(&mut progress),
+            )
+            .map_err(|e| ptd_err(output)(e.into()))?;
+            bar.finish_and_clear();
+            return Ok(());
         }
     }
     let file = map.parse(&ReadOptions::default()).map_err(pte_err(input))?;

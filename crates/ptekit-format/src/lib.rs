@@ -9,9 +9,13 @@
 //! - [`bundled`]: bundled programs (`.bpte`, `BP08`): a program plus test cases.
 //! - [`flat_tensor`]: tensor data files (`.ptd`, `FT01` with its `FH01` header).
 //! - [`npz`]: minimal NumPy `.npy`/`.npz` reading and writing for test values.
+//! - [`write`](mod@write): the streaming writer both containers use: a [`write::PlannedFile`] of
+//!   pieces (borrowed slices, zero runs, owned bytes) written atomically, with
+//!   file-to-file copies from a memory-mapped input.
 
 pub mod bundled;
 pub mod flat_tensor;
 pub mod npz;
 pub mod program;
 pub mod pte;
+pub mod write;

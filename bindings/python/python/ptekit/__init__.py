@@ -343,7 +343,9 @@ class FlatTensorSerializer:
         first-use order), aligned to ``lcm(segment_alignment, entry alignment)``; the
         ``FH01`` header; the flatbuffer in the bytes ``flatc`` writes. Buffers are read
         in place (``bytes``, any C-contiguous buffer, ``FileBackedData`` memory-mapped,
-        else ``bytes(x)``); the GIL is released while the file is assembled.
+        else ``bytes(x)``) and not copied: the result references them (keeping them
+        alive) and produces the file's bytes on demand. The GIL is released while the
+        file is planned.
 
         Args:
             data: the reference's ``DataPayload`` (``buffers``, ``named_data``).

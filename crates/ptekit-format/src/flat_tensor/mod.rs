@@ -20,11 +20,14 @@
 //! # Entry points
 //! - [`FlatTensorFile::parse`]: verified, zero-copy reading (header, [`FlatTensor`],
 //!   segment slices, every reference checked).
-//! - [`serialize`]: the reference's `FlatTensorSerializer.serialize` for a
-//!   [`DataPayload`], byte for byte; [`pack_flat_tensor`] / [`decode_flat_tensor`] for
-//!   the flatbuffer alone.
-//! - [`rewrite`] (exact: parse, re-pack, same layout) and [`relayout`] (the reference's
-//!   deserialize + serialize with a new [`FlatTensorConfig`]).
+//! - [`plan`]: the reference's `FlatTensorSerializer.serialize` for a [`DataPayload`],
+//!   byte for byte, as a streamable [`PlannedFile`] (pieces borrowing the payload's
+//!   buffers; written with [`PlannedFile::write_atomic`] without assembling the file in
+//!   memory); [`serialize`] is the same assembled into a `Vec`.
+//!   [`pack_flat_tensor`] / [`decode_flat_tensor`] for the flatbuffer alone.
+//! - [`plan_exact`] (exact: parse, re-pack, same layout) and [`plan_relayout`] (the
+//!   reference's deserialize + serialize with a new [`FlatTensorConfig`]); [`rewrite`],
+//!   [`rewrite_file`] and [`relayout`] return them assembled in memory.
 //! - [`summary()`](fn@summary) / [`render_summary`] for `ptekit inspect`.
 
 mod codec;
@@ -36,6 +39,8 @@ use std::borrow::Cow;
 use ptekit_flatbuffers::{BuildError, Limits};
 
 use crate::program::DecodeError;
+use crate::write::{len64, Pieces};
+pub use crate::write::{Piece, PlannedFile, WriteError};
 
 pub use codec::{decode_flat_tensor, is_ft_identifier, pack_flat_tensor};
 pub use model::*;
@@ -107,6 +112,10 @@ pub enum FlatTensorError {
     /// Packing the flatbuffer failed.
     #[error("packing the FlatTensor flatbuffer: {0}")]
     Pack(#[from] BuildError),
+    /// Planning or writing the output failed (size overflow, I/O with the path or output
+    /// offset).
+    #[error("{0}")]
+    Write(#[from] WriteError),
 }
 
 /// Whether `bytes` carries a FlatTensor identifier (`FT??`) at offset 4.
@@ -496,34 +505,38 @@ fn too_large(what: &str) -> FlatTensorError {
     }
 }
 
-/// Assembles a file: the flatbuffer `fb` (without header) with the `FH01` header
-/// inserted, zero padding to `segment_base_offset`, then each segment at its offset with
-/// zero padding between them.
-fn assemble(
-    fb: &[u8],
+/// Plans a file: the flatbuffer `fb` (without header) with the `FH01` header inserted,
+/// zero padding to `segment_base_offset`, then each segment at its offset (relative to
+/// `segment_base_offset`, in increasing order) with zero padding between them and up to
+/// `segment_base_offset + segment_data_size`.
+fn assemble<'a>(
+    fb: Vec<u8>,
     segment_base_offset: u64,
-    segments: &[(u64, &[u8])],
+    segments: Vec<(u64, Piece<'a>)>,
     segment_data_size: u64,
-) -> Result<Vec<u8>, FlatTensorError> {
+) -> Result<PlannedFile<'a>, FlatTensorError> {
     let padded_header = align_up(u64::from(HEADER_LENGTH), FLATBUFFER_ALIGNMENT).unwrap_or(48);
-    let root = fb
-        .get(0..4)
-        .and_then(|b| <[u8; 4]>::try_from(b).ok())
-        .map(u32::from_le_bytes)
-        .ok_or_else(|| too_large("flatbuffer"))?;
+    let (Some(root), Some(ident)) = (fb.get(0..4), fb.get(4..8)) else {
+        return Err(FlatTensorError::Invalid {
+            field: "flatbuffer".into(),
+            message: format!("{} bytes is too short to insert a header", fb.len()),
+        });
+    };
+    let root = u32::from_le_bytes(root.try_into().unwrap_or([0; 4]));
     let new_root = u32::try_from(padded_header)
         .ok()
         .and_then(|p| root.checked_add(p))
         .ok_or_else(|| too_large("root offset"))?;
+    let fb_len = len64(fb.len());
     let header = FlatTensorHeader {
         length: HEADER_LENGTH,
         flatbuffer_offset: padded_header,
-        flatbuffer_size: fb.len() as u64,
+        flatbuffer_size: fb_len,
         segment_base_offset,
         segment_data_size,
     };
     let fb_end = padded_header
-        .checked_add(fb.len() as u64)
+        .checked_add(fb_len)
         .ok_or_else(|| too_large("flatbuffer"))?;
     if fb_end > segment_base_offset {
         return Err(FlatTensorError::Invalid {
@@ -535,46 +548,66 @@ fn assemble(
     }
     let total = segment_base_offset
         .checked_add(segment_data_size)
-        .and_then(|t| usize::try_from(t).ok())
         .ok_or_else(|| too_large("file size"))?;
-    let mut out = Vec::with_capacity(total);
-    out.extend_from_slice(&new_root.to_le_bytes());
-    out.extend_from_slice(fb.get(4..8).unwrap_or(&[]));
-    out.extend_from_slice(&header.encode());
-    out.resize(padded_header as usize + 8, 0);
-    out.extend_from_slice(fb.get(8..).unwrap_or(&[]));
-    out.resize(segment_base_offset as usize, 0);
-    for (i, (offset, data)) in segments.iter().enumerate() {
+    let encoded = header.encode();
+    let mut out = Pieces::default();
+    let mut head = Vec::with_capacity(8);
+    head.extend_from_slice(&new_root.to_le_bytes());
+    head.extend_from_slice(ident);
+    out.push(Piece::Owned(head))?;
+    out.push(Piece::Owned(encoded.to_vec()))?;
+    out.push(Piece::Zeros(
+        padded_header.saturating_sub(len64(encoded.len())),
+    ))?;
+    out.push(Piece::Flatbuffer(8..fb.len()))?;
+    out.push(Piece::Zeros(segment_base_offset - fb_end))?;
+    let mut cursor = segment_base_offset;
+    for (i, (offset, data)) in segments.into_iter().enumerate() {
         let at = segment_base_offset
-            .checked_add(*offset)
-            .and_then(|a| usize::try_from(a).ok())
-            .filter(|a| *a >= out.len())
+            .checked_add(offset)
+            .filter(|a| *a >= cursor)
             .ok_or_else(|| FlatTensorError::Invalid {
                 field: format!("segments[{i}]"),
                 message: "segments overlap or are not in offset order".into(),
             })?;
-        out.resize(at, 0);
-        out.extend_from_slice(data);
+        out.push(Piece::Zeros(at - cursor))?;
+        cursor = at
+            .checked_add(data.len())
+            .ok_or_else(|| too_large("segments"))?;
+        out.push(data)?;
     }
-    if out.len() > total {
+    if cursor > total {
         return Err(FlatTensorError::Invalid {
             field: "segment_data_size".into(),
             message: "segments extend past segment_data_size".into(),
         });
     }
-    out.resize(total, 0);
-    Ok(out)
+    out.push(Piece::Zeros(total - cursor))?;
+    Ok(PlannedFile::from_pieces(fb, out))
 }
 
-/// The reference's `FlatTensorSerializer(config).serialize(payload)`, byte for byte:
-/// one segment per distinct buffer in first-use order, each at
-/// `align_up(end of previous, lcm(segment_alignment, entry alignment))`, the
-/// flatbuffer packed in flatc's order, the `FH01` header, the segment base at
+/// The piece of a payload buffer: borrowed buffers are referenced, owned ones copied.
+fn buffer_piece<'a>(buffer: Option<&Cow<'a, [u8]>>) -> Piece<'a> {
+    match buffer {
+        Some(Cow::Borrowed(b)) => Piece::Bytes(b),
+        Some(Cow::Owned(v)) => Piece::Owned(v.clone()),
+        None => Piece::Bytes(&[]),
+    }
+}
+
+/// Plans the file the reference's `FlatTensorSerializer(config).serialize(payload)`
+/// writes, byte for byte: one segment per distinct buffer in first-use order, each at
+/// `align_up(end of previous, lcm(segment_alignment, entry alignment))`, the flatbuffer
+/// packed in flatc's order, the `FH01` header, the segment base at
 /// `align_up(48 + flatbuffer size, segment_alignment)`.
-pub fn serialize(
-    payload: &DataPayload<'_>,
+///
+/// Nothing is assembled: the returned [`PlannedFile`] references the borrowed buffers of
+/// `payload` ([`Piece::Bytes`]; owned buffers are copied into [`Piece::Owned`]) and is
+/// streamed with [`PlannedFile::write_atomic`] / [`PlannedFile::write_to`].
+pub fn plan<'a>(
+    payload: &DataPayload<'a>,
     config: &FlatTensorConfig,
-) -> Result<Vec<u8>, FlatTensorError> {
+) -> Result<PlannedFile<'a>, FlatTensorError> {
     if config.segment_alignment == 0 {
         return Err(FlatTensorError::Invalid {
             field: "segment_alignment".into(),
@@ -583,7 +616,7 @@ pub fn serialize(
     }
     // _extract_named_data: buffer index -> segment index, in first-use order.
     let mut seg_of_buffer: Vec<Option<u32>> = vec![None; payload.buffers.len()];
-    let mut seg_list: Vec<(&[u8], u64)> = Vec::new();
+    let mut seg_list: Vec<(Piece<'a>, u64)> = Vec::new();
     let mut named = Vec::with_capacity(payload.named_data.len());
     for (i, e) in payload.named_data.iter().enumerate() {
         let slot =
@@ -602,10 +635,7 @@ pub fn serialize(
             None => {
                 let s = u32::try_from(seg_list.len()).map_err(|_| too_large("segments"))?;
                 *slot = Some(s);
-                let data = payload
-                    .buffers
-                    .get(e.buffer_index)
-                    .map_or(&[][..], |b| &b[..]);
+                let data = buffer_piece(payload.buffers.get(e.buffer_index));
                 seg_list.push((data, if e.alignment == 0 { 1 } else { e.alignment }));
                 s
             }
@@ -619,15 +649,15 @@ pub fn serialize(
     let mut segments = Vec::with_capacity(seg_list.len());
     let mut placed = Vec::with_capacity(seg_list.len());
     let mut end = 0u64;
-    for (data, alignment) in &seg_list {
-        let a = lcm(config.segment_alignment, *alignment).ok_or_else(|| too_large("alignment"))?;
+    for (data, alignment) in seg_list {
+        let a = lcm(config.segment_alignment, alignment).ok_or_else(|| too_large("alignment"))?;
         let offset = align_up(end, a).ok_or_else(|| too_large("segments"))?;
-        let size = data.len() as u64;
+        let size = data.len();
         end = offset
             .checked_add(size)
             .ok_or_else(|| too_large("segments"))?;
         segments.push(DataSegment { offset, size });
-        placed.push((offset, *data));
+        placed.push((offset, data));
     }
     let ft = FlatTensor {
         version: FLAT_TENSOR_VERSION,
@@ -636,36 +666,67 @@ pub fn serialize(
     };
     let fb = pack_flat_tensor(&ft)?;
     let padded_header = align_up(u64::from(HEADER_LENGTH), FLATBUFFER_ALIGNMENT).unwrap_or(48);
-    let base = (fb.len() as u64)
+    let base = len64(fb.len())
         .checked_add(padded_header)
         .and_then(|x| align_up(x, config.segment_alignment))
         .ok_or_else(|| too_large("segment_base_offset"))?;
-    assemble(&fb, base, &placed, end)
+    assemble(fb, base, placed, end)
+}
+
+/// [`plan`] assembled in memory (for small files and tests; large files should be
+/// streamed from the plan).
+pub fn serialize(
+    payload: &DataPayload<'_>,
+    config: &FlatTensorConfig,
+) -> Result<Vec<u8>, FlatTensorError> {
+    Ok(plan(payload, config)?.to_vec()?)
 }
 
 /// Exact rewrite: parses `ptd`, re-packs its flatbuffer from the model and writes the
 /// same header values and segment offsets, with zero padding. Byte-identical for every
-/// file the reference writes.
+/// file the reference writes. Assembled in memory; see [`plan_exact`].
 pub fn rewrite(ptd: &[u8], options: &ReadOptions) -> Result<Vec<u8>, FlatTensorError> {
     let file = FlatTensorFile::parse(ptd, options)?;
     rewrite_file(&file)
 }
 
-/// [`rewrite`] for an already parsed file.
-pub fn rewrite_file(file: &FlatTensorFile<'_>) -> Result<Vec<u8>, FlatTensorError> {
+/// Plans the exact rewrite of a parsed file (see [`rewrite`]): the re-packed flatbuffer,
+/// the file's header values and segment offsets, the segment data borrowed from the
+/// file ([`Piece::Bytes`]). Attach the input's [`SourceRef`](crate::write::SourceRef)
+/// with [`PlannedFile::with_source`] to have the segments copied file-to-file.
+pub fn plan_exact<'a>(file: &FlatTensorFile<'a>) -> Result<PlannedFile<'a>, FlatTensorError> {
     let fb = pack_flat_tensor(file.flat_tensor())?;
-    let mut segs: Vec<(u64, &[u8])> = file.segments().iter().map(|s| (s.offset, s.data)).collect();
+    let mut segs: Vec<(u64, &'a [u8])> =
+        file.segments().iter().map(|s| (s.offset, s.data)).collect();
     segs.sort_by_key(|(o, d)| (*o, d.len()));
     segs.dedup_by_key(|(o, d)| (*o, d.len()));
     let h = file.header();
-    assemble(&fb, h.segment_base_offset, &segs, h.segment_data_size)
+    let segs = segs
+        .into_iter()
+        .map(|(o, d)| (o, Piece::Bytes(d)))
+        .collect();
+    assemble(fb, h.segment_base_offset, segs, h.segment_data_size)
 }
 
-/// Re-serializes a parsed file the way the reference would after `deserialize`:
-/// [`FlatTensorFile::to_payload`] then [`serialize`] with `config`.
+/// [`rewrite`] for an already parsed file ([`plan_exact`] assembled in memory).
+pub fn rewrite_file(file: &FlatTensorFile<'_>) -> Result<Vec<u8>, FlatTensorError> {
+    Ok(plan_exact(file)?.to_vec()?)
+}
+
+/// Plans a parsed file re-serialized the way the reference would after `deserialize`:
+/// [`FlatTensorFile::to_payload`] then [`plan`] with `config`. The segment data is
+/// borrowed from the file.
+pub fn plan_relayout<'a>(
+    file: &FlatTensorFile<'a>,
+    config: &FlatTensorConfig,
+) -> Result<PlannedFile<'a>, FlatTensorError> {
+    plan(&file.to_payload(), config)
+}
+
+/// [`plan_relayout`] assembled in memory.
 pub fn relayout(
     file: &FlatTensorFile<'_>,
     config: &FlatTensorConfig,
 ) -> Result<Vec<u8>, FlatTensorError> {
-    serialize(&file.to_payload(), config)
+    Ok(plan_relayout(file, config)?.to_vec()?)
 }

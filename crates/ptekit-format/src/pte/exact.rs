@@ -7,9 +7,10 @@ use crate::program::{pack_program, PackOptions};
 use super::file::PteFile;
 use super::header::HEADER_OFFSET;
 use super::restore::restore;
-use super::serialize::{plan, program_pieces, Piece, Pieces, PlannedPte, SerializeOptions};
+use super::serialize::{plan, program_pieces, Piece, PlannedPte, SerializeOptions};
 use super::util::{align_up, len64, offset_within};
 use super::PteError;
+use crate::write::{Pieces, PlannedFile};
 
 /// Largest alignment considered when inferring (`program::pack::MAX_ALIGNMENT`).
 const MAX_ALIGNMENT_LOG2: u32 = 30;
@@ -315,12 +316,9 @@ pub fn plan_exact<'a>(file: &PteFile<'a>) -> Result<PlannedPte<'a>, PteError> {
         out.push(Piece::Bytes(slice(cursor, file_len)?))?;
     }
     Ok(PlannedPte {
-        flatbuffer,
-        len: out.len,
-        pieces: out.pieces,
+        file: PlannedFile::from_pieces(flatbuffer, out).with_source(file.source()),
         header: file.header().copied(),
         pack_options,
-        source: file.source(),
     })
 }
 

@@ -3,7 +3,6 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::ops::Range;
 
 use crate::program::{
     max_alignment, pack_program, BackendDelegateDataReference, DataLocation, DataSegment,
@@ -15,6 +14,8 @@ use super::restore::PteModel;
 use super::util::{add, align_up, lcm, len64, padding_required};
 use super::write::SourceRef;
 use super::PteError;
+pub use crate::write::Piece;
+use crate::write::{Pieces, PlannedFile};
 
 /// The reference's default `segment_alignment`.
 pub const DEFAULT_SEGMENT_ALIGNMENT: u64 = 128;
@@ -61,51 +62,35 @@ impl SerializeOptions {
     }
 }
 
-/// One piece of a planned file, in output order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Piece<'a> {
-    /// Bytes borrowed from the input (usually a memory-mapped file; see [`SourceRef`]).
-    Bytes(&'a [u8]),
-    /// This many zero bytes.
-    Zeros(u64),
-    /// Small owned bytes (the header), or data the model owned.
-    Owned(Vec<u8>),
-    /// A range of the packed program flatbuffer ([`PlannedPte::flatbuffer`]).
-    Flatbuffer(Range<usize>),
-}
-
-/// A planned `.pte` file: the packed program and the ordered pieces of the output. The
-/// segment data is never copied into one buffer; [`PlannedPte::write_atomic`] streams
-/// the pieces.
+/// A planned `.pte` file: the packed program and the ordered pieces of the output (a
+/// [`PlannedFile`] plus the `.pte` specifics). The segment data is never copied into one
+/// buffer; [`PlannedPte::write_atomic`] streams the pieces.
 #[derive(Debug, Clone)]
 pub struct PlannedPte<'a> {
-    pub(crate) flatbuffer: Vec<u8>,
-    pub(crate) pieces: Vec<Piece<'a>>,
-    pub(crate) len: u64,
+    pub(crate) file: PlannedFile<'a>,
     pub(crate) header: Option<ExtendedHeader>,
     pub(crate) pack_options: PackOptions,
-    pub(crate) source: Option<SourceRef<'a>>,
 }
 
 impl<'a> PlannedPte<'a> {
     /// Total output size in bytes.
     pub fn len(&self) -> u64 {
-        self.len
+        self.file.len()
     }
 
     /// Whether the output is empty (never, for a valid plan).
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.file.is_empty()
     }
 
     /// The pieces, in output order.
     pub fn pieces(&self) -> &[Piece<'a>] {
-        &self.pieces
+        self.file.pieces()
     }
 
     /// The packed program flatbuffer, without the extended header.
     pub fn flatbuffer(&self) -> &[u8] {
-        &self.flatbuffer
+        self.file.flatbuffer()
     }
 
     /// The extended header written, if any.
@@ -121,54 +106,40 @@ impl<'a> PlannedPte<'a> {
     /// The file that [`Piece::Bytes`] pieces may borrow from (copied through its file
     /// descriptor when writing to a file).
     pub fn source(&self) -> Option<SourceRef<'a>> {
-        self.source
+        self.file.source()
     }
 
     /// Sets the file the borrowed pieces come from (see [`SourceRef`]).
     pub fn with_source(mut self, source: Option<SourceRef<'a>>) -> Self {
-        self.source = source;
+        self.file = self.file.with_source(source);
         self
     }
+
+    /// The container-independent plan (pieces, flatbuffer, source).
+    pub fn as_file(&self) -> &PlannedFile<'a> {
+        &self.file
+    }
+
+    /// Converts into the container-independent plan.
+    pub fn into_file(self) -> PlannedFile<'a> {
+        self.file
+    }
 }
 
-/// Accumulates pieces with a checked running length.
-#[derive(Default)]
-pub(crate) struct Pieces<'a> {
-    pub(crate) pieces: Vec<Piece<'a>>,
-    pub(crate) len: u64,
+impl<'a> From<PlannedPte<'a>> for PlannedFile<'a> {
+    fn from(p: PlannedPte<'a>) -> Self {
+        p.file
+    }
 }
 
-impl<'a> Pieces<'a> {
-    pub(crate) fn push(&mut self, piece: Piece<'a>) -> Result<(), PteError> {
-        let n = match &piece {
-            Piece::Bytes(b) => len64(b.len()),
-            Piece::Zeros(n) => *n,
-            Piece::Owned(v) => len64(v.len()),
-            Piece::Flatbuffer(r) => len64(r.end.saturating_sub(r.start)),
-        };
-        if n == 0 {
-            return Ok(());
-        }
-        self.len = add(self.len, n, || "output size".to_string())?;
-        self.pieces.push(piece);
-        Ok(())
+// The `Cow` is needed: a borrowed blob keeps its `'a` lifetime (no copy).
+#[allow(clippy::ptr_arg)]
+fn push_cow<'a>(pieces: &mut Pieces<'a>, data: &Cow<'a, [u8]>) -> Result<(), PteError> {
+    match data {
+        Cow::Borrowed(b) => pieces.push(Piece::Bytes(b))?,
+        Cow::Owned(v) => pieces.push(Piece::Owned(v.clone()))?,
     }
-
-    // The `Cow` is needed: a borrowed blob keeps its `'a` lifetime (no copy).
-    #[allow(clippy::ptr_arg)]
-    fn push_cow(&mut self, data: &Cow<'a, [u8]>) -> Result<(), PteError> {
-        match data {
-            Cow::Borrowed(b) => self.push(Piece::Bytes(b)),
-            Cow::Owned(v) => self.push(Piece::Owned(v.clone())),
-        }
-    }
-
-    pub(crate) fn extend(&mut self, other: Pieces<'a>) -> Result<(), PteError> {
-        for p in other.pieces {
-            self.push(p)?;
-        }
-        Ok(())
-    }
+    Ok(())
 }
 
 /// (length, first 32 bytes) of a delegate blob -> [(blob index, segment index)].
@@ -288,7 +259,7 @@ pub fn plan<'a>(
             let storage = buffer.storage.as_ref();
             let len = len64(storage.map_or(0, |s| s.len()));
             let pad = padding_required(len, tensor_alignment)?;
-            data.push_cow(storage.unwrap_or(&empty()))?;
+            push_cow(&mut data, storage.unwrap_or(&empty()))?;
             if i < last {
                 data.push(Piece::Zeros(pad))?;
             }
@@ -311,7 +282,7 @@ pub fn plan<'a>(
         let mut current: u64 = 0;
         for buffer in list {
             let storage = buffer.storage.as_ref();
-            data.push_cow(storage.unwrap_or(&empty()))?;
+            push_cow(&mut data, storage.unwrap_or(&empty()))?;
             offsets.push(current);
             current = add(current, len64(storage.map_or(0, |s| s.len())), || {
                 "mutable data segment size".into()
@@ -377,7 +348,7 @@ pub fn plan<'a>(
                             None => {
                                 let s = next_index(&segments)?;
                                 let mut data = Pieces::default();
-                                data.push_cow(blob)?;
+                                push_cow(&mut data, blob)?;
                                 segments.push(SegmentPlan { data, alignment: 1 });
                                 bucket.push((idx, s));
                                 s
@@ -443,7 +414,7 @@ pub fn plan<'a>(
                     };
                     let s = next_index(&segments)?;
                     let mut data = Pieces::default();
-                    data.push_cow(buffer)?;
+                    push_cow(&mut data, buffer)?;
                     // AlignedData(alignment or 1)
                     let alignment = entry.alignment.max(1);
                     segments.push(SegmentPlan { data, alignment });
@@ -487,12 +458,9 @@ pub fn plan<'a>(
     if segment_data.len == 0 {
         let out = program_pieces(&flatbuffer, None)?;
         return Ok(PlannedPte {
-            len: out.len,
-            pieces: out.pieces,
-            flatbuffer,
+            file: PlannedFile::from_pieces(flatbuffer, out),
             header: None,
             pack_options: pack,
-            source: None,
         });
     }
     let block_len = align_up(32, len64(max_alignment(&pack)))?;
@@ -505,11 +473,8 @@ pub fn plan<'a>(
     ))?;
     out.extend(segment_data)?;
     Ok(PlannedPte {
-        len: out.len,
-        pieces: out.pieces,
-        flatbuffer,
+        file: PlannedFile::from_pieces(flatbuffer, out),
         header: Some(header),
         pack_options: pack,
-        source: None,
     })
 }

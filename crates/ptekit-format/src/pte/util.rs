@@ -1,6 +1,7 @@
 //! Checked alignment arithmetic (the reference's `padding.py`, without overflow).
 
 use super::PteError;
+pub(crate) use crate::write::{len64, offset_within};
 
 /// Bytes needed after `offset` to reach a multiple of `alignment` (the reference's
 /// `padding_required`). `alignment` must not be zero.
@@ -43,28 +44,9 @@ pub(crate) fn lcm(a: u64, b: u64) -> Result<u64, PteError> {
         .ok_or_else(|| PteError::overflow(format!("lcm({a}, {b})")))
 }
 
-/// Converts a length to `u64` (never fails on supported platforms).
-pub(crate) fn len64(n: usize) -> u64 {
-    u64::try_from(n).unwrap_or(u64::MAX)
-}
-
 /// Checked `a + b` with a description for the error.
 pub(crate) fn add(a: u64, b: u64, what: impl FnOnce() -> String) -> Result<u64, PteError> {
     a.checked_add(b).ok_or_else(|| PteError::overflow(what()))
-}
-
-/// The offset of `inner` inside `outer`, if `inner` lies within it (pointer arithmetic
-/// on addresses only; nothing is dereferenced).
-pub(crate) fn offset_within(outer: &[u8], inner: &[u8]) -> Option<usize> {
-    let o = outer.as_ptr() as usize;
-    let i = inner.as_ptr() as usize;
-    let start = i.checked_sub(o)?;
-    let end = start.checked_add(inner.len())?;
-    if end <= outer.len() {
-        Some(start)
-    } else {
-        None
-    }
 }
 
 #[cfg(test)]
