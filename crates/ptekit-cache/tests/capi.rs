@@ -70,10 +70,16 @@ fn c_example_builds_and_runs_warm() {
         .to_path_buf();
     let so = profile_dir.join("libptekit_cache.so");
     if !so.exists() {
-        let st = Command::new(env!("CARGO"))
-            .args(["build", "-p", "ptekit-cache", "--lib"])
-            .status()
-            .expect("cargo build");
+        // Build the cdylib into the same profile folder as this test binary.
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.args(["build", "-p", "ptekit-cache", "--lib"]);
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            cmd.arg("--release");
+        }
+        if let Some(target) = profile_dir.parent() {
+            cmd.arg("--target-dir").arg(target);
+        }
+        let st = cmd.status().expect("cargo build");
         assert!(st.success());
     }
     assert!(so.exists(), "{} missing", so.display());
