@@ -332,7 +332,7 @@ pub fn rewrite(args: &RewriteArgs) -> Result<(), CliError> {
             }
             let out = bundled::rewrite(bytes, &ReadOptions::default().limits)
                 .map_err(bundled_err(input))?;
-            return write_atomic(output, &out, !args.no_sync);
+            return write_atomic(output, &out, args.sync);
         }
         Kind::TensorData => {
             if args.upgrade || args.tensor_alignment.is_some() || args.delegate_alignment.is_some()
@@ -358,7 +358,7 @@ pub fn rewrite(args: &RewriteArgs) -> Result<(), CliError> {
             plan.write_atomic(
                 output,
                 &WriteOptions {
-                    durable: !args.no_sync,
+                    durable: args.sync,
                 },
                 Some(&mut progress),
             )
@@ -392,7 +392,7 @@ pub fn rewrite(args: &RewriteArgs) -> Result<(), CliError> {
     plan.write_atomic(
         output,
         &WriteOptions {
-            durable: !args.no_sync,
+            durable: args.sync,
         },
         Some(&mut progress),
     )

@@ -150,10 +150,12 @@ pub struct RewriteArgs {
     /// segment and the 32-byte extended header is written.
     #[arg(long)]
     pub upgrade: bool,
-    /// Do not fsync the result before renaming it into place (faster; a power loss
-    /// right after may leave an empty file on some file systems).
+    /// fsync the result before renaming it into place, and the folder after, so the new
+    /// file survives a power loss too. Without it the replacement is still atomic for
+    /// every process (a crash never leaves a half-written destination), like `cp` it
+    /// just leaves flushing to the kernel.
     #[arg(long)]
-    pub no_sync: bool,
+    pub sync: bool,
 }
 
 fn main() -> ExitCode {

@@ -127,14 +127,13 @@ fn rewrite_of_a_256_mib_ptd_streams() {
 
     let ptekit = Path::new(env!("CARGO_BIN_EXE_ptekit"));
     let out = dir.path().join("out.ptd");
-    let no_sync = Path::new("--no-sync");
-    let exact = peak_rss_of(ptekit, &[Path::new("rewrite"), &ptd, &out, no_sync]);
+    let exact = peak_rss_of(ptekit, &[Path::new("rewrite"), &ptd, &out]);
     assert!(
         same_content(&ptd, &out),
         "exact rewrite differs from the input"
     );
     println!(
-        "ptekit rewrite IN OUT --no-sync: peak RSS {:.1} MiB",
+        "ptekit rewrite IN OUT: peak RSS {:.1} MiB",
         exact as f64 / MIB as f64
     );
 
@@ -147,13 +146,12 @@ fn rewrite_of_a_256_mib_ptd_streams() {
             &relaid,
             Path::new("--segment-alignment"),
             Path::new("4096"),
-            no_sync,
         ],
     );
     let verify = common::run(&["verify", relaid.to_str().expect("utf-8 path")]);
     assert!(verify.status.success(), "{:?}", verify);
     println!(
-        "ptekit rewrite IN OUT --segment-alignment 4096 --no-sync: peak RSS {:.1} MiB",
+        "ptekit rewrite IN OUT --segment-alignment 4096: peak RSS {:.1} MiB",
         relayout as f64 / MIB as f64
     );
 
