@@ -357,9 +357,7 @@ pub fn rewrite(args: &RewriteArgs) -> Result<(), CliError> {
             let mut progress = |done: u64, _total: u64| bar.set_position(done);
             plan.write_atomic(
                 output,
-                &WriteOptions {
-                    durable: args.sync,
-                },
+                &WriteOptions { durable: args.sync },
                 Some(&mut progress),
             )
             .map_err(|e| ptd_err(output)(e.into()))?;
@@ -391,9 +389,7 @@ pub fn rewrite(args: &RewriteArgs) -> Result<(), CliError> {
     let mut progress = |done: u64, _total: u64| bar.set_position(done);
     plan.write_atomic(
         output,
-        &WriteOptions {
-            durable: args.sync,
-        },
+        &WriteOptions { durable: args.sync },
         Some(&mut progress),
     )
     .map_err(pte_err(output))?;
