@@ -10,6 +10,9 @@
 //!   empty tensors, odd program sizes): `pack_bundled` equals
 //!   `_bundled_program_schema_to_flatbuffer`, and the reference reads our bytes as we do.
 
+#[path = "pte_support.rs"]
+mod support;
+
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -21,26 +24,6 @@ use ptekit_format::flat_tensor::{self, FlatTensorFile};
 use ptekit_format::npz::read_npz;
 use ptekit_format::program::ScalarType;
 use serde_json::{json, Value as Json};
-
-fn reference_python() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("PTEKIT_PYTHON") {
-        return Some(PathBuf::from(p));
-    }
-    let home = std::env::var_os("HOME")?;
-    let p = PathBuf::from(home).join(".cache/ptekit/venv-et151/bin/python");
-    p.exists().then_some(p)
-}
-
-fn python_or_skip(test: &str) -> Option<PathBuf> {
-    let p = reference_python();
-    if p.is_none() {
-        if std::env::var("PTEKIT_REQUIRE_REFERENCE").as_deref() == Ok("1") {
-            panic!("{test}: the reference Python is required (PTEKIT_REQUIRE_REFERENCE=1) but was not found; set PTEKIT_PYTHON");
-        }
-        println!("skipped: {test}: reference Python not found (set PTEKIT_PYTHON)");
-    }
-    p
-}
 
 fn run_helper(python: &Path, mode: &str, spec: &Json, out: &Path) {
     let spec_path = out.join("spec.json");
@@ -123,7 +106,9 @@ pub fn our_ptd_view(file: &FlatTensorFile<'_>) -> Json {
 
 #[test]
 fn fresh_exports_make_and_decode_like_the_reference() {
-    let Some(python) = python_or_skip("fresh_exports_make_and_decode_like_the_reference") else {
+    let Some(python) =
+        support::reference_python("fresh_exports_make_and_decode_like_the_reference")
+    else {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
@@ -348,7 +333,8 @@ fn random_bundled(r: &mut Rng) -> (BundledProgram<'static>, Json) {
 
 #[test]
 fn random_bundled_programs_pack_and_read_like_the_reference() {
-    let Some(python) = python_or_skip("random_bundled_programs_pack_and_read_like_the_reference")
+    let Some(python) =
+        support::reference_python("random_bundled_programs_pack_and_read_like_the_reference")
     else {
         return;
     };

@@ -8,6 +8,9 @@
 //! 2. random `FlatTensor` models in the reference's key order are packed by
 //!    `pack_flat_tensor` and by flatc from `json.dumps`-style text; identical bytes.
 
+#[path = "pte_support.rs"]
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -17,26 +20,6 @@ use ptekit_format::flat_tensor::{
     pack_flat_tensor, DataSegment, FlatTensor, NamedData, TensorLayout,
 };
 use ptekit_format::program::ScalarType;
-
-fn reference_python() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("PTEKIT_PYTHON") {
-        return Some(PathBuf::from(p));
-    }
-    let home = std::env::var_os("HOME")?;
-    let p = PathBuf::from(home).join(".cache/ptekit/venv-et151/bin/python");
-    p.exists().then_some(p)
-}
-
-fn python_or_skip(test: &str) -> Option<PathBuf> {
-    let p = reference_python();
-    if p.is_none() {
-        if std::env::var("PTEKIT_REQUIRE_REFERENCE").as_deref() == Ok("1") {
-            panic!("{test}: the reference Python is required (PTEKIT_REQUIRE_REFERENCE=1) but was not found; set PTEKIT_PYTHON");
-        }
-        println!("skipped: {test}: reference Python not found (set PTEKIT_PYTHON)");
-    }
-    p
-}
 
 /// The reference's flatc binary and the directory holding `flat_tensor.fbs`.
 fn flatc_and_schema(python: &Path) -> (PathBuf, PathBuf) {
@@ -337,7 +320,7 @@ fn build(b: &mut Builder, kind: &str, j: &J) -> UOffset {
 
 #[test]
 fn flatc_order_matches_flatc_on_random_json() {
-    let Some(python) = python_or_skip("flatc_order_matches_flatc_on_random_json") else {
+    let Some(python) = support::reference_python("flatc_order_matches_flatc_on_random_json") else {
         return;
     };
     let (flatc, schema_dir) = flatc_and_schema(&python);
@@ -463,7 +446,8 @@ fn reference_json(ft: &FlatTensor) -> String {
 
 #[test]
 fn pack_flat_tensor_matches_flatc_on_random_models() {
-    let Some(python) = python_or_skip("pack_flat_tensor_matches_flatc_on_random_models") else {
+    let Some(python) = support::reference_python("pack_flat_tensor_matches_flatc_on_random_models")
+    else {
         return;
     };
     let (flatc, schema_dir) = flatc_and_schema(&python);

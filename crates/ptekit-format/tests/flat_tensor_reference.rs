@@ -4,6 +4,9 @@
 //! layouts): identical bytes; the reference's `deserialize` of our bytes equals our
 //! reading; and every output rewrites exactly.
 
+#[path = "pte_support.rs"]
+mod support;
+
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -13,26 +16,6 @@ use ptekit_format::flat_tensor::{
 };
 use ptekit_format::program::ScalarType;
 use serde_json::{json, Value as Json};
-
-fn reference_python() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("PTEKIT_PYTHON") {
-        return Some(PathBuf::from(p));
-    }
-    let home = std::env::var_os("HOME")?;
-    let p = PathBuf::from(home).join(".cache/ptekit/venv-et151/bin/python");
-    p.exists().then_some(p)
-}
-
-fn python_or_skip(test: &str) -> Option<PathBuf> {
-    let p = reference_python();
-    if p.is_none() {
-        if std::env::var("PTEKIT_REQUIRE_REFERENCE").as_deref() == Ok("1") {
-            panic!("{test}: the reference Python is required (PTEKIT_REQUIRE_REFERENCE=1) but was not found; set PTEKIT_PYTHON");
-        }
-        println!("skipped: {test}: reference Python not found (set PTEKIT_PYTHON)");
-    }
-    p
-}
 
 fn run_helper(python: &Path, spec: &Json, out: &Path) {
     let spec_path = out.join("spec.json");
@@ -142,7 +125,8 @@ fn our_view(file: &FlatTensorFile<'_>) -> Json {
 
 #[test]
 fn serialize_matches_reference_on_random_payloads() {
-    let Some(python) = python_or_skip("serialize_matches_reference_on_random_payloads") else {
+    let Some(python) = support::reference_python("serialize_matches_reference_on_random_payloads")
+    else {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");

@@ -4,6 +4,9 @@
 //! identical; the reference's `_flatbuffer_to_program` view of our bytes must equal our
 //! own decoding of them; and our decoding must give back the program we packed.
 
+#[path = "pte_support.rs"]
+mod support;
+
 use std::borrow::Cow;
 use std::path::PathBuf;
 use std::process::Command;
@@ -17,34 +20,8 @@ use serde_json::{json, Map, Value};
 
 // ------------------------------------------------------------------ reference lookup
 
-fn reference_python() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("PTEKIT_PYTHON") {
-        return Some(PathBuf::from(p));
-    }
-    let home = std::env::var_os("HOME")?;
-    let p = PathBuf::from(home).join(".cache/ptekit/venv-et151/bin/python");
-    p.exists().then_some(p)
-}
-
 /// The interpreter, or `None` after printing `skipped:` (panics instead when
 /// `PTEKIT_REQUIRE_REFERENCE=1`).
-fn python_or_skip(test: &str) -> Option<PathBuf> {
-    match reference_python() {
-        Some(p) => Some(p),
-        None => {
-            if std::env::var("PTEKIT_REQUIRE_REFERENCE").as_deref() == Ok("1") {
-                panic!(
-                    "{test}: the reference Python is required (PTEKIT_REQUIRE_REFERENCE=1) \
-                     but neither PTEKIT_PYTHON nor ~/.cache/ptekit/venv-et151/bin/python exists; \
-                     run scripts/setup-reference.sh"
-                );
-            }
-            println!("skipped: {test}: reference Python not found (set PTEKIT_PYTHON)");
-            None
-        }
-    }
-}
-
 struct RefResult {
     bytes: Vec<u8>,
     view: Value,
@@ -694,7 +671,7 @@ fn case_count() -> usize {
 
 #[test]
 fn random_programs_match_reference() {
-    let Some(python) = python_or_skip("random_programs_match_reference") else {
+    let Some(python) = support::reference_python("random_programs_match_reference") else {
         return;
     };
     let mut runner = TestRunner::new_with_rng(
@@ -766,7 +743,7 @@ fn random_programs_match_reference() {
 /// Corner cases a random generator rarely produces, checked against the reference too.
 #[test]
 fn corner_cases_match_reference() {
-    let Some(python) = python_or_skip("corner_cases_match_reference") else {
+    let Some(python) = support::reference_python("corner_cases_match_reference") else {
         return;
     };
     let empty_plan = ExecutionPlan::default();

@@ -1,4 +1,4 @@
-//! Shared helpers of the `pte_*` integration tests: the corpus and the reference runner.
+//! Shared helpers of the integration tests: the corpus and the reference runner.
 //!
 //! Included by the other test files with `#[path = "pte_support.rs"] mod support;`; as a
 //! test target of its own it only checks that the corpus is present.
@@ -8,11 +8,12 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The reference corpus folder (`PTEKIT_CORPUS` or `/work/shared/corpus`).
+/// The reference corpus folder: `PTEKIT_CORPUS`, else `shared/corpus` beside the
+/// repository (where CI and the developers' machines have it).
 pub fn corpus_dir() -> PathBuf {
     std::env::var_os("PTEKIT_CORPUS")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/work/shared/corpus"))
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus"))
 }
 
 /// Every `.pte` of the corpus, sorted by name.
