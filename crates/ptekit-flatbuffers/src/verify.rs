@@ -554,6 +554,30 @@ impl<'a> Table<'a> {
         }
     }
 
+    /// Decodes every element of the vector of tables `field`, in order, with `decode`.
+    /// An error is returned with the element's index and `name` added to its path
+    /// (`name[i]...`). `None` when the field is absent. The result is allocated for the
+    /// vector's length only after the verifier checked that its offsets are in the buffer.
+    pub fn decode_table_vector<T>(
+        &self,
+        field: usize,
+        name: &'static str,
+        mut decode: impl FnMut(Table<'a>) -> Result<T>,
+    ) -> Result<Option<Vec<T>>> {
+        let Some(vec) = self.table_vector(field).map_err(|e| e.in_field(name))? else {
+            return Ok(None);
+        };
+        let mut out = Vec::with_capacity(vec.len());
+        for i in 0..vec.len() {
+            let item = vec
+                .get(i)
+                .and_then(&mut decode)
+                .map_err(|e| e.at_index(i).in_field(name))?;
+            out.push(item);
+        }
+        Ok(Some(out))
+    }
+
     /// A vector of strings; each element is verified when accessed. `None` when absent.
     pub fn string_vector(&self, field: usize) -> Result<Option<StringVector<'a>>> {
         match self.offset_field(field)? {

@@ -85,19 +85,7 @@ impl<'b> Decoder<'b> {
         name: &'static str,
         decode: impl Fn(&Self, Table<'v>) -> R<T>,
     ) -> R<Option<Vec<T>>> {
-        let Some(vec) = t.table_vector(field).map_err(f(name))? else {
-            return Ok(None);
-        };
-        // `len` offsets were verified to be backed by the buffer.
-        let mut out = Vec::with_capacity(vec.len());
-        for i in 0..vec.len() {
-            let item = vec
-                .get(i)
-                .and_then(|elem| decode(self, elem))
-                .map_err(|e| e.at_index(i).in_field(name))?;
-            out.push(item);
-        }
-        Ok(Some(out))
+        t.decode_table_vector(field, name, |elem| decode(self, elem))
     }
 
     fn bundled_program(&self, t: Table<'_>) -> R<BundledProgram<'b>> {

@@ -89,18 +89,7 @@ fn tables<'v, T>(
     name: &'static str,
     decode: impl Fn(Table<'v>) -> R<T>,
 ) -> R<Option<Vec<T>>> {
-    let Some(vec) = t.table_vector(field).map_err(f(name))? else {
-        return Ok(None);
-    };
-    let mut out = Vec::with_capacity(vec.len());
-    for i in 0..vec.len() {
-        let item = vec
-            .get(i)
-            .and_then(&decode)
-            .map_err(|e| e.at_index(i).in_field(name))?;
-        out.push(item);
-    }
-    Ok(Some(out))
+    t.decode_table_vector(field, name, decode)
 }
 
 fn flat_tensor(t: Table<'_>) -> R<FlatTensor> {

@@ -245,19 +245,7 @@ impl<'b> Decoder<'b> {
         name: &'static str,
         decode: impl Fn(&Self, Table<'v>) -> R<T>,
     ) -> R<Option<Vec<T>>> {
-        let Some(vec) = t.table_vector(field).map_err(f(name))? else {
-            return Ok(None);
-        };
-        // The vector's `len` offsets were verified to exist (4 bytes each).
-        let mut out = Vec::with_capacity(vec.len());
-        for i in 0..vec.len() {
-            let item = vec
-                .get(i)
-                .and_then(|elem| decode(self, elem))
-                .map_err(|e| e.at_index(i).in_field(name))?;
-            out.push(item);
-        }
-        Ok(Some(out))
+        t.decode_table_vector(field, name, |elem| decode(self, elem))
     }
 
     fn table<'v, T>(
