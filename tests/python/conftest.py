@@ -12,7 +12,8 @@ FIXTURES = ROOT / "tests" / "fixtures"
 
 
 def ptekit_bin() -> pathlib.Path:
-    path = pathlib.Path(os.environ.get("PTEKIT_BIN", ROOT / "target" / "release" / "ptekit"))
+    target = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+    path = pathlib.Path(os.environ.get("PTEKIT_BIN", target / "release" / "ptekit"))
     if not path.exists():
         subprocess.run(["cargo", "build", "--release", "-p", "ptekit-cli"], cwd=ROOT, check=True)
     return path

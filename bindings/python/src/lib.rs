@@ -32,9 +32,11 @@ use crate::error::{BindError, PteError, Seg};
 use crate::flat_tensor::FlatTensorBinary;
 use crate::result::PteBinary;
 
+/// The reference's keyword options; an option not given (or `None`) takes the
+/// reference's default (`extract_delegate_segments=False`, `segment_alignment=128`).
 fn options(
-    extract_delegate_segments: &Bound<'_, PyAny>,
-    segment_alignment: &Bound<'_, PyAny>,
+    extract_delegate_segments: Option<&Bound<'_, PyAny>>,
+    segment_alignment: Option<&Bound<'_, PyAny>>,
     constant_tensor_alignment: Option<&Bound<'_, PyAny>>,
     delegate_alignment: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<SerializeOptions> {
@@ -54,10 +56,17 @@ fn options(
             _ => Ok(None),
         }
     };
+    let defaults = SerializeOptions::default();
     Ok(SerializeOptions {
         // Any truthy value, like the reference's `if extract_delegate_segments:`.
-        extract_delegate_segments: extract_delegate_segments.is_truthy()?,
-        segment_alignment: positive::<u64>("segment_alignment", segment_alignment)?,
+        extract_delegate_segments: match extract_delegate_segments {
+            Some(v) => v.is_truthy()?,
+            None => defaults.extract_delegate_segments,
+        },
+        segment_alignment: match segment_alignment {
+            Some(v) if !v.is_none() => positive::<u64>("segment_alignment", v)?,
+            _ => defaults.segment_alignment,
+        },
         constant_tensor_alignment: opt("constant_tensor_alignment", constant_tensor_alignment)?,
         delegate_alignment: opt("delegate_alignment", delegate_alignment)?,
     })
@@ -88,11 +97,9 @@ fn serialize_pte_binary(
     constant_tensor_alignment: Option<&Bound<'_, PyAny>>,
     delegate_alignment: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<PteBinary> {
-    let default = 128u64.into_pyobject(py)?.into_any();
-    let no = pyo3::types::PyBool::new(py, false).to_owned().into_any();
     let opts = options(
-        extract_delegate_segments.unwrap_or(&no),
-        segment_alignment.unwrap_or(&default),
+        extract_delegate_segments,
+        segment_alignment,
         constant_tensor_alignment,
         delegate_alignment,
     )?;
@@ -111,11 +118,9 @@ fn write_pte(
     constant_tensor_alignment: Option<&Bound<'_, PyAny>>,
     delegate_alignment: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<u64> {
-    let default = 128u64.into_pyobject(py)?.into_any();
-    let no = pyo3::types::PyBool::new(py, false).to_owned().into_any();
     let opts = options(
-        extract_delegate_segments.unwrap_or(&no),
-        segment_alignment.unwrap_or(&default),
+        extract_delegate_segments,
+        segment_alignment,
         constant_tensor_alignment,
         delegate_alignment,
     )?;

@@ -514,11 +514,22 @@ impl<'a> Table<'a> {
 
     /// A `[ubyte]`/`[byte]` vector field as bytes; `None` when absent.
     pub fn bytes(&self, field: usize) -> Result<Option<&'a [u8]>> {
+        match self.bytes_range(field)? {
+            None => Ok(None),
+            Some(r) => self.v.range(r.start, r.len(), "vector").map(Some),
+        }
+    }
+
+    /// Where a `[ubyte]`/`[byte]` vector field's bytes lie in the verified buffer (a
+    /// checked range, `end <= buffer length`); `None` when absent. Lets a caller that
+    /// holds the buffer with a longer lifetime than the verifier borrow it zero-copy.
+    pub fn bytes_range(&self, field: usize) -> Result<Option<std::ops::Range<usize>>> {
         match self.offset_field(field)? {
             None => Ok(None),
             Some(pos) => {
                 let (data, len) = self.v.vector_at(pos, 1, 1)?;
-                self.v.range(data, len, "vector").map(Some)
+                // `vector_at` checked `data + len <= buf.len()`.
+                Ok(Some(data..data.saturating_add(len)))
             }
         }
     }

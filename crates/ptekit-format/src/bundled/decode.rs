@@ -41,29 +41,21 @@ struct Decoder<'b> {
 }
 
 impl<'b> Decoder<'b> {
-    /// Re-borrows a verified sub-slice of the buffer with the buffer's lifetime (the
-    /// verifier's views borrow the local verifier). The slice is located by address,
-    /// with checked arithmetic, and taken again from `self.buf`.
-    fn rebase(&self, verified: &[u8], at: usize) -> R<&'b [u8]> {
-        let base = self.buf.as_ptr() as usize;
-        (verified.as_ptr() as usize)
-            .checked_sub(base)
-            .and_then(|s| s.checked_add(verified.len()).map(|e| (s, e)))
-            .and_then(|(s, e)| self.buf.get(s..e))
-            .ok_or_else(|| {
-                FbError::new(
-                    ErrorKind::Invalid("verified slice is not inside the input buffer".into()),
-                    at,
-                )
-            })
-    }
-
     fn bytes(&self, t: &Table<'_>, field: usize, name: &'static str) -> R<Option<Cow<'b, [u8]>>> {
-        match t.bytes(field).map_err(f(name))? {
+        // Borrow from the caller's buffer (lifetime `'b`), not through the verifier.
+        match t.bytes_range(field).map_err(f(name))? {
             None => Ok(None),
-            Some(b) => Ok(Some(Cow::Borrowed(
-                self.rebase(b, t.position()).map_err(f(name))?,
-            ))),
+            Some(r) => self
+                .buf
+                .get(r)
+                .map(|b| Some(Cow::Borrowed(b)))
+                .ok_or_else(|| {
+                    FbError::new(
+                        ErrorKind::Invalid("verified range outside the input buffer".into()),
+                        t.position(),
+                    )
+                    .in_field(name)
+                }),
         }
     }
 

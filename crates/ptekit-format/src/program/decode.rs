@@ -187,26 +187,6 @@ fn f(name: &'static str) -> impl FnOnce(FbError) -> FbError {
 }
 
 impl<'b> Decoder<'b> {
-    /// Re-borrows a verified slice of the buffer with the buffer's own lifetime.
-    ///
-    /// The verifier's views borrow the verifier (a local) rather than the caller's
-    /// buffer, so a verified `&[u8]` cannot be returned as is. It is a sub-slice of
-    /// `self.buf`; locate it by address (safe pointer-to-integer arithmetic) and take the
-    /// same range from `self.buf`, checked.
-    fn rebase(&self, verified: &[u8], at: usize) -> R<&'b [u8]> {
-        let base = self.buf.as_ptr() as usize;
-        let start = (verified.as_ptr() as usize).checked_sub(base);
-        start
-            .and_then(|s| s.checked_add(verified.len()).map(|e| (s, e)))
-            .and_then(|(s, e)| self.buf.get(s..e))
-            .ok_or_else(|| {
-                FbError::new(
-                    ErrorKind::Invalid("verified slice is not inside the input buffer".into()),
-                    at,
-                )
-            })
-    }
-
     fn string(&self, t: &Table<'_>, field: usize, name: &'static str) -> R<Option<String>> {
         t.string(field)
             .map(|s| s.map(str::to_owned))
@@ -214,11 +194,20 @@ impl<'b> Decoder<'b> {
     }
 
     fn bytes(&self, t: &Table<'_>, field: usize, name: &'static str) -> R<Option<Cow<'b, [u8]>>> {
-        match t.bytes(field).map_err(f(name))? {
+        // Borrow from the caller's buffer (lifetime `'b`), not through the verifier.
+        match t.bytes_range(field).map_err(f(name))? {
             None => Ok(None),
-            Some(b) => Ok(Some(Cow::Borrowed(
-                self.rebase(b, t.position()).map_err(f(name))?,
-            ))),
+            Some(r) => self
+                .buf
+                .get(r)
+                .map(|b| Some(Cow::Borrowed(b)))
+                .ok_or_else(|| {
+                    FbError::new(
+                        ErrorKind::Invalid("verified range outside the input buffer".into()),
+                        t.position(),
+                    )
+                    .in_field(name)
+                }),
         }
     }
 
