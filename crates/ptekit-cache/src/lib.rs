@@ -12,7 +12,7 @@
 //! * [`capi`]: the same as a C ABI (header in `include/ptekit_cache.h`).
 //! * [`format`], [`store`]: the file format and its commit protocol.
 //! * [`xpwc`]: a reader for the reference runtime's `XPWC` v2 files.
-//! * [`cli`]: the `ptekit cache` subcommands.
+//! * [`check`]: what a cache file is and whether it is valid (used by `ptekit cache`).
 //! * [`xnnpack`]: a minimal loader of the real XNNPACK (from the ExecuTorch
 //!   wheel) used by the example and the tests.
 //!
@@ -28,7 +28,7 @@
 //! the library passes are the registered kernel and bias pointers.
 
 pub mod capi;
-pub mod cli;
+pub mod check;
 pub mod error;
 pub mod format;
 pub mod provider;

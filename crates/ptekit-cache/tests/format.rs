@@ -1,13 +1,14 @@
 //! The file format without XNNPACK: record round trips, the index reader
 //! under random corruption and truncation (proptest; no nightly fuzzing
-//! here), the XPWC v2 reader, and the CLI on both formats.
+//! here), the XPWC v2 reader, and `check::verify_file` on both formats (the
+//! `ptekit cache` exit codes are tested in the CLI crate, `cli_cache.rs`).
 
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use proptest::prelude::*;
 
-use ptekit_cache::cli::{run, verify_file, CacheCommand};
+use ptekit_cache::check::verify_file;
 use ptekit_cache::format::{parse_image, Entry, KeySource, Record, SlotState, SLOT_SIZE};
 use ptekit_cache::store::data_digest;
 use ptekit_cache::xpwc;
@@ -96,27 +97,6 @@ fn store_writes_a_valid_file() {
     assert_eq!(s.dead_bytes, 0);
     assert_eq!(s.orphan_reservations, 0);
     assert!(verify_file(&p).is_ok());
-    assert_eq!(
-        run(CacheCommand::Verify {
-            file: p.clone(),
-            json: true
-        }),
-        0
-    );
-    assert_eq!(
-        run(CacheCommand::Inspect {
-            file: p.clone(),
-            json: true
-        }),
-        0
-    );
-    assert_eq!(
-        run(CacheCommand::Stats {
-            file: p.clone(),
-            json: false
-        }),
-        0
-    );
     // An orphan reservation (a writer that died before committing) is dead.
     let mut cf = CacheFile::open(&p, &FileOptions::default()).expect("open");
     assert!(cf.lock().expect("lock"));
@@ -127,14 +107,11 @@ fn store_writes_a_valid_file() {
         .summary();
     assert_eq!(s.orphan_reservations, 1);
     assert_eq!(s.dead_bytes, 5120);
-    assert_eq!(
-        run(CacheCommand::Compact {
-            file: p.clone(),
-            lock_timeout: 5,
-            json: false
-        }),
-        0
-    );
+    let opts = FileOptions {
+        lock_timeout: std::time::Duration::from_secs(5),
+        ..FileOptions::default()
+    };
+    ptekit_cache::compact(&p, &opts).expect("compact");
     let s = parse_image(&std::fs::read(&p).expect("read"))
         .expect("parse")
         .summary();
@@ -253,28 +230,7 @@ fn xpwc_files_are_read_and_their_dead_bytes_reported() {
     let dir = tempfile::tempdir().expect("tempdir");
     let p = dir.path().join("ref.xpwc");
     std::fs::write(&p, &img).expect("write");
-    assert_eq!(
-        run(CacheCommand::Inspect {
-            file: p.clone(),
-            json: false
-        }),
-        0
-    );
-    assert_eq!(
-        run(CacheCommand::Verify {
-            file: p.clone(),
-            json: false
-        }),
-        0
-    );
-    assert_eq!(
-        run(CacheCommand::Compact {
-            file: p.clone(),
-            lock_timeout: 1,
-            json: false
-        }),
-        1
-    );
+    assert!(verify_file(&p).is_ok());
 
     // A short index: the footer claims one more entry than is there.
     let mut short = img.clone();
@@ -284,13 +240,7 @@ fn xpwc_files_are_read_and_their_dead_bytes_reported() {
     let err = xpwc::parse(&short).expect_err("short index");
     assert!(err.to_string().contains("short or torn"), "{err}");
     std::fs::write(&p, &short).expect("write");
-    assert_eq!(
-        run(CacheCommand::Verify {
-            file: p.clone(),
-            json: false
-        }),
-        1
-    );
+    assert!(verify_file(&p).is_err());
 
     // Trailing bytes between the index and the footer (a torn rewrite).
     let mut t2 = img[..n - 20].to_vec();
@@ -311,11 +261,5 @@ fn xpwc_files_are_read_and_their_dead_bytes_reported() {
     assert!(xpwc::parse(&oob).is_err());
     let empty = dir.path().join("empty");
     std::fs::write(&empty, b"").expect("write");
-    assert_eq!(
-        run(CacheCommand::Verify {
-            file: empty,
-            json: false
-        }),
-        1
-    );
+    assert!(verify_file(&empty).is_err());
 }

@@ -84,7 +84,7 @@ fn cold_then_warm_matches_uncached_at_default_size() {
         reference.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
         "warm output bytes differ from XNNPACK without cache"
     );
-    assert!(ptekit_cache::cli::verify_file(&path).is_ok());
+    assert!(ptekit_cache::check::verify_file(&path).is_ok());
 }
 
 #[test]
@@ -207,7 +207,7 @@ fn compaction_keeps_live_entries_and_outputs() {
     assert_eq!(report.after.live_entries, 7);
     assert_eq!(report.after.dead_bytes, 0);
     assert!(report.after.file_bytes < before.file_bytes);
-    assert!(ptekit_cache::cli::verify_file(&path).is_ok());
+    assert!(ptekit_cache::check::verify_file(&path).is_ok());
 
     // Live entries of both models survive with their outputs.
     for m in [&a2, &b] {
@@ -282,13 +282,13 @@ fn corrupt_and_truncated_files_are_rejected_and_fall_back() {
     );
     assert_eq!(s.heap_fallbacks, 4);
     assert_eq!(s.heap_fallback_reasons.get("file_unusable"), Some(&4));
-    assert!(ptekit_cache::cli::verify_file(&p).is_err());
+    assert!(ptekit_cache::check::verify_file(&p).is_err());
 
     // 2. A corrupt index record: that entry is ignored (re-packed), the others hit.
     let p = copy("record.pwc");
     let (slot, _) = entries[1];
     flip(&p, header.slot_offset(slot) + 40);
-    let reasons = ptekit_cache::cli::verify_file(&p).expect_err("verify must fail");
+    let reasons = ptekit_cache::check::verify_file(&p).expect_err("verify must fail");
     assert!(
         reasons.iter().any(|r| r.contains("checksum")),
         "{reasons:?}"
@@ -311,7 +311,7 @@ fn corrupt_and_truncated_files_are_rejected_and_fall_back() {
         .expect("open")
         .set_len(last + 10)
         .expect("truncate");
-    let reasons = ptekit_cache::cli::verify_file(&p).expect_err("verify must fail");
+    let reasons = ptekit_cache::check::verify_file(&p).expect_err("verify must fail");
     assert!(
         reasons.iter().any(|r| r.contains("OutOfBounds")),
         "{reasons:?}"
@@ -338,7 +338,7 @@ fn corrupt_and_truncated_files_are_rejected_and_fall_back() {
     let p = copy("data.pwc");
     let (_, e) = &entries[2];
     flip(&p, e.data_offset + e.data_len / 2);
-    assert!(ptekit_cache::cli::verify_file(&p)
+    assert!(ptekit_cache::check::verify_file(&p)
         .expect_err("verify must fail")
         .iter()
         .any(|r| r.contains("digest")));
@@ -551,7 +551,7 @@ fn four_processes_share_one_file() {
         "each key committed once (deduplicated {deduplicated})"
     );
     assert_eq!(s.dead_entries, 0);
-    assert!(ptekit_cache::cli::verify_file(&path).is_ok());
+    assert!(ptekit_cache::check::verify_file(&path).is_ok());
     // Both models are now warm in a fifth process (this one).
     for (t, sd) in [("a", 11), ("b", 12)] {
         let m = model(layers, width, sd, t);
@@ -682,7 +682,7 @@ fn writers_killed_with_sigkill_never_corrupt_or_lose_entries() {
         seen.len()
     );
     assert!(entries > 0, "no entry was ever committed");
-    assert!(ptekit_cache::cli::verify_file(&path).is_ok());
+    assert!(ptekit_cache::check::verify_file(&path).is_ok());
     // The surviving file still serves correct weights: a committed model is warm.
     let m = model(2, 256, 424_242, "final");
     let (o1, s1) = cached(&x, &path, &m, CacheOptions::default());

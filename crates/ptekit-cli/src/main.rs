@@ -3,6 +3,7 @@
 //!
 //! Exit codes: 0 success, 1 invalid input or failed check, 2 usage error.
 
+mod cache;
 mod commands;
 mod progress;
 mod render;
@@ -45,7 +46,7 @@ enum Command {
     Bundle(BundleCommand),
     /// Inspect, verify, compact and report on XNNPACK packed-weight cache files.
     #[command(subcommand)]
-    Cache(ptekit_cache::cli::CacheCommand),
+    Cache(cache::CacheCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -176,7 +177,7 @@ fn main() -> ExitCode {
                     .exit()
             }
         },
-        Command::Cache(cmd) => return exit_code(ptekit_cache::cli::run(cmd)),
+        Command::Cache(cmd) => return exit_code(cache::run(cmd)),
     };
     match code {
         Ok(()) => ExitCode::SUCCESS,

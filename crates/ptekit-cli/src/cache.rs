@@ -1,13 +1,13 @@
-//! The `ptekit cache ...` subcommands. The `ptekit` binary embeds
-//! [`CacheCommand`] as a clap subcommand and calls [`run`].
+//! The `ptekit cache ...` subcommands: [`CacheCommand`] is embedded as a clap subcommand;
+//! [`run`] prints and returns the exit code. What a file is and whether it is valid is
+//! decided by `ptekit_cache::check`.
 
 use std::path::{Path, PathBuf};
 
-use crate::error::CacheError;
-use crate::format::{DeadReason, SlotState, Summary, MAGIC};
-use crate::store::{self, CacheFile, FileOptions};
-use crate::sys::SharedMap;
-use crate::xpwc;
+use ptekit_cache::check::{self, open_read_only, verify_file, with_xpwc, FileKind};
+use ptekit_cache::format::{SlotState, Summary};
+use ptekit_cache::store::{self, FileOptions};
+use ptekit_cache::xpwc;
 
 /// Packed-weight cache files: ptekit's own (`PTKWC`) and the reference
 /// runtime's `XPWC` v2 (inspect, verify, stats).
@@ -67,62 +67,6 @@ pub fn run(cmd: CacheCommand) -> i32 {
     }
 }
 
-enum Kind {
-    Ptekit,
-    Xpwc,
-    Unknown,
-}
-
-fn kind(path: &Path) -> Result<Kind, CacheError> {
-    use std::os::unix::fs::FileExt;
-    let f = std::fs::File::open(path).map_err(|e| CacheError::io("open", path, e))?;
-    let len = f
-        .metadata()
-        .map_err(|e| CacheError::io("stat", path, e))?
-        .len();
-    let mut head = [0u8; 8];
-    let n = store::read_full_at(&f, &mut head, 0).map_err(|e| CacheError::io("read", path, e))?;
-    if n == 8 && head == MAGIC {
-        return Ok(Kind::Ptekit);
-    }
-    if len >= xpwc::FOOTER_LEN {
-        let mut m = [0u8; 4];
-        if f.read_exact_at(&mut m, len - 8).is_ok() && u32::from_le_bytes(m) == xpwc::XPWC_MAGIC {
-            return Ok(Kind::Xpwc);
-        }
-    }
-    Ok(Kind::Unknown)
-}
-
-fn with_xpwc<T>(path: &Path, f: impl FnOnce(&[u8]) -> T) -> Result<T, CacheError> {
-    let file = std::fs::File::open(path).map_err(|e| CacheError::io("open", path, e))?;
-    let len = file
-        .metadata()
-        .map_err(|e| CacheError::io("stat", path, e))?
-        .len();
-    let len = usize::try_from(len).map_err(|_| CacheError::Invalid("file too large".into()))?;
-    if len == 0 {
-        return Ok(f(&[]));
-    }
-    let map = SharedMap::new(&file, len, false).map_err(|e| CacheError::io("mmap", path, e))?;
-    let bytes = map
-        .slice(0, len)
-        .ok_or_else(|| CacheError::Invalid("mapping".into()))?;
-    Ok(f(bytes))
-}
-
-fn open_ro(path: &Path) -> Result<CacheFile, CacheError> {
-    CacheFile::open(
-        path,
-        &FileOptions {
-            read_only: true,
-            create: false,
-            max_file_bytes: 0,
-            ..FileOptions::default()
-        },
-    )
-}
-
 fn print_summary(s: &Summary) {
     println!("file_bytes:        {}", s.file_bytes);
     println!("live_entries:      {}", s.live_entries);
@@ -146,16 +90,16 @@ fn fail(msg: impl std::fmt::Display) -> i32 {
 }
 
 fn inspect(path: &Path, json: bool) -> i32 {
-    match kind(path) {
+    match check::file_kind(path) {
         Err(e) => fail(e),
-        Ok(Kind::Unknown) => {
+        Ok(FileKind::Unknown) => {
             eprintln!(
                 "{}: neither a ptekit cache file nor an XPWC v2 file",
                 path.display()
             );
             1
         }
-        Ok(Kind::Xpwc) => match with_xpwc(path, xpwc::parse) {
+        Ok(FileKind::Xpwc) => match with_xpwc(path, xpwc::parse) {
             Err(e) => fail(e),
             Ok(Err(e)) => {
                 if json {
@@ -192,7 +136,7 @@ fn inspect(path: &Path, json: bool) -> i32 {
                 0
             }
         },
-        Ok(Kind::Ptekit) => match open_ro(path) {
+        Ok(FileKind::Ptekit) => match open_read_only(path) {
             Err(e) => {
                 if json {
                     println!(
@@ -275,52 +219,6 @@ fn inspect(path: &Path, json: bool) -> i32 {
     }
 }
 
-/// Checks a file; `Ok(summary)` or `Err(reasons)`.
-pub fn verify_file(path: &Path) -> Result<serde_json::Value, Vec<String>> {
-    match kind(path) {
-        Err(e) => Err(vec![e.to_string()]),
-        Ok(Kind::Unknown) => Err(vec![
-            "neither a ptekit cache file nor an XPWC v2 file".into()
-        ]),
-        Ok(Kind::Xpwc) => match with_xpwc(path, xpwc::parse) {
-            Err(e) => Err(vec![e.to_string()]),
-            Ok(Err(e)) => Err(vec![e.to_string()]),
-            Ok(Ok(x)) => Ok(
-                serde_json::json!({"format": "XPWC", "entries": x.entries.len(),
-                "live_bytes": x.live_bytes, "dead_bytes": x.dead_bytes, "file_bytes": x.file_bytes}),
-            ),
-        },
-        Ok(Kind::Ptekit) => {
-            let cf = open_ro(path).map_err(|e| vec![e.to_string()])?;
-            let mut reasons = Vec::new();
-            for (i, st) in cf.index().slots.iter().enumerate() {
-                match st {
-                    SlotState::Torn(e) => reasons.push(format!("slot {i}: {e}")),
-                    SlotState::Live(e) if !cf.verify_entry(e) => {
-                        reasons.push(format!(
-                            "slot {i}: packed bytes at {}+{} do not match their digest",
-                            e.data_offset, e.data_len
-                        ));
-                    }
-                    SlotState::Dead(
-                        e,
-                        r @ (DeadReason::OutOfBounds | DeadReason::Overlap { .. }),
-                    ) => reasons.push(format!(
-                        "slot {i}: entry at {}+{} invalid: {r:?}",
-                        e.data_offset, e.data_len
-                    )),
-                    _ => {}
-                }
-            }
-            if reasons.is_empty() {
-                Ok(serde_json::json!({"format": "PTKWC", "summary": cf.summary()}))
-            } else {
-                Err(reasons)
-            }
-        }
-    }
-}
-
 fn verify(path: &Path, json: bool) -> i32 {
     match verify_file(path) {
         Ok(v) => {
@@ -348,16 +246,16 @@ fn verify(path: &Path, json: bool) -> i32 {
 }
 
 fn compact(path: &Path, lock_timeout: u64, json: bool) -> i32 {
-    match kind(path) {
-        Ok(Kind::Ptekit) => {}
-        Ok(Kind::Xpwc) => {
+    match check::file_kind(path) {
+        Ok(FileKind::Ptekit) => {}
+        Ok(FileKind::Xpwc) => {
             eprintln!(
                 "error: {}: XPWC files are read-only here; compact works on ptekit cache files",
                 path.display()
             );
             return 1;
         }
-        Ok(Kind::Unknown) => {
+        Ok(FileKind::Unknown) => {
             eprintln!("error: {}: not a ptekit cache file", path.display());
             return 1;
         }
@@ -393,17 +291,17 @@ fn compact(path: &Path, lock_timeout: u64, json: bool) -> i32 {
 }
 
 fn stats(path: &Path, json: bool) -> i32 {
-    match kind(path) {
+    match check::file_kind(path) {
         Err(e) => fail(e),
-        Ok(Kind::Unknown) => {
+        Ok(FileKind::Unknown) => {
             eprintln!(
                 "{}: neither a ptekit cache file nor an XPWC v2 file",
                 path.display()
             );
             1
         }
-        Ok(Kind::Xpwc) => inspect_xpwc_stats(path, json),
-        Ok(Kind::Ptekit) => match open_ro(path) {
+        Ok(FileKind::Xpwc) => inspect_xpwc_stats(path, json),
+        Ok(FileKind::Ptekit) => match open_read_only(path) {
             Err(e) => {
                 eprintln!("invalid: {e}");
                 1

@@ -1,0 +1,119 @@
+//! What a cache file is and whether it is valid, without printing: the `ptekit cache`
+//! subcommands (in the CLI crate) and the tests build on these.
+
+use std::path::Path;
+
+use crate::error::CacheError;
+use crate::format::{DeadReason, SlotState, MAGIC};
+use crate::store::{self, CacheFile, FileOptions};
+use crate::sys::SharedMap;
+use crate::xpwc;
+
+/// The kind of a cache file, told by its magic bytes.
+pub enum FileKind {
+    /// ptekit's own `PTKWC` file.
+    Ptekit,
+    /// The reference runtime's `XPWC` v2 file.
+    Xpwc,
+    /// Neither.
+    Unknown,
+}
+
+/// Reads the magic bytes of `path` (head for `PTKWC`, footer for `XPWC`).
+pub fn file_kind(path: &Path) -> Result<FileKind, CacheError> {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::File::open(path).map_err(|e| CacheError::io("open", path, e))?;
+    let len = f
+        .metadata()
+        .map_err(|e| CacheError::io("stat", path, e))?
+        .len();
+    let mut head = [0u8; 8];
+    let n = store::read_full_at(&f, &mut head, 0).map_err(|e| CacheError::io("read", path, e))?;
+    if n == 8 && head == MAGIC {
+        return Ok(FileKind::Ptekit);
+    }
+    if len >= xpwc::FOOTER_LEN {
+        let mut m = [0u8; 4];
+        if f.read_exact_at(&mut m, len - 8).is_ok() && u32::from_le_bytes(m) == xpwc::XPWC_MAGIC {
+            return Ok(FileKind::Xpwc);
+        }
+    }
+    Ok(FileKind::Unknown)
+}
+
+/// Maps `path` read-only and calls `f` with its bytes (the empty slice for an empty file).
+pub fn with_xpwc<T>(path: &Path, f: impl FnOnce(&[u8]) -> T) -> Result<T, CacheError> {
+    let file = std::fs::File::open(path).map_err(|e| CacheError::io("open", path, e))?;
+    let len = file
+        .metadata()
+        .map_err(|e| CacheError::io("stat", path, e))?
+        .len();
+    let len = usize::try_from(len).map_err(|_| CacheError::Invalid("file too large".into()))?;
+    if len == 0 {
+        return Ok(f(&[]));
+    }
+    let map = SharedMap::new(&file, len, false).map_err(|e| CacheError::io("mmap", path, e))?;
+    let bytes = map
+        .slice(0, len)
+        .ok_or_else(|| CacheError::Invalid("mapping".into()))?;
+    Ok(f(bytes))
+}
+
+/// Opens a `PTKWC` file read-only, without creating it.
+pub fn open_read_only(path: &Path) -> Result<CacheFile, CacheError> {
+    CacheFile::open(
+        path,
+        &FileOptions {
+            read_only: true,
+            create: false,
+            max_file_bytes: 0,
+            ..FileOptions::default()
+        },
+    )
+}
+
+/// Checks a file; `Ok(summary)` or `Err(reasons)`.
+pub fn verify_file(path: &Path) -> Result<serde_json::Value, Vec<String>> {
+    match file_kind(path) {
+        Err(e) => Err(vec![e.to_string()]),
+        Ok(FileKind::Unknown) => Err(vec![
+            "neither a ptekit cache file nor an XPWC v2 file".into()
+        ]),
+        Ok(FileKind::Xpwc) => match with_xpwc(path, xpwc::parse) {
+            Err(e) => Err(vec![e.to_string()]),
+            Ok(Err(e)) => Err(vec![e.to_string()]),
+            Ok(Ok(x)) => Ok(
+                serde_json::json!({"format": "XPWC", "entries": x.entries.len(),
+                "live_bytes": x.live_bytes, "dead_bytes": x.dead_bytes, "file_bytes": x.file_bytes}),
+            ),
+        },
+        Ok(FileKind::Ptekit) => {
+            let cf = open_read_only(path).map_err(|e| vec![e.to_string()])?;
+            let mut reasons = Vec::new();
+            for (i, st) in cf.index().slots.iter().enumerate() {
+                match st {
+                    SlotState::Torn(e) => reasons.push(format!("slot {i}: {e}")),
+                    SlotState::Live(e) if !cf.verify_entry(e) => {
+                        reasons.push(format!(
+                            "slot {i}: packed bytes at {}+{} do not match their digest",
+                            e.data_offset, e.data_len
+                        ));
+                    }
+                    SlotState::Dead(
+                        e,
+                        r @ (DeadReason::OutOfBounds | DeadReason::Overlap { .. }),
+                    ) => reasons.push(format!(
+                        "slot {i}: entry at {}+{} invalid: {r:?}",
+                        e.data_offset, e.data_len
+                    )),
+                    _ => {}
+                }
+            }
+            if reasons.is_empty() {
+                Ok(serde_json::json!({"format": "PTKWC", "summary": cf.summary()}))
+            } else {
+                Err(reasons)
+            }
+        }
+    }
+}
