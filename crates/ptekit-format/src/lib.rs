@@ -8,6 +8,8 @@
 //!   options, streaming atomic writes.
 //! - [`bundled`]: bundled programs (`.bpte`, `BP08`): a program plus test cases.
 //! - [`flat_tensor`]: tensor data files (`.ptd`, `FT01` with its `FH01` header).
+//! - [`xnnpack`]: XNNPACK delegate payloads (`XH00` + `XN01`): model, verified reader,
+//!   cross-reference checks, a writer byte-identical to the reference's flatc.
 //! - [`npz`]: minimal NumPy `.npy`/`.npz` reading and writing for test values.
 //! - [`write`](mod@write): the streaming writer both containers use: a [`write::PlannedFile`] of
 //!   pieces (borrowed slices, zero runs, owned bytes) written atomically, with
@@ -19,3 +21,4 @@ pub mod npz;
 pub mod program;
 pub mod pte;
 pub mod write;
+pub mod xnnpack;

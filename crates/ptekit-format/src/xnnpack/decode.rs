@@ -1,0 +1,290 @@
+//! Verified decoding of payloads: the container ([`split_payload`]), the identifier,
+//! then every table of the flatbuffer through the shared verifier and its [`Limits`].
+//! Errors carry the field path (`xnodes[17].XNNFullyConnected.filter_id`) and the byte
+//! offset in the payload.
+
+use ptekit_flatbuffers::{Error as FbError, ErrorKind as FbErrorKind, Limits, Table, Verifier};
+
+use super::error::{XnnpackError, XnnpackErrorKind};
+use super::header::{split_payload, XnnHeader, FILE_IDENTIFIER, LEGACY_FILE_IDENTIFIER};
+use super::model::*;
+
+type R<T> = Result<T, FbError>;
+
+fn f(name: &'static str) -> impl FnOnce(FbError) -> FbError {
+    move |e| e.in_field(name)
+}
+
+/// A decoded payload: the header (if any), the identifier, the graph, and the constant
+/// data it carries (borrowed).
+#[derive(Debug, Clone)]
+pub struct Payload<'a> {
+    /// The `XH00` header; `None` for a legacy blob.
+    pub header: Option<XnnHeader>,
+    /// The flatbuffer's identifier (`XN01` or `XN00`).
+    pub identifier: [u8; 4],
+    /// Offset of the flatbuffer in the payload.
+    pub flatbuffer_offset: usize,
+    /// Length of the flatbuffer.
+    pub flatbuffer_len: usize,
+    /// The graph.
+    pub graph: XNNGraph,
+    /// Offset of the constant data in the payload.
+    pub constant_data_offset: usize,
+    /// The constant data after the flatbuffer (empty for legacy blobs).
+    pub constant_data: &'a [u8],
+}
+
+/// Decodes and verifies a whole payload (header, flatbuffer, every table).
+///
+/// Cross-references (value ids, constant indices and ranges, named keys) are checked
+/// separately by [`validate`](super::validate).
+pub fn decode_payload<'a>(blob: &'a [u8], limits: &Limits) -> Result<Payload<'a>, XnnpackError> {
+    let parts = split_payload(blob)?;
+    let (graph, identifier) = decode_flatbuffer(parts.flatbuffer, limits)
+        .map_err(|e| e.rebase(parts.flatbuffer_offset))?;
+    Ok(Payload {
+        header: parts.header,
+        identifier,
+        flatbuffer_offset: parts.flatbuffer_offset,
+        flatbuffer_len: parts.flatbuffer.len(),
+        graph,
+        constant_data_offset: parts.constant_data_offset,
+        constant_data: parts.constant_data,
+    })
+}
+
+/// Decodes a bare flatbuffer (identifier `XN00` or `XN01`, as the runtime accepts).
+/// Error offsets are relative to `fb`.
+pub fn decode_flatbuffer(fb: &[u8], limits: &Limits) -> Result<(XNNGraph, [u8; 4]), XnnpackError> {
+    let verifier = Verifier::new(fb, *limits).map_err(|e| XnnpackError::from_flatbuffer(e, 0))?;
+    let id = verifier.file_identifier();
+    let identifier = match id {
+        Some(id) if id == FILE_IDENTIFIER || id == LEGACY_FILE_IDENTIFIER => id,
+        _ => {
+            let shown = id.map_or_else(
+                || "none (shorter than 8 bytes)".to_string(),
+                |id| format!("{:?}", String::from_utf8_lossy(&id)),
+            );
+            return Err(XnnpackError::new(
+                XnnpackErrorKind::Identifier,
+                format!("flatbuffer identifier {shown}, expected \"XN00\" or \"XN01\""),
+            )
+            .at(4));
+        }
+    };
+    let root = verifier
+        .root()
+        .map_err(|e| XnnpackError::from_flatbuffer(e, 0))?;
+    let graph = xnn_graph(root).map_err(|e| XnnpackError::from_flatbuffer(e, 0))?;
+    Ok((graph, identifier))
+}
+
+impl XnnpackError {
+    /// Shifts the offset of an error found in a flatbuffer that starts at `base`.
+    fn rebase(self, base: usize) -> Self {
+        match self.offset() {
+            Some(o) => self.at(o.saturating_add(base as u64)),
+            None => self,
+        }
+    }
+}
+
+fn tables<'v, T>(
+    t: &Table<'v>,
+    field: usize,
+    name: &'static str,
+    decode: impl Fn(Table<'v>) -> R<T>,
+) -> R<Option<Vec<T>>> {
+    t.decode_table_vector(field, name, decode)
+}
+
+fn u32s(t: &Table<'_>, field: usize) -> R<Option<Vec<u32>>> {
+    Ok(t.scalar_vector::<u32>(field)?.map(|v| v.to_vec()))
+}
+
+fn xnn_graph(t: Table<'_>) -> R<XNNGraph> {
+    Ok(XNNGraph {
+        version: t.string(0).map_err(f("version"))?.map(str::to_owned),
+        xnodes: tables(&t, 1, "xnodes", xnode)?,
+        xvalues: tables(&t, 2, "xvalues", xvalue)?,
+        num_externs: t.get_u32(3, 0).map_err(f("num_externs"))?,
+        input_ids: u32s(&t, 4).map_err(f("input_ids"))?,
+        output_ids: u32s(&t, 5).map_err(f("output_ids"))?,
+        constant_buffer: tables(&t, 6, "constant_buffer", |b| {
+            Ok(Buffer {
+                storage: b.bytes(0).map_err(f("storage"))?.map(<[u8]>::to_vec),
+            })
+        })?,
+        mem_buffer_sizes: u32s(&t, 7).map_err(f("mem_buffer_sizes"))?,
+        constant_data: tables(&t, 8, "constant_data", |c| {
+            Ok(ConstantDataOffset {
+                offset: c.get_u64(0, 0).map_err(f("offset"))?,
+                size: c.get_u64(1, 0).map_err(f("size"))?,
+                named_key: c.string(2).map_err(f("named_key"))?.map(str::to_owned),
+            })
+        })?,
+    })
+}
+
+struct TableSource<'t, 'v>(&'t Table<'v>);
+
+impl FieldSource for TableSource<'_, '_> {
+    type Error = FbError;
+    fn u32(&mut self, name: &'static str, slot: usize) -> R<u32> {
+        self.0.get_u32(slot, 0).map_err(f(name))
+    }
+    fn f32(&mut self, name: &'static str, slot: usize) -> R<f32> {
+        self.0.get_f32(slot, 0.0).map_err(f(name))
+    }
+    fn u32s(&mut self, name: &'static str, slot: usize) -> R<Option<Vec<u32>>> {
+        u32s(self.0, slot).map_err(f(name))
+    }
+}
+
+fn xnode(t: Table<'_>) -> R<XNode> {
+    let xnode_union = match t.union(0, 1).map_err(f("xnode_union"))? {
+        None => None,
+        Some(u) => {
+            let name = XNodeUnion::name_of(u.tag())
+                .ok_or_else(|| u.unknown_tag().in_field("xnode_union"))?;
+            let table = u.table();
+            let node = XNodeUnion::take_named(name, &mut TableSource(&table))
+                .unwrap_or_else(|| Err(u.unknown_tag()))
+                .map_err(|e| e.in_union_member(name))?;
+            Some(node)
+        }
+    };
+    Ok(XNode {
+        xnode_union,
+        debug_handle: t.get_u32(2, 0).map_err(f("debug_handle"))?,
+        output_min_max: match t.table(3).map_err(f("output_min_max"))? {
+            None => None,
+            Some(m) => Some(OutputMinMax {
+                output_min: m
+                    .get_f32(0, 0.0)
+                    .map_err(f("output_min"))
+                    .map_err(f("output_min_max"))?,
+                output_max: m
+                    .get_f32(1, 0.0)
+                    .map_err(f("output_max"))
+                    .map_err(f("output_min_max"))?,
+            }),
+        },
+    })
+}
+
+fn tensor_value(t: Table<'_>) -> R<XNNTensorValue> {
+    Ok(XNNTensorValue {
+        datatype: XNNDatatype(t.get_i16(0, 0).map_err(f("datatype"))?),
+        num_dims: t.get_u32(1, 0).map_err(f("num_dims"))?,
+        dims: u32s(&t, 2).map_err(f("dims"))?,
+        constant_buffer_idx: t.get_u32(3, 0).map_err(f("constant_buffer_idx"))?,
+        external_id: t.get_u32(4, 0).map_err(f("external_id"))?,
+        flags: t.get_u32(5, 0).map_err(f("flags"))?,
+        id_out: t.get_u32(6, 0).map_err(f("id_out"))?,
+        dq_datatype: XNNDatatype(t.get_i16(7, 0).map_err(f("dq_datatype"))?),
+    })
+}
+
+fn f32s(t: &Table<'_>, field: usize) -> R<Option<Vec<f32>>> {
+    Ok(t.scalar_vector::<f32>(field)?.map(|v| v.to_vec()))
+}
+
+fn quant_params(tag: u8, t: Table<'_>) -> Option<R<XNNQuantParams>> {
+    let r = match tag {
+        1 => (|| {
+            Ok(XNNQuantParams::PerChannelQuant(PerChannelQuant {
+                scale: f32s(&t, 0).map_err(f("scale"))?,
+                channel_dim: t.get_i32(1, 0).map_err(f("channel_dim"))?,
+                scale_buffer_idx: t.get_u32(2, 0).map_err(f("scale_buffer_idx"))?,
+                num_scales: t.get_u32(3, 0).map_err(f("num_scales"))?,
+            }))
+        })(),
+        2 => (|| {
+            Ok(XNNQuantParams::PerTensorQuant(PerTensorQuant {
+                scale: t.get_f32(0, 0.0).map_err(f("scale"))?,
+                zero_point: t.get_i32(1, 0).map_err(f("zero_point"))?,
+            }))
+        })(),
+        3 => t.get_i32(0, 0).map_err(f("num_nonbatch_dims")).map(|n| {
+            XNNQuantParams::PerTokenDynamicQuant(PerTokenDynamicQuant {
+                num_nonbatch_dims: n,
+            })
+        }),
+        4 => (|| {
+            Ok(XNNQuantParams::PerChannelGroupQuant(PerChannelGroupQuant {
+                scale: f32s(&t, 0).map_err(f("scale"))?,
+                channel_dim: t.get_i32(1, 0).map_err(f("channel_dim"))?,
+                group_size: t.get_i32(2, 0).map_err(f("group_size"))?,
+                scale_bf16: t
+                    .scalar_vector::<u16>(3)
+                    .map_err(f("scale_bf16"))?
+                    .map(|v| v.to_vec()),
+                scale_buffer_idx: t.get_u32(4, 0).map_err(f("scale_buffer_idx"))?,
+                num_scales: t.get_u32(5, 0).map_err(f("num_scales"))?,
+            }))
+        })(),
+        _ => return None,
+    };
+    Some(r)
+}
+
+fn xvalue(t: Table<'_>) -> R<XValue> {
+    let xvalue_union = match t.union(0, 1).map_err(f("xvalue_union"))? {
+        None => None,
+        Some(u) => match u.tag() {
+            1 => Some(XValueUnion::XNNTensorValue(
+                tensor_value(u.table()).map_err(|e| e.in_union_member("XNNTensorValue"))?,
+            )),
+            2 => {
+                let q = u.table();
+                let name = "XNNQuantizedTensorValue";
+                let tensor_value = match q
+                    .table(0)
+                    .map_err(f("tensor_value"))
+                    .map_err(|e| e.in_union_member(name))?
+                {
+                    None => None,
+                    Some(tv) => Some(
+                        tensor_value(tv)
+                            .map_err(f("tensor_value"))
+                            .map_err(|e| e.in_union_member(name))?,
+                    ),
+                };
+                let quant_params = match q
+                    .union(1, 2)
+                    .map_err(f("quant_params"))
+                    .map_err(|e| e.in_union_member(name))?
+                {
+                    None => None,
+                    Some(p) => {
+                        let member = XNNQuantParams::NAMES
+                            .get(usize::from(p.tag()).wrapping_sub(1))
+                            .copied()
+                            .unwrap_or("?");
+                        let decoded = quant_params(p.tag(), p.table())
+                            .unwrap_or_else(|| Err(p.unknown_tag()))
+                            .map_err(|e| {
+                                let e = if matches!(e.kind(), FbErrorKind::BadUnionType { .. }) {
+                                    e
+                                } else {
+                                    e.in_union_member(member)
+                                };
+                                e.in_field("quant_params").in_union_member(name)
+                            })?;
+                        Some(decoded)
+                    }
+                };
+                Some(XValueUnion::XNNQuantizedTensorValue(
+                    XNNQuantizedTensorValue {
+                        tensor_value,
+                        quant_params,
+                    },
+                ))
+            }
+            _ => return Err(u.unknown_tag().in_field("xvalue_union")),
+        },
+    };
+    Ok(XValue { xvalue_union })
+}

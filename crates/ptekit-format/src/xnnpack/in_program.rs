@@ -1,0 +1,133 @@
+//! The XNNPACK payloads of a `.pte` program: finding them, and checking each one
+//! (verified decode + cross-references against the program's named data and an
+//! optional `.ptd`).
+
+use std::collections::HashMap;
+
+use ptekit_flatbuffers::Limits;
+
+use super::decode::{decode_payload, Payload};
+use super::error::XnnpackError;
+use super::validate::{validate, ConstantSources};
+use super::BACKEND_ID;
+use crate::flat_tensor::FlatTensorFile;
+use crate::program::DataLocation;
+use crate::pte::PteFile;
+
+/// One XNNPACK delegate of a program and its payload bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct DelegatePayload<'a> {
+    /// Index of the execution plan.
+    pub plan: usize,
+    /// Index of the delegate in the plan's `delegates`.
+    pub delegate: usize,
+    /// The payload (`None` when the program's reference to it is missing or out of
+    /// range; [`PteFile::parse`] rejects out-of-range references, so only an absent
+    /// `processed` gives `None`).
+    pub bytes: Option<&'a [u8]>,
+}
+
+/// Every delegate whose backend id is `XnnpackBackend`, in plan then delegate order.
+pub fn delegate_payloads<'a>(pte: &'a PteFile<'_>) -> Vec<DelegatePayload<'a>> {
+    let program = pte.program();
+    let inline = program.backend_delegate_data.as_deref().unwrap_or_default();
+    let mut out = Vec::new();
+    for (p, plan) in program.execution_plan.iter().flatten().enumerate() {
+        for (d, del) in plan.delegates.iter().flatten().enumerate() {
+            if del.id.as_deref() != Some(BACKEND_ID) {
+                continue;
+            }
+            let bytes = del.processed.and_then(|r| {
+                let i = r.index as usize;
+                if r.location == DataLocation::SEGMENT {
+                    pte.segment_data(i)
+                } else {
+                    inline.get(i).and_then(|b| b.data.as_deref())
+                }
+            });
+            out.push(DelegatePayload {
+                plan: p,
+                delegate: d,
+                bytes,
+            });
+        }
+    }
+    out
+}
+
+/// Sizes of the named data a program's payloads can refer to: the program's own
+/// `named_data` (segment sizes) and, if given, a `.ptd`'s named blobs. The second map
+/// holds the keys found only in the `.ptd`.
+#[derive(Debug, Clone, Default)]
+pub struct NamedSizes {
+    /// Keys in the program's named data.
+    pub program: HashMap<String, u64>,
+    /// Keys in the given `.ptd`.
+    pub external: HashMap<String, u64>,
+}
+
+impl NamedSizes {
+    /// Collects the keys of `pte` and of `ptd`.
+    pub fn new(pte: &PteFile<'_>, ptd: Option<&FlatTensorFile<'_>>) -> Self {
+        let mut program = HashMap::new();
+        for n in pte.program().named_data.iter().flatten() {
+            if let Some(key) = &n.key {
+                let size = pte
+                    .segment_data(n.segment_index as usize)
+                    .map_or(0, |d| d.len() as u64);
+                program.insert(key.clone(), size);
+            }
+        }
+        let mut external = HashMap::new();
+        if let Some(ptd) = ptd {
+            for n in ptd.flat_tensor().named_data.iter().flatten() {
+                if let Some(key) = &n.key {
+                    if let Some((_, data)) = ptd.named(key) {
+                        external.insert(key.clone(), data.len() as u64);
+                    }
+                }
+            }
+        }
+        NamedSizes { program, external }
+    }
+
+    /// Size of `key` in the program or the `.ptd`.
+    pub fn any(&self, key: &str) -> Option<u64> {
+        self.program
+            .get(key)
+            .or_else(|| self.external.get(key))
+            .copied()
+    }
+
+    /// Size of `key` in the program's own named data.
+    pub fn in_program(&self, key: &str) -> Option<u64> {
+        self.program.get(key).copied()
+    }
+}
+
+/// Decodes and fully checks one payload (header, flatbuffer, cross-references; named
+/// keys against `named`). Errors name the delegate.
+pub fn check_payload<'a>(
+    d: &DelegatePayload<'a>,
+    named: &NamedSizes,
+    limits: &Limits,
+) -> Result<Payload<'a>, XnnpackError> {
+    let blob = d.bytes.ok_or_else(|| {
+        XnnpackError::new(
+            super::error::XnnpackErrorKind::Header,
+            "the delegate has no processed data",
+        )
+        .in_delegate(d.plan, d.delegate)
+    })?;
+    let payload = decode_payload(blob, limits).map_err(|e| e.in_delegate(d.plan, d.delegate))?;
+    let lookup = |k: &str| named.any(k);
+    validate(
+        &payload.graph,
+        &ConstantSources {
+            constant_data: payload.constant_data,
+            named: Some(&lookup),
+        },
+    )
+    .map_err(|e| e.in_delegate(d.plan, d.delegate))?;
+    Ok(payload)
+}

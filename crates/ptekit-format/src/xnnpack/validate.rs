@@ -1,0 +1,255 @@
+//! The payload's own cross-references, checked after decoding: every value id a node or
+//! the graph names is defined by a value (or is `XNN_INVALID_VALUE_ID`), every constant
+//! index lies in `constant_data` (or the legacy `constant_buffer`), inline constant
+//! ranges lie inside the payload's constant data, and named keys exist where the
+//! program keeps its named data.
+
+use super::error::{XnnpackError, XnnpackErrorKind};
+use super::model::*;
+
+/// `XNN_INVALID_VALUE_ID`: "no value" in id fields (unused concatenation inputs, no
+/// bias, internal values' `external_id`).
+pub const XNN_INVALID_VALUE_ID: u32 = u32::MAX;
+
+/// Looks up a named-data key: `Some(size in bytes)` when present, `None` when missing.
+pub type NamedLookup<'a> = &'a dyn Fn(&str) -> Option<u64>;
+
+/// Where the constants of a payload can be found.
+#[derive(Clone, Copy, Default)]
+pub struct ConstantSources<'a> {
+    /// The payload's constant data (after the flatbuffer).
+    pub constant_data: &'a [u8],
+    /// Named data (the program's, plus a given `.ptd`); `None` skips the key check.
+    pub named: Option<NamedLookup<'a>>,
+}
+
+impl std::fmt::Debug for ConstantSources<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConstantSources")
+            .field("constant_data", &self.constant_data.len())
+            .field("named", &self.named.is_some())
+            .finish()
+    }
+}
+
+fn err(kind: XnnpackErrorKind, message: String) -> XnnpackError {
+    XnnpackError::new(kind, message)
+}
+
+struct Ids {
+    /// Sorted defined ids.
+    defined: Vec<u32>,
+}
+
+impl Ids {
+    fn check(&self, id: u32) -> Result<(), XnnpackError> {
+        if id == XNN_INVALID_VALUE_ID || self.defined.binary_search(&id).is_ok() {
+            return Ok(());
+        }
+        Err(err(
+            XnnpackErrorKind::ValueId,
+            format!(
+                "value id {id} is not defined by any of the {} values",
+                self.defined.len()
+            ),
+        ))
+    }
+}
+
+struct IdSink<'a> {
+    ids: &'a Ids,
+    first_error: Option<XnnpackError>,
+}
+
+impl FieldSink for IdSink<'_> {
+    fn u32(&mut self, name: &'static str, _: usize, value: u32) {
+        if self.first_error.is_none() && name.ends_with("_id") {
+            if let Err(e) = self.ids.check(value) {
+                self.first_error = Some(e.in_field(name));
+            }
+        }
+    }
+    fn f32(&mut self, _: &'static str, _: usize, _: f32) {}
+    fn u32s(&mut self, _: &'static str, _: usize, _: Option<&[u32]>) {}
+}
+
+/// Checks the cross-references of `g` (see the [module documentation](self)).
+pub fn validate(g: &XNNGraph, sources: &ConstantSources<'_>) -> Result<(), XnnpackError> {
+    let values = g.xvalues.as_deref().unwrap_or_default();
+    let mut defined = Vec::with_capacity(values.len());
+    for (i, v) in values.iter().enumerate() {
+        let at = |e: XnnpackError| e.in_field(format!("xvalues[{i}]"));
+        let tensor = match &v.xvalue_union {
+            None => {
+                return Err(at(err(
+                    XnnpackErrorKind::ValueId,
+                    "value has no tensor (union type NONE)".into(),
+                )
+                .in_field("xvalue_union")))
+            }
+            Some(u) => u.tensor().ok_or_else(|| {
+                at(err(
+                    XnnpackErrorKind::ValueId,
+                    "quantized value has no tensor_value".into(),
+                )
+                .in_field("tensor_value")
+                .in_field(u.name()))
+            })?,
+        };
+        defined.push(tensor.id_out);
+    }
+    defined.sort_unstable();
+    if let Some(w) = defined.windows(2).find(|w| w[0] == w[1]) {
+        let dup = w[0];
+        let second = values
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| {
+                v.xvalue_union
+                    .as_ref()
+                    .and_then(XValueUnion::tensor)
+                    .map(|t| t.id_out)
+                    == Some(dup)
+            })
+            .nth(1)
+            .map_or(0, |(i, _)| i);
+        return Err(err(
+            XnnpackErrorKind::ValueId,
+            format!("value id {dup} is defined more than once"),
+        )
+        .in_field("id_out")
+        .in_field(format!("xvalues[{second}]")));
+    }
+    let ids = Ids { defined };
+
+    for (name, list) in [("input_ids", &g.input_ids), ("output_ids", &g.output_ids)] {
+        for (i, id) in list.as_deref().unwrap_or_default().iter().enumerate() {
+            ids.check(*id)
+                .map_err(|e| e.in_field(format!("{name}[{i}]")))?;
+        }
+    }
+
+    for (i, n) in g.xnodes.as_deref().unwrap_or_default().iter().enumerate() {
+        let Some(u) = &n.xnode_union else {
+            return Err(err(
+                XnnpackErrorKind::ValueId,
+                "node has no operation (union type NONE)".into(),
+            )
+            .in_field("xnode_union")
+            .in_field(format!("xnodes[{i}]")));
+        };
+        let mut sink = IdSink {
+            ids: &ids,
+            first_error: None,
+        };
+        u.put(&mut sink);
+        if let Some(e) = sink.first_error {
+            return Err(e.in_field(u.name()).in_field(format!("xnodes[{i}]")));
+        }
+    }
+
+    check_constants(g, values, sources)
+}
+
+fn check_constants(
+    g: &XNNGraph,
+    values: &[XValue],
+    sources: &ConstantSources<'_>,
+) -> Result<(), XnnpackError> {
+    let entries = g.constant_data.as_deref();
+    let (limit, list) = match (entries, g.constant_buffer.as_deref()) {
+        (Some(c), _) => (c.len(), "constant_data"),
+        (None, Some(b)) => (b.len(), "constant_buffer"),
+        (None, None) => (0, "constant_data"),
+    };
+    let index_ok = |idx: u32| idx == 0 || (idx as usize) < limit;
+    let index_err = |idx: u32| {
+        err(
+            XnnpackErrorKind::ConstantIndex,
+            format!("index {idx} is outside {list} ({limit} entries)"),
+        )
+    };
+    for (i, v) in values.iter().enumerate() {
+        let Some(u) = &v.xvalue_union else { continue };
+        let at = |e: XnnpackError| e.in_field(u.name()).in_field(format!("xvalues[{i}]"));
+        if let Some(t) = u.tensor() {
+            if !index_ok(t.constant_buffer_idx) {
+                let e = index_err(t.constant_buffer_idx).in_field("constant_buffer_idx");
+                return Err(at(match u {
+                    XValueUnion::XNNQuantizedTensorValue(_) => e.in_field("tensor_value"),
+                    XValueUnion::XNNTensorValue(_) => e,
+                }));
+            }
+        }
+        if let XValueUnion::XNNQuantizedTensorValue(q) = u {
+            let scale_idx = match &q.quant_params {
+                Some(XNNQuantParams::PerChannelQuant(p)) => {
+                    Some((p.scale_buffer_idx, "PerChannelQuant"))
+                }
+                Some(XNNQuantParams::PerChannelGroupQuant(p)) => {
+                    Some((p.scale_buffer_idx, "PerChannelGroupQuant"))
+                }
+                _ => None,
+            };
+            if let Some((idx, member)) = scale_idx {
+                if idx != 0 && (idx as usize) >= entries.map_or(0, <[_]>::len) {
+                    return Err(at(err(
+                        XnnpackErrorKind::ConstantIndex,
+                        format!(
+                            "index {idx} is outside constant_data ({} entries)",
+                            entries.map_or(0, <[_]>::len)
+                        ),
+                    )
+                    .in_field("scale_buffer_idx")
+                    .in_field(member)
+                    .in_field("quant_params")));
+                }
+            }
+        }
+    }
+
+    for (i, c) in entries.unwrap_or_default().iter().enumerate() {
+        let at = |e: XnnpackError| e.in_field(format!("constant_data[{i}]"));
+        match c.key() {
+            Some(key) => {
+                let Some(lookup) = sources.named else {
+                    continue;
+                };
+                match lookup(key) {
+                    None => {
+                        return Err(at(err(
+                            XnnpackErrorKind::NamedKey,
+                            format!("named data key {key:?} is not in the program's named data (nor in a given .ptd)"),
+                        )
+                        .in_field("named_key")))
+                    }
+                    Some(have) if have < c.size => {
+                        return Err(at(err(
+                            XnnpackErrorKind::NamedKey,
+                            format!(
+                                "named data {key:?} holds {have} bytes, the entry needs {}",
+                                c.size
+                            ),
+                        )
+                        .in_field("size")))
+                    }
+                    Some(_) => {}
+                }
+            }
+            None => {
+                let len = sources.constant_data.len() as u64;
+                if !c.offset.checked_add(c.size).is_some_and(|end| end <= len) {
+                    return Err(at(err(
+                        XnnpackErrorKind::ConstantRange,
+                        format!(
+                            "inline constant at offset {} of {} bytes is outside the payload's {len} bytes of constant data",
+                            c.offset, c.size
+                        ),
+                    )
+                    .in_field("offset")));
+                }
+            }
+        }
+    }
+    Ok(())
+}
