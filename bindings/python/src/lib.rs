@@ -8,6 +8,7 @@
 //! - [`result`]: the serialized file object ([`result::PteBinary`]);
 //! - [`bundled`]: bundled programs (`.bpte`, `executorch.devtools.bundled_program`);
 //! - [`flat_tensor`]: tensor-data files (`.ptd`, the reference's `FlatTensorSerializer`);
+//! - [`xnnpack`]: XNNPACK delegate payloads (`convert_to_flatbuffer` without flatc);
 //! - [`error`]: `ptekit.PteError` and the field-path conversion error.
 //!
 //! The GIL is released while the Rust core packs, parses and writes.
@@ -19,6 +20,7 @@ pub mod flat_tensor;
 pub mod result;
 pub mod to_python;
 pub mod to_rust;
+pub mod xnnpack;
 
 use std::path::PathBuf;
 
@@ -303,6 +305,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(deserialize_bundled_program, m)?)?;
     m.add_function(wrap_pyfunction!(serialize_flat_tensor, m)?)?;
     m.add_function(wrap_pyfunction!(deserialize_flat_tensor, m)?)?;
+    xnnpack::register(m)?;
     m.add_class::<PteBinary>()?;
     m.add_class::<FlatTensorBinary>()?;
     m.add("PteError", m.py().get_type::<PteError>())?;

@@ -179,12 +179,14 @@ pub fn inspect(path: &Path, json: bool) -> Result<(), CliError> {
         Kind::Program => {
             let file = map.parse(&ReadOptions::default()).map_err(pte_err(path))?;
             let s = program_summary(&file);
-            let text = if json {
+            let mut text = if json {
                 String::new()
             } else {
                 render_program(&shown, &s)
             };
-            (serde_json::to_value(&s)?, text)
+            let mut value = serde_json::to_value(&s)?;
+            crate::xnnpack::augment_inspect(&file, &mut value, (!json).then_some(&mut text));
+            (value, text)
         }
         Kind::Bundled => {
             let options = ReadOptions::default();
@@ -238,20 +240,39 @@ fn check_program(path: &Path, file: &PteFile<'_>) -> Result<(), CliError> {
     Ok(())
 }
 
-/// `ptekit verify FILE`: parses and verifies everything (header, flatbuffer, segment
-/// ranges, references between tables, indices and enum values).
-pub fn verify(path: &Path) -> Result<(), CliError> {
+/// `ptekit verify FILE [--data FILE.ptd]`: parses and verifies everything (header,
+/// flatbuffer, segment ranges, references between tables, indices and enum values, and
+/// every XNNPACK payload with its cross-references; named keys are looked up in the
+/// program and the `.ptd`).
+pub fn verify(path: &Path, data: Option<&Path>) -> Result<(), CliError> {
     let map = PteMap::open(path).map_err(pte_err(path))?;
     let bytes = map.bytes();
     let what = match detect(path, bytes)? {
         Kind::Program => {
             let file = map.parse(&ReadOptions::default()).map_err(pte_err(path))?;
             check_program(path, &file)?;
+            let ptd_map = match data {
+                Some(d) => Some(PteMap::open(d).map_err(pte_err(d))?),
+                None => None,
+            };
+            let ptd = match (&ptd_map, data) {
+                (Some(m), Some(d)) => Some(
+                    FlatTensorFile::parse(m.bytes(), &flat_tensor::ReadOptions::default())
+                        .map_err(ptd_err(d))?,
+                ),
+                _ => None,
+            };
+            let xnn = crate::xnnpack::verify_payloads(path, &file, ptd.as_ref())?;
             format!(
-                "{} program, {} method(s), {} segment(s)",
+                "{} program, {} method(s), {} segment(s){}",
                 String::from_utf8_lossy(&file.file_identifier()),
                 file.program().execution_plan.as_ref().map_or(0, Vec::len),
-                file.segments().len()
+                file.segments().len(),
+                if xnn > 0 {
+                    format!(", {xnn} XNNPACK payload(s)")
+                } else {
+                    String::new()
+                }
             )
         }
         Kind::Bundled => {

@@ -8,6 +8,7 @@ mod commands;
 mod progress;
 mod render;
 mod summary;
+mod xnnpack;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -37,7 +38,14 @@ enum Command {
     Verify {
         /// The file to check.
         file: PathBuf,
+        /// The program's external tensor data (.ptd), where XNNPACK payloads' named
+        /// constants may live.
+        #[arg(long, value_name = "FILE.ptd")]
+        data: Option<PathBuf>,
     },
+    /// Look inside XNNPACK delegate payloads.
+    #[command(subcommand)]
+    Xnnpack(XnnpackCommand),
     /// Parse a file completely and write it back, keeping its layout unless options
     /// ask for another one. The destination is replaced atomically.
     Rewrite(RewriteArgs),
@@ -47,6 +55,18 @@ enum Command {
     /// Inspect, verify, compact and report on XNNPACK packed-weight cache files.
     #[command(subcommand)]
     Cache(cache::CacheCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum XnnpackCommand {
+    /// Print one XNNPACK payload as lossless JSON (floats exact, NaN/inf as strings).
+    Dump {
+        /// A program (.pte) or a bare payload.
+        file: PathBuf,
+        /// Which XNNPACK delegate of the program, counted from 0 in method order.
+        #[arg(long, default_value_t = 0)]
+        delegate: usize,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -163,7 +183,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Inspect { file, json } => commands::inspect(&file, json),
-        Command::Verify { file } => commands::verify(&file),
+        Command::Verify { file, data } => commands::verify(&file, data.as_deref()),
+        Command::Xnnpack(XnnpackCommand::Dump { file, delegate }) => xnnpack::dump(&file, delegate),
         Command::Rewrite(args) => commands::rewrite(&args),
         Command::Bundle(BundleCommand::ExtractProgram { input, output }) => {
             commands::bundle_extract(&input, &output)

@@ -497,7 +497,9 @@ def install() -> None:
       ``deserialize_from_flatbuffer_to_bundled_program``
       (``executorch.devtools.bundled_program.serialize``);
     - ``FlatTensorSerializer`` (``executorch.extension.flat_tensor.serialize.serialize``),
-      which ``to_executorch()`` constructs for external weights (``.ptd`` files).
+      which ``to_executorch()`` constructs for external weights (``.ptd`` files);
+    - ``convert_to_flatbuffer`` of the XNNPACK backend's serializer, so that XNNPACK
+      lowering spawns no flatc (see :mod:`ptekit.xnnpack`).
 
     The results are the same bytes. Modules imported later pick the replacements up from
     the defining modules (which are imported here). Idempotent; undone by
@@ -542,6 +544,17 @@ def install() -> None:
         DataSerializer.register(FlatTensorSerializer)
     except ImportError:
         pass
+    _install_xnnpack()
+
+
+def _install_xnnpack() -> None:
+    # XNNPACK lowering's convert_to_flatbuffer (see ptekit.xnnpack.install).
+    from . import xnnpack
+
+    try:
+        xnnpack.install()
+    except ImportError:
+        pass  # executorch without the XNNPACK backend
 
 
 def uninstall() -> None:
@@ -550,6 +563,9 @@ def uninstall() -> None:
     Also restores modules imported after :func:`install` that picked up a replacement.
     Does nothing when ptekit is not installed.
     """
+    from . import xnnpack
+
+    xnnpack.uninstall()
     with _lock:
         for module, attr, orig in reversed(_patched):
             if getattr(module, attr, None) in _REPLACEMENTS.values():

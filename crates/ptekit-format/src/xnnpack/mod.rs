@@ -54,6 +54,11 @@ pub use pack::{
 pub use summary::{render_summary, summary, ConstantStorage, XnnpackSummary};
 pub use validate::{validate, ConstantSources, NamedLookup, XNN_INVALID_VALUE_ID};
 
+/// The verifier limits used for payloads by default ([`Limits::default`](ptekit_flatbuffers::Limits::default)).
+pub fn default_limits() -> ptekit_flatbuffers::Limits {
+    ptekit_flatbuffers::Limits::default()
+}
+
 /// The backend id of XNNPACK delegates in a program.
 pub const BACKEND_ID: &str = "XnnpackBackend";
 

@@ -1,0 +1,277 @@
+//! Payloads that lie: every one gets a clean error naming the field (and the payload
+//! offset where the verifier found it), never a panic.
+
+#[path = "pte_support.rs"]
+mod support;
+
+use ptekit_flatbuffers::Limits;
+use ptekit_format::pte::{PteFile, ReadOptions};
+use ptekit_format::xnnpack::*;
+use proptest::prelude::*;
+
+/// Every XNNPACK payload of the corpus (owned).
+fn corpus_blobs() -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for path in support::corpus_ptes() {
+        let bytes = std::fs::read(&path).expect("read");
+        let pte = PteFile::parse(&bytes, &ReadOptions::default()).expect("parse");
+        for d in delegate_payloads(&pte) {
+            out.push(d.bytes.expect("bytes").to_vec());
+        }
+    }
+    assert!(!out.is_empty());
+    out
+}
+
+fn fc_graph() -> XNNGraph {
+    let tensor = |id: u32, cidx: u32| XValue {
+        xvalue_union: Some(XValueUnion::XNNTensorValue(XNNTensorValue {
+            datatype: XNNDatatype(1),
+            num_dims: 2,
+            dims: Some(vec![2, 2]),
+            constant_buffer_idx: cidx,
+            external_id: XNN_INVALID_VALUE_ID,
+            id_out: id,
+            ..XNNTensorValue::default()
+        })),
+    };
+    let mut nodes: Vec<XNode> = (0..18)
+        .map(|_| XNode {
+            xnode_union: Some(XNodeUnion::XNNAbs(XNNNode1x1 {
+                input_id: 0,
+                output_id: 2,
+                flags: 0,
+            })),
+            ..XNode::default()
+        })
+        .collect();
+    nodes[17].xnode_union = Some(XNodeUnion::XNNFullyConnected(XNNFullyConnected {
+        input1_id: 0,
+        filter_id: 1,
+        bias_id: XNN_INVALID_VALUE_ID,
+        output_id: 2,
+        flags: 0,
+    }));
+    XNNGraph {
+        version: Some("0".into()),
+        xnodes: Some(nodes),
+        xvalues: Some(vec![tensor(0, 0), tensor(1, 1), tensor(2, 0)]),
+        num_externs: 2,
+        input_ids: Some(vec![0]),
+        output_ids: Some(vec![2]),
+        constant_data: Some(vec![
+            ConstantDataOffset {
+                named_key: Some(String::new()),
+                ..ConstantDataOffset::default()
+            },
+            ConstantDataOffset {
+                offset: u64::MAX,
+                size: 16,
+                named_key: Some("k".into()),
+            },
+        ]),
+        ..XNNGraph::default()
+    }
+}
+
+fn check(g: &XNNGraph, constant_data: &[u8], named: &[(&str, u64)]) -> Result<(), XnnpackError> {
+    let blob = serialize_xnnpack_binary(g, constant_data)?;
+    let p = decode_payload(&blob, &Limits::default())?;
+    let lookup = |k: &str| named.iter().find(|(n, _)| *n == k).map(|(_, s)| *s);
+    validate(
+        &p.graph,
+        &ConstantSources {
+            constant_data: p.constant_data,
+            named: Some(&lookup),
+        },
+    )
+}
+
+#[test]
+fn consistent_graph_passes() {
+    check(&fc_graph(), &[], &[("k", 16)]).expect("valid");
+}
+
+#[test]
+fn value_id_out_of_range_names_node_and_field() {
+    let mut g = fc_graph();
+    if let Some(XNodeUnion::XNNFullyConnected(fc)) =
+        &mut g.xnodes.as_mut().expect("nodes")[17].xnode_union
+    {
+        fc.filter_id = 99;
+    }
+    let e = check(&g, &[], &[("k", 16)]).expect_err("bad id").in_delegate(0, 3);
+    assert_eq!(e.kind(), &XnnpackErrorKind::ValueId);
+    assert!(
+        e.to_string().starts_with(
+            "execution_plan[0].delegates[3].xnnpack.xnodes[17].XNNFullyConnected.filter_id: value id 99"
+        ),
+        "{e}"
+    );
+    let mut g = fc_graph();
+    g.output_ids = Some(vec![2, 7]);
+    let e = check(&g, &[], &[("k", 16)]).expect_err("bad output");
+    assert_eq!(e.path(), "output_ids[1]");
+}
+
+#[test]
+fn constant_index_outside_constant_data() {
+    let mut g = fc_graph();
+    if let Some(XValueUnion::XNNTensorValue(t)) = &mut g.xvalues.as_mut().expect("v")[1].xvalue_union {
+        t.constant_buffer_idx = 2;
+    }
+    let e = check(&g, &[], &[("k", 16)]).expect_err("bad index");
+    assert_eq!(e.kind(), &XnnpackErrorKind::ConstantIndex);
+    assert_eq!(e.path(), "xvalues[1].XNNTensorValue.constant_buffer_idx");
+}
+
+#[test]
+fn inline_constant_range_outside_the_payload() {
+    let mut g = fc_graph();
+    g.constant_data.as_mut().expect("c")[1] = ConstantDataOffset {
+        offset: 8,
+        size: 16,
+        named_key: Some(String::new()),
+    };
+    // 24 bytes of constant data hold it; 23 do not.
+    check(&g, &[0; 24], &[]).expect("inside");
+    let e = check(&g, &[0; 23], &[]).expect_err("outside");
+    assert_eq!(e.kind(), &XnnpackErrorKind::ConstantRange);
+    assert_eq!(e.path(), "constant_data[1].offset");
+    g.constant_data.as_mut().expect("c")[1].offset = u64::MAX;
+    assert!(check(&g, &[0; 24], &[]).is_err());
+}
+
+#[test]
+fn named_key_missing_or_short() {
+    let g = fc_graph();
+    let e = check(&g, &[], &[]).expect_err("missing");
+    assert_eq!(e.kind(), &XnnpackErrorKind::NamedKey);
+    assert_eq!(e.path(), "constant_data[1].named_key");
+    let e = check(&g, &[], &[("k", 15)]).expect_err("short");
+    assert_eq!(e.path(), "constant_data[1].size");
+}
+
+#[test]
+fn wrong_identifier() {
+    let mut blob = serialize_xnnpack_binary(&fc_graph(), &[]).expect("ser");
+    blob[36..40].copy_from_slice(b"XN02");
+    let e = decode_payload(&blob, &Limits::default()).expect_err("id");
+    assert_eq!(e.kind(), &XnnpackErrorKind::Identifier);
+    assert_eq!(e.offset(), Some(36));
+    // XN00 (the runtime schema's) is accepted, and kept on re-encoding.
+    blob[36..40].copy_from_slice(b"XN00");
+    let p = decode_payload(&blob, &Limits::default()).expect("XN00");
+    assert_eq!(reencode_payload(&p).expect("enc"), blob);
+}
+
+#[test]
+fn header_offsets_past_the_end() {
+    let blob = serialize_xnnpack_binary(&fc_graph(), &[1, 2, 3]).expect("ser");
+    let mut b = blob.clone();
+    b[14..18].copy_from_slice(&(blob.len() as u32).to_le_bytes());
+    let e = decode_payload(&b, &Limits::default()).expect_err("fb size");
+    assert_eq!(e.kind(), &XnnpackErrorKind::Header);
+    assert_eq!(e.path(), "header.flatbuffer_size");
+    let mut b = blob.clone();
+    b[22..30].copy_from_slice(&u64::MAX.to_le_bytes());
+    let e = decode_payload(&b, &Limits::default()).expect_err("const size");
+    assert_eq!(e.path(), "header.constant_data_size");
+    let mut b = blob.clone();
+    b[18..22].copy_from_slice(&u32::MAX.to_le_bytes());
+    assert!(decode_payload(&b, &Limits::default()).is_err());
+}
+
+#[test]
+fn legacy_blob_without_header() {
+    let g = fc_graph();
+    let fb = convert_to_flatbuffer(&g).expect("fb");
+    let p = decode_payload(&fb, &Limits::default()).expect("legacy");
+    assert!(p.header.is_none());
+    assert_eq!(p.graph, g);
+    assert_eq!(reencode_payload(&p).expect("enc"), fb);
+}
+
+#[test]
+fn legacy_constant_buffer_round_trips() {
+    let mut g = fc_graph();
+    g.constant_data = None;
+    g.constant_buffer = Some(vec![
+        Buffer { storage: None },
+        Buffer {
+            storage: Some((0..37).collect()),
+        },
+    ]);
+    g.mem_buffer_sizes = Some(vec![]);
+    let fb = pack_flatbuffer(&g, &LEGACY_FILE_IDENTIFIER).expect("fb");
+    let p = decode_payload(&fb, &Limits::default()).expect("decode");
+    assert_eq!(p.graph, g);
+    // The storage vector is 16-aligned (force_align) in the buffer.
+    let storage_at = fb
+        .windows(4)
+        .position(|w| w == [0, 1, 2, 3])
+        .expect("storage bytes");
+    assert_eq!(storage_at % 16, 0);
+    validate(&p.graph, &ConstantSources::default()).expect("valid");
+    if let Some(XValueUnion::XNNTensorValue(t)) = &mut g.xvalues.as_mut().expect("v")[1].xvalue_union {
+        t.constant_buffer_idx = 2;
+    }
+    let e = validate(&g, &ConstantSources::default()).expect_err("index");
+    assert!(e.message().contains("constant_buffer"), "{e}");
+}
+
+#[test]
+fn depth_and_table_limits() {
+    let blob = serialize_xnnpack_binary(&fc_graph(), &[]).expect("ser");
+    let e = decode_payload(&blob, &Limits { max_depth: 2, ..Limits::default() }).expect_err("depth");
+    assert!(matches!(e.kind(), XnnpackErrorKind::Flatbuffer(_)), "{e}");
+    assert!(e.path().starts_with("xnodes[0]"), "{e}");
+    let e = decode_payload(&blob, &Limits { max_tables: 5, ..Limits::default() }).expect_err("tables");
+    assert!(e.to_string().contains("number of tables"), "{e}");
+}
+
+#[test]
+fn self_referencing_offset_is_an_error() {
+    // Point the first xnodes element's uoffset at the vector's own length field: the
+    // "table" there has a garbage vtable, or, if it verifies, a cycle that the table and
+    // depth limits stop.
+    let blob = serialize_xnnpack_binary(&fc_graph(), &[]).expect("ser");
+    let p = decode_payload(&blob, &Limits::default()).expect("ok");
+    assert!(p.graph.xnodes.is_some());
+    for pos in (32..blob.len().saturating_sub(4)).step_by(4) {
+        let mut b = blob.clone();
+        b[pos..pos + 4].copy_from_slice(&0u32.to_le_bytes());
+        let _ = decode_payload(&b, &Limits::default()); // no panic
+        let mut b = blob.clone();
+        b[pos..pos + 4].copy_from_slice(&4u32.wrapping_neg().to_le_bytes());
+        let _ = decode_payload(&b, &Limits::default());
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn mutated_corpus_payloads_never_panic(
+        which in 0usize..64,
+        edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..12),
+        cut in any::<Option<usize>>(),
+    ) {
+        let blobs = corpus_blobs();
+        let mut b = blobs[which % blobs.len()].clone();
+        for (at, byte) in edits {
+            let i = at % b.len();
+            b[i] = byte;
+        }
+        if let Some(c) = cut {
+            b.truncate(c % (b.len() + 1));
+        }
+        if let Ok(p) = decode_payload(&b, &Limits::default()) {
+            let _ = validate(&p.graph, &ConstantSources { constant_data: p.constant_data, named: None });
+            let _ = summary(&p, None);
+            let _ = payload_json(&p);
+            let again = reencode_payload(&p);
+            prop_assert!(again.is_ok());
+        }
+    }
+}
