@@ -17,9 +17,9 @@ use std::collections::HashMap;
 
 use pyo3::create_exception;
 use pyo3::intern;
-use pyo3::IntoPyObjectExt;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyFloat, PyInt, PyList, PyString, PyTuple};
+use pyo3::IntoPyObjectExt;
 
 use ptekit_format::xnnpack::{
     self as x, flatc_f32, flatc_f32_from_decimal, FieldKind, FieldSink, FieldSource, XNNGraph,
@@ -68,7 +68,11 @@ impl<'py> Conv<'py> {
 
     /// Checks that `obj` is a dataclass instance whose fields are exactly `expected`, in
     /// order (so that the reference's JSON has exactly these keys, in this order).
-    fn expect_fields(&mut self, obj: &Any<'py>, expected: &'static [&'static str]) -> ConvResult<()> {
+    fn expect_fields(
+        &mut self,
+        obj: &Any<'py>,
+        expected: &'static [&'static str],
+    ) -> ConvResult<()> {
         let ty = obj.get_type();
         let key = (ty.as_ptr() as usize, expected.as_ptr() as usize);
         let ok = match self.checked.get(&key) {
@@ -86,7 +90,12 @@ impl<'py> Conv<'py> {
                             .collect();
                         names
                     })
-                    .is_some_and(|names| names.iter().map(String::as_str).eq(expected.iter().copied()));
+                    .is_some_and(|names| {
+                        names
+                            .iter()
+                            .map(String::as_str)
+                            .eq(expected.iter().copied())
+                    });
                 self.checked.insert(key, ok);
                 ok
             }
@@ -102,8 +111,9 @@ impl<'py> Conv<'py> {
     }
 
     fn attr(&self, obj: &Any<'py>, name: &'static str) -> ConvResult<Any<'py>> {
-        obj.getattr(name)
-            .map_err(|e| ConvError::from_py(self.py, "cannot read attribute", e).at(Seg::Field(name)))
+        obj.getattr(name).map_err(|e| {
+            ConvError::from_py(self.py, "cannot read attribute", e).at(Seg::Field(name))
+        })
     }
 
     fn field<T>(
@@ -178,7 +188,6 @@ fn opt_list<'py, T>(
         Ok(())
     };
     if let Ok(l) = v.cast::<PyList>() {
-        out_reserve(l.len());
         for (i, item) in l.iter().enumerate() {
             each(i, item)?;
         }
@@ -194,8 +203,6 @@ fn opt_list<'py, T>(
     }
     Ok(Some(out))
 }
-
-fn out_reserve(_n: usize) {}
 
 fn opt_string(v: &Any<'_>) -> ConvResult<Option<String>> {
     if v.is_none() {
@@ -217,14 +224,16 @@ struct PySource<'a, 'py> {
 impl FieldSource for PySource<'_, '_> {
     type Error = ConvError;
     fn u32(&mut self, name: &'static str, _: usize) -> ConvResult<u32> {
-        self.conv.field(self.obj, name, |_, v| int::<u32>(v, "uint"))
+        self.conv
+            .field(self.obj, name, |_, v| int::<u32>(v, "uint"))
     }
     fn f32(&mut self, name: &'static str, _: usize) -> ConvResult<f32> {
         self.conv.field(self.obj, name, |_, v| float(v))
     }
     fn u32s(&mut self, name: &'static str, _: usize) -> ConvResult<Option<Vec<u32>>> {
-        self.conv
-            .field(self.obj, name, |_, v| opt_list(v, |i| int::<u32>(i, "uint")))
+        self.conv.field(self.obj, name, |_, v| {
+            opt_list(v, |i| int::<u32>(i, "uint"))
+        })
     }
 }
 
@@ -249,7 +258,15 @@ impl<'py> Conv<'py> {
     fn graph(&mut self, g: &Any<'py>) -> ConvResult<XNNGraph> {
         self.expect_fields(
             g,
-            &["version", "xnodes", "xvalues", "num_externs", "input_ids", "output_ids", "constant_data"],
+            &[
+                "version",
+                "xnodes",
+                "xvalues",
+                "num_externs",
+                "input_ids",
+                "output_ids",
+                "constant_data",
+            ],
         )?;
         Ok(XNNGraph {
             version: self.field(g, "version", |_, v| opt_string(v))?,
@@ -304,7 +321,15 @@ impl<'py> Conv<'py> {
     fn tensor(&mut self, t: &Any<'py>) -> ConvResult<x::XNNTensorValue> {
         self.expect_fields(
             t,
-            &["datatype", "num_dims", "dims", "constant_buffer_idx", "external_id", "flags", "id_out"],
+            &[
+                "datatype",
+                "num_dims",
+                "dims",
+                "constant_buffer_idx",
+                "external_id",
+                "flags",
+                "id_out",
+            ],
         )?;
         Ok(x::XNNTensorValue {
             datatype: self.field(t, "datatype", |_, v| {
@@ -326,13 +351,13 @@ impl<'py> Conv<'py> {
 
     fn quant(&mut self, q: &Any<'py>) -> ConvResult<x::XNNQuantParams> {
         let name = type_name(q);
-        let scales = |c: &mut Self, v: &Any<'py>| opt_list(v, float).map_err(|e: ConvError| e).map(|s| {
-            let _ = c;
-            s
-        });
+        let scales = |_: &mut Self, v: &Any<'py>| opt_list(v, float);
         Ok(match name.as_str() {
             "PerChannelQuant" => {
-                self.expect_fields(q, &["scale", "channel_dim", "scale_buffer_idx", "num_scales"])?;
+                self.expect_fields(
+                    q,
+                    &["scale", "channel_dim", "scale_buffer_idx", "num_scales"],
+                )?;
                 x::XNNQuantParams::PerChannelQuant(x::PerChannelQuant {
                     scale: self.field(q, "scale", scales)?,
                     channel_dim: self.field(q, "channel_dim", |_, v| int(v, "int"))?,
@@ -356,20 +381,30 @@ impl<'py> Conv<'py> {
             "PerChannelGroupQuant" => {
                 self.expect_fields(
                     q,
-                    &["scale", "channel_dim", "group_size", "scale_bf16", "scale_buffer_idx", "num_scales"],
+                    &[
+                        "scale",
+                        "channel_dim",
+                        "group_size",
+                        "scale_bf16",
+                        "scale_buffer_idx",
+                        "num_scales",
+                    ],
                 )?;
                 x::XNNQuantParams::PerChannelGroupQuant(x::PerChannelGroupQuant {
                     scale: self.field(q, "scale", scales)?,
                     channel_dim: self.field(q, "channel_dim", |_, v| int(v, "int"))?,
                     group_size: self.field(q, "group_size", |_, v| int(v, "int"))?,
-                    scale_bf16: self.field(q, "scale_bf16", |_, v| {
-                        opt_list(v, |i| int(i, "ushort"))
-                    })?,
+                    scale_bf16: self
+                        .field(q, "scale_bf16", |_, v| opt_list(v, |i| int(i, "ushort")))?,
                     scale_buffer_idx: self.field(q, "scale_buffer_idx", |_, v| int(v, "uint"))?,
                     num_scales: self.field(q, "num_scales", |_, v| int(v, "uint"))?,
                 })
             }
-            _ => return Err(unsupported(format!("{name} is not a member of XNNQuantParams"))),
+            _ => {
+                return Err(unsupported(format!(
+                    "{name} is not a member of XNNQuantParams"
+                )))
+            }
         })
     }
 
@@ -396,7 +431,9 @@ impl<'py> Conv<'py> {
                         },
                     ))
                 }
-                _ => Err(unsupported(format!("{name} is not a member of XValueUnion"))),
+                _ => Err(unsupported(format!(
+                    "{name} is not a member of XValueUnion"
+                ))),
             }
         })?;
         Ok(x::XValue {
@@ -423,7 +460,9 @@ pub fn xnnpack_convert_to_flatbuffer<'py>(
     graph: &Any<'py>,
 ) -> PyResult<Bound<'py, PyBytes>> {
     let g = to_graph(py, graph)?;
-    let fb = py.detach(|| x::convert_to_flatbuffer(&g)).map_err(build_err)?;
+    let fb = py
+        .detach(|| x::convert_to_flatbuffer(&g))
+        .map_err(build_err)?;
     Ok(PyBytes::new(py, &fb))
 }
 
@@ -463,7 +502,11 @@ impl<'py> Out<'py> {
     }
 
     /// An instance of `name` without running `__init__`, with `fields` set.
-    fn make(&mut self, name: &'static str, fields: &[(&'static str, Any<'py>)]) -> PyResult<Any<'py>> {
+    fn make(
+        &mut self,
+        name: &'static str,
+        fields: &[(&'static str, Any<'py>)],
+    ) -> PyResult<Any<'py>> {
         let cls = self.class(name)?;
         let obj = self.new.call1((&cls,))?;
         for (k, v) in fields {
@@ -488,11 +531,16 @@ impl<'py> Out<'py> {
     }
 
     fn ints<T: Copy + IntoPyObject<'py>>(&self, v: Option<&[T]>) -> PyResult<Any<'py>> {
-        self.opt(v, |v| Ok(PyList::new(self.py, v.iter().copied())?.into_any()))
+        self.opt(v, |v| {
+            Ok(PyList::new(self.py, v.iter().copied())?.into_any())
+        })
     }
 
     fn datatype(&self, d: x::XNNDatatype) -> PyResult<Any<'py>> {
-        match usize::try_from(d.0).ok().and_then(|i| self.datatypes.get(i)) {
+        match usize::try_from(d.0)
+            .ok()
+            .and_then(|i| self.datatypes.get(i))
+        {
             Some(member) => Ok(member.clone()),
             None => self.int(d.0),
         }
@@ -535,7 +583,10 @@ impl<'py> Out<'py> {
                 self.make("PerChannelQuant", &f)
             }
             x::XNNQuantParams::PerTensorQuant(p) => {
-                let f = [("scale", self.float(p.scale)), ("zero_point", self.int(p.zero_point)?)];
+                let f = [
+                    ("scale", self.float(p.scale)),
+                    ("zero_point", self.int(p.zero_point)?),
+                ];
                 self.make("PerTensorQuant", &f)
             }
             x::XNNQuantParams::PerTokenDynamicQuant(p) => {
@@ -604,11 +655,18 @@ impl<'py> Out<'py> {
                 let omm = match &n.output_min_max {
                     None => self.py.None().into_bound(self.py),
                     Some(m) => {
-                        let f = [("output_min", self.float(m.output_min)), ("output_max", self.float(m.output_max))];
+                        let f = [
+                            ("output_min", self.float(m.output_min)),
+                            ("output_max", self.float(m.output_max)),
+                        ];
                         self.make("OutputMinMax", &f)?
                     }
                 };
-                let f = [("xnode_union", union), ("debug_handle", self.int(n.debug_handle)?), ("output_min_max", omm)];
+                let f = [
+                    ("xnode_union", union),
+                    ("debug_handle", self.int(n.debug_handle)?),
+                    ("output_min_max", omm),
+                ];
                 v.push(self.make("XNode", &f)?);
             }
             xnodes = Some(PyList::new(self.py, v)?.into_any());
@@ -629,7 +687,10 @@ impl<'py> Out<'py> {
                             None => self.py.None().into_bound(self.py),
                             Some(p) => self.quant(p)?,
                         };
-                        self.make("XNNQuantizedTensorValue", &[("tensor_value", tv), ("quant_params", qp)])?
+                        self.make(
+                            "XNNQuantizedTensorValue",
+                            &[("tensor_value", tv), ("quant_params", qp)],
+                        )?
                     }
                 };
                 v.push(self.make("XValue", &[("xvalue_union", union)])?);
@@ -641,8 +702,14 @@ impl<'py> Out<'py> {
             Some(cs) => {
                 let mut v = Vec::with_capacity(cs.len());
                 for c in cs {
-                    let key = self.opt(c.named_key.as_deref(), |k| Ok(PyString::new(self.py, k).into_any()))?;
-                    let f = [("offset", self.int(c.offset)?), ("size", self.int(c.size)?), ("named_key", key)];
+                    let key = self.opt(c.named_key.as_deref(), |k| {
+                        Ok(PyString::new(self.py, k).into_any())
+                    })?;
+                    let f = [
+                        ("offset", self.int(c.offset)?),
+                        ("size", self.int(c.size)?),
+                        ("named_key", key),
+                    ];
                     v.push(self.make("ConstantDataOffset", &f)?);
                 }
                 Some(PyList::new(self.py, v)?.into_any())
@@ -650,7 +717,12 @@ impl<'py> Out<'py> {
         };
         let none = || self.py.None().into_bound(self.py);
         let f = [
-            ("version", self.opt(g.version.as_deref(), |s| Ok(PyString::new(self.py, s).into_any()))?),
+            (
+                "version",
+                self.opt(g.version.as_deref(), |s| {
+                    Ok(PyString::new(self.py, s).into_any())
+                })?,
+            ),
             ("xnodes", xnodes.unwrap_or_else(none)),
             ("xvalues", xvalues.unwrap_or_else(none)),
             ("num_externs", self.int(g.num_externs)?),
@@ -662,12 +734,19 @@ impl<'py> Out<'py> {
         if let Some(b) = &g.constant_buffer {
             let list: Vec<Any<'py>> = b
                 .iter()
-                .map(|b| self.opt(b.storage.as_deref(), |s| Ok(PyBytes::new(self.py, s).into_any())))
+                .map(|b| {
+                    self.opt(b.storage.as_deref(), |s| {
+                        Ok(PyBytes::new(self.py, s).into_any())
+                    })
+                })
                 .collect::<PyResult<_>>()?;
             obj.setattr("constant_buffer", PyList::new(self.py, list)?)?;
         }
         if g.mem_buffer_sizes.is_some() {
-            obj.setattr("mem_buffer_sizes", self.ints(g.mem_buffer_sizes.as_deref())?)?;
+            obj.setattr(
+                "mem_buffer_sizes",
+                self.ints(g.mem_buffer_sizes.as_deref())?,
+            )?;
         }
         Ok(obj)
     }
@@ -702,7 +781,10 @@ pub fn xnnpack_deserialize_binary<'py>(
     let mut out = Out {
         py,
         schema: schema_module.clone(),
-        new: py.import("builtins")?.getattr("object")?.getattr("__new__")?,
+        new: py
+            .import("builtins")?
+            .getattr("object")?
+            .getattr("__new__")?,
         datatypes,
         classes: HashMap::new(),
     };
@@ -715,6 +797,9 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(xnnpack_convert_to_flatbuffer, m)?)?;
     m.add_function(wrap_pyfunction!(xnnpack_serialize_binary, m)?)?;
     m.add_function(wrap_pyfunction!(xnnpack_deserialize_binary, m)?)?;
-    m.add("XnnpackUnsupported", m.py().get_type::<XnnpackUnsupported>())?;
+    m.add(
+        "XnnpackUnsupported",
+        m.py().get_type::<XnnpackUnsupported>(),
+    )?;
     Ok(())
 }

@@ -94,7 +94,7 @@ pub fn dump(path: &Path, delegate: usize) -> Result<(), CliError> {
         path: path.to_path_buf(),
         message,
     };
-    let value = if is_xnnpack_payload(bytes) && !bytes.get(4..6).is_some_and(|id| id == b"ET") {
+    let value = if is_xnnpack_payload(bytes) {
         let p = decode_payload(bytes, &Limits::default()).map_err(|e| invalid(e.to_string()))?;
         payload_json(&p)
     } else {
@@ -112,7 +112,9 @@ pub fn dump(path: &Path, delegate: usize) -> Result<(), CliError> {
                 payloads.len()
             ),
         })?;
-        let blob = d.bytes.ok_or_else(|| invalid("the delegate has no processed data".into()))?;
+        let blob = d
+            .bytes
+            .ok_or_else(|| invalid("the delegate has no processed data".into()))?;
         let p = decode_payload(blob, &Limits::default())
             .map_err(|e| invalid(e.in_delegate(d.plan, d.delegate).to_string()))?;
         let mut v = payload_json(&p);

@@ -4,10 +4,10 @@
 #[path = "pte_support.rs"]
 mod support;
 
+use proptest::prelude::*;
 use ptekit_flatbuffers::Limits;
 use ptekit_format::pte::{PteFile, ReadOptions};
 use ptekit_format::xnnpack::*;
-use proptest::prelude::*;
 
 /// Every XNNPACK payload of the corpus (owned).
 fn corpus_blobs() -> Vec<Vec<u8>> {
@@ -100,7 +100,9 @@ fn value_id_out_of_range_names_node_and_field() {
     {
         fc.filter_id = 99;
     }
-    let e = check(&g, &[], &[("k", 16)]).expect_err("bad id").in_delegate(0, 3);
+    let e = check(&g, &[], &[("k", 16)])
+        .expect_err("bad id")
+        .in_delegate(0, 3);
     assert_eq!(e.kind(), &XnnpackErrorKind::ValueId);
     assert!(
         e.to_string().starts_with(
@@ -117,7 +119,9 @@ fn value_id_out_of_range_names_node_and_field() {
 #[test]
 fn constant_index_outside_constant_data() {
     let mut g = fc_graph();
-    if let Some(XValueUnion::XNNTensorValue(t)) = &mut g.xvalues.as_mut().expect("v")[1].xvalue_union {
+    if let Some(XValueUnion::XNNTensorValue(t)) =
+        &mut g.xvalues.as_mut().expect("v")[1].xvalue_union
+    {
         t.constant_buffer_idx = 2;
     }
     let e = check(&g, &[], &[("k", 16)]).expect_err("bad index");
@@ -213,7 +217,9 @@ fn legacy_constant_buffer_round_trips() {
         .expect("storage bytes");
     assert_eq!(storage_at % 16, 0);
     validate(&p.graph, &ConstantSources::default()).expect("valid");
-    if let Some(XValueUnion::XNNTensorValue(t)) = &mut g.xvalues.as_mut().expect("v")[1].xvalue_union {
+    if let Some(XValueUnion::XNNTensorValue(t)) =
+        &mut g.xvalues.as_mut().expect("v")[1].xvalue_union
+    {
         t.constant_buffer_idx = 2;
     }
     let e = validate(&g, &ConstantSources::default()).expect_err("index");
@@ -223,10 +229,24 @@ fn legacy_constant_buffer_round_trips() {
 #[test]
 fn depth_and_table_limits() {
     let blob = serialize_xnnpack_binary(&fc_graph(), &[]).expect("ser");
-    let e = decode_payload(&blob, &Limits { max_depth: 2, ..Limits::default() }).expect_err("depth");
+    let e = decode_payload(
+        &blob,
+        &Limits {
+            max_depth: 2,
+            ..Limits::default()
+        },
+    )
+    .expect_err("depth");
     assert!(matches!(e.kind(), XnnpackErrorKind::Flatbuffer(_)), "{e}");
     assert!(e.path().starts_with("xnodes[0]"), "{e}");
-    let e = decode_payload(&blob, &Limits { max_tables: 5, ..Limits::default() }).expect_err("tables");
+    let e = decode_payload(
+        &blob,
+        &Limits {
+            max_tables: 5,
+            ..Limits::default()
+        },
+    )
+    .expect_err("tables");
     assert!(e.to_string().contains("number of tables"), "{e}");
 }
 

@@ -150,7 +150,7 @@ pub fn split_payload(blob: &[u8]) -> Result<PayloadParts<'_>, XnnpackError> {
     }
     let c_start = u64::from(h.constant_data_offset);
     let c_end = c_start.checked_add(h.constant_data_size);
-    if !c_end.is_some_and(|e| e <= len) {
+    if c_end.is_none_or(|e| e > len) {
         return Err(range_error(
             "constant_data_size",
             22,

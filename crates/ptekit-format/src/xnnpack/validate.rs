@@ -238,7 +238,7 @@ fn check_constants(
             }
             None => {
                 let len = sources.constant_data.len() as u64;
-                if !c.offset.checked_add(c.size).is_some_and(|end| end <= len) {
+                if c.offset.checked_add(c.size).is_none_or(|end| end > len) {
                     return Err(at(err(
                         XnnpackErrorKind::ConstantRange,
                         format!(
