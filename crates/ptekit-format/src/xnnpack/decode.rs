@@ -90,15 +90,6 @@ impl XnnpackError {
     }
 }
 
-fn tables<'v, T>(
-    t: &Table<'v>,
-    field: usize,
-    name: &'static str,
-    decode: impl Fn(Table<'v>) -> R<T>,
-) -> R<Option<Vec<T>>> {
-    t.decode_table_vector(field, name, decode)
-}
-
 fn u32s(t: &Table<'_>, field: usize) -> R<Option<Vec<u32>>> {
     Ok(t.scalar_vector::<u32>(field)?.map(|v| v.to_vec()))
 }
@@ -106,18 +97,18 @@ fn u32s(t: &Table<'_>, field: usize) -> R<Option<Vec<u32>>> {
 fn xnn_graph(t: Table<'_>) -> R<XNNGraph> {
     Ok(XNNGraph {
         version: t.string(0).map_err(f("version"))?.map(str::to_owned),
-        xnodes: tables(&t, 1, "xnodes", xnode)?,
-        xvalues: tables(&t, 2, "xvalues", xvalue)?,
+        xnodes: t.decode_table_vector(1, "xnodes", xnode)?,
+        xvalues: t.decode_table_vector(2, "xvalues", xvalue)?,
         num_externs: t.get_u32(3, 0).map_err(f("num_externs"))?,
         input_ids: u32s(&t, 4).map_err(f("input_ids"))?,
         output_ids: u32s(&t, 5).map_err(f("output_ids"))?,
-        constant_buffer: tables(&t, 6, "constant_buffer", |b| {
+        constant_buffer: t.decode_table_vector(6, "constant_buffer", |b| {
             Ok(Buffer {
                 storage: b.bytes(0).map_err(f("storage"))?.map(<[u8]>::to_vec),
             })
         })?,
         mem_buffer_sizes: u32s(&t, 7).map_err(f("mem_buffer_sizes"))?,
-        constant_data: tables(&t, 8, "constant_data", |c| {
+        constant_data: t.decode_table_vector(8, "constant_data", |c| {
             Ok(ConstantDataOffset {
                 offset: c.get_u64(0, 0).map_err(f("offset"))?,
                 size: c.get_u64(1, 0).map_err(f("size"))?,
