@@ -15,7 +15,7 @@ case "$target" in
   read_pte) exts="pte" ;;
   read_bundled) exts="bpte" ;;
   read_ptd) exts="ptd" ;;
-  read_cache_index) exts="" ;;
+  read_cache_index | read_xnnpack) exts="" ;;
   *) exts="pte bpte ptd" ;;
 esac
 for ext in $exts; do
@@ -23,6 +23,22 @@ for ext in $exts; do
     [ -f "$f" ] && cp -n "$f" "$seeds/" || true
   done
 done
+if [ "$target" = read_xnnpack ] && [ -z "$(ls -A "$seeds")" ]; then
+  # Seed with every XNNPACK payload of the corpus and the fixtures (needs the bindings
+  # installed in the reference venv: scripts/test does that).
+  "$PTEKIT_PYTHON" - "$seeds" "$PTEKIT_CORPUS"/*.pte tests/fixtures/*.pte <<'PY'
+import hashlib, pathlib, sys
+import ptekit
+out = pathlib.Path(sys.argv[1])
+for path in sys.argv[2:]:
+    pte = ptekit.deserialize_pte_binary(pathlib.Path(path).read_bytes())
+    for plan in pte.program.execution_plan:
+        for d in plan.delegates:
+            if d.id == "XnnpackBackend":
+                blob = bytes(pte.program.backend_delegate_data[d.processed.index].data)
+                (out / hashlib.sha1(blob).hexdigest()).write_bytes(blob)
+PY
+fi
 if [ "$target" = read_cache_index ] && [ -z "$(ls -A "$seeds")" ]; then
   # Seed with real cache files: a small warm-start run writes one.
   cargo build --release -q -p ptekit-cache --example xnnpack_warm_start
