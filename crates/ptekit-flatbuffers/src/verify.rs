@@ -20,7 +20,9 @@
 //!   stops cycles made with self-referencing offsets and blow-ups of shared sub-graphs.
 //!
 //! The counters live in the [`Verifier`] (in `Cell`s), so a verifier and the views
-//! borrowing it are confined to one thread.
+//! borrowing it are confined to one thread. Tables and vectors borrow the verifier
+//! (`'v`); what they hand out (`&str`, `&[u8]`, [`ScalarVector`]) borrows the buffer
+//! (`'buf`) and outlives the verifier, as in the `flatbuffers` crate's verifier.
 //!
 //! Nothing is allocated based on a length read from the buffer. The accessors return
 //! views ([`Table`], [`ScalarVector`], [`TableVector`], [`StringVector`], `&str`,
@@ -107,8 +109,8 @@ impl Limits {
 
 /// The reading context: the buffer, the limits and the counters of tables visited and
 /// bytes handed out. Tables and vectors borrow it.
-pub struct Verifier<'a> {
-    buf: &'a [u8],
+pub struct Verifier<'buf> {
+    buf: &'buf [u8],
     limits: Limits,
     max_apparent: u64,
     tables: Cell<usize>,
@@ -136,12 +138,12 @@ fn oob(what: &'static str, value: usize, at: usize) -> Error {
     )
 }
 
-impl<'a> Verifier<'a> {
+impl<'buf> Verifier<'buf> {
     /// Creates a verifier over `buf`.
     ///
     /// # Errors
     /// [`ErrorKind::BufferTooLarge`] if `buf` exceeds [`Limits::max_buffer_size`].
-    pub fn new(buf: &'a [u8], limits: Limits) -> Result<Self> {
+    pub fn new(buf: &'buf [u8], limits: Limits) -> Result<Self> {
         if buf.len() > limits.max_buffer_size {
             return Err(Error::new(
                 ErrorKind::BufferTooLarge {
@@ -167,7 +169,7 @@ impl<'a> Verifier<'a> {
     }
 
     /// The whole buffer.
-    pub fn buffer(&self) -> &'a [u8] {
+    pub fn buffer(&self) -> &'buf [u8] {
         self.buf
     }
 
@@ -196,7 +198,7 @@ impl<'a> Verifier<'a> {
     }
 
     /// The root table (the `uoffset` at byte 0), without looking at a file identifier.
-    pub fn root(&'a self) -> Result<Table<'a>> {
+    pub fn root(&self) -> Result<Table<'_, 'buf>> {
         let pos = self.deref_uoffset(0, "root offset")?;
         self.table_at(pos, 1)
     }
@@ -209,9 +211,9 @@ impl<'a> Verifier<'a> {
     /// [`ErrorKind::BadIdentifier`] (at byte 4) if the buffer has no identifier or
     /// `accept` rejects it, besides the errors of [`Verifier::root`].
     pub fn root_with_identifier(
-        &'a self,
+        &self,
         accept: impl FnOnce(&[u8; 4]) -> bool,
-    ) -> Result<(Table<'a>, [u8; 4])> {
+    ) -> Result<(Table<'_, 'buf>, [u8; 4])> {
         let found = self.file_identifier();
         match found {
             Some(id) if accept(&id) => Ok((self.root()?, id)),
@@ -228,7 +230,7 @@ impl<'a> Verifier<'a> {
         Ok(())
     }
 
-    fn range(&self, pos: usize, len: usize, what: &'static str) -> Result<&'a [u8]> {
+    fn range(&self, pos: usize, len: usize, what: &'static str) -> Result<&'buf [u8]> {
         pos.checked_add(len)
             .and_then(|end| self.buf.get(pos..end))
             .ok_or_else(|| oob(what, pos, pos))
@@ -268,7 +270,7 @@ impl<'a> Verifier<'a> {
     }
 
     /// Verifies a table starting at `pos` (its soffset) at nesting `depth`.
-    fn table_at(&'a self, pos: usize, depth: usize) -> Result<Table<'a>> {
+    fn table_at(&self, pos: usize, depth: usize) -> Result<Table<'_, 'buf>> {
         if depth > self.limits.max_depth {
             return Err(Error::new(
                 ErrorKind::DepthLimit {
@@ -342,7 +344,7 @@ impl<'a> Verifier<'a> {
         Ok((data, len))
     }
 
-    fn string_at(&self, pos: usize) -> Result<&'a str> {
+    fn string_at(&self, pos: usize) -> Result<&'buf str> {
         let (data, len) = self.vector_at(pos, 1, 1)?;
         let end = data.saturating_add(len);
         let bytes = self.range(data, len, "string")?;
@@ -362,9 +364,13 @@ impl<'a> Verifier<'a> {
 }
 
 /// A verified table: its vtable and inline size were checked when it was created.
+///
+/// It borrows the [`Verifier`] for `'v` (the counters of tables visited and bytes handed
+/// out) and hands out strings, bytes and vectors that borrow the buffer for `'buf`, so
+/// they outlive the verifier.
 #[derive(Clone, Copy)]
-pub struct Table<'a> {
-    v: &'a Verifier<'a>,
+pub struct Table<'v, 'buf> {
+    v: &'v Verifier<'buf>,
     pos: usize,
     vtable: usize,
     vtable_len: usize,
@@ -372,7 +378,7 @@ pub struct Table<'a> {
     depth: usize,
 }
 
-impl fmt::Debug for Table<'_> {
+impl fmt::Debug for Table<'_, '_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Table")
             .field("pos", &self.pos)
@@ -394,7 +400,7 @@ macro_rules! typed_getters {
     )*};
 }
 
-impl<'a> Table<'a> {
+impl<'v, 'buf> Table<'v, 'buf> {
     /// The absolute position of the table (its `soffset`) in the buffer.
     pub fn position(&self) -> usize {
         self.pos
@@ -416,7 +422,7 @@ impl<'a> Table<'a> {
     }
 
     /// The verifier this table belongs to.
-    pub fn verifier(&self) -> &'a Verifier<'a> {
+    pub fn verifier(&self) -> &'v Verifier<'buf> {
         self.v
     }
 
@@ -497,7 +503,7 @@ impl<'a> Table<'a> {
     }
 
     /// A sub-table field; `None` when absent.
-    pub fn table(&self, field: usize) -> Result<Option<Table<'a>>> {
+    pub fn table(&self, field: usize) -> Result<Option<Table<'v, 'buf>>> {
         match self.offset_field(field)? {
             None => Ok(None),
             Some(pos) => self.v.table_at(pos, self.child_depth()).map(Some),
@@ -505,7 +511,7 @@ impl<'a> Table<'a> {
     }
 
     /// A string field (length in bounds, NUL-terminated, valid UTF-8); `None` when absent.
-    pub fn string(&self, field: usize) -> Result<Option<&'a str>> {
+    pub fn string(&self, field: usize) -> Result<Option<&'buf str>> {
         match self.offset_field(field)? {
             None => Ok(None),
             Some(pos) => self.v.string_at(pos).map(Some),
@@ -513,29 +519,18 @@ impl<'a> Table<'a> {
     }
 
     /// A `[ubyte]`/`[byte]` vector field as bytes; `None` when absent.
-    pub fn bytes(&self, field: usize) -> Result<Option<&'a [u8]>> {
-        match self.bytes_range(field)? {
-            None => Ok(None),
-            Some(r) => self.v.range(r.start, r.len(), "vector").map(Some),
-        }
-    }
-
-    /// Where a `[ubyte]`/`[byte]` vector field's bytes lie in the verified buffer (a
-    /// checked range, `end <= buffer length`); `None` when absent. Lets a caller that
-    /// holds the buffer with a longer lifetime than the verifier borrow it zero-copy.
-    pub fn bytes_range(&self, field: usize) -> Result<Option<std::ops::Range<usize>>> {
+    pub fn bytes(&self, field: usize) -> Result<Option<&'buf [u8]>> {
         match self.offset_field(field)? {
             None => Ok(None),
             Some(pos) => {
                 let (data, len) = self.v.vector_at(pos, 1, 1)?;
-                // `vector_at` checked `data + len <= buf.len()`.
-                Ok(Some(data..data.saturating_add(len)))
+                self.v.range(data, len, "vector").map(Some)
             }
         }
     }
 
     /// A vector of scalars (zero-copy; elements decoded on access); `None` when absent.
-    pub fn scalar_vector<T: Scalar>(&self, field: usize) -> Result<Option<ScalarVector<'a, T>>> {
+    pub fn scalar_vector<T: Scalar>(&self, field: usize) -> Result<Option<ScalarVector<'buf, T>>> {
         match self.offset_field(field)? {
             None => Ok(None),
             Some(pos) => {
@@ -550,7 +545,7 @@ impl<'a> Table<'a> {
     }
 
     /// A vector of tables; each element is verified when accessed. `None` when absent.
-    pub fn table_vector(&self, field: usize) -> Result<Option<TableVector<'a>>> {
+    pub fn table_vector(&self, field: usize) -> Result<Option<TableVector<'v, 'buf>>> {
         match self.offset_field(field)? {
             None => Ok(None),
             Some(pos) => {
@@ -573,7 +568,7 @@ impl<'a> Table<'a> {
         &self,
         field: usize,
         name: &'static str,
-        mut decode: impl FnMut(Table<'a>) -> Result<T>,
+        mut decode: impl FnMut(Table<'v, 'buf>) -> Result<T>,
     ) -> Result<Option<Vec<T>>> {
         let Some(vec) = self.table_vector(field).map_err(|e| e.in_field(name))? else {
             return Ok(None);
@@ -590,7 +585,7 @@ impl<'a> Table<'a> {
     }
 
     /// A vector of strings; each element is verified when accessed. `None` when absent.
-    pub fn string_vector(&self, field: usize) -> Result<Option<StringVector<'a>>> {
+    pub fn string_vector(&self, field: usize) -> Result<Option<StringVector<'v, 'buf>>> {
         match self.offset_field(field)? {
             None => Ok(None),
             Some(pos) => {
@@ -609,7 +604,7 @@ impl<'a> Table<'a> {
     /// Returns `None` for tag 0 (`NONE`, the value is then ignored). A non-zero tag
     /// without a value is [`ErrorKind::MissingRequired`]. Map the tag to a member with
     /// [`Union::tag`]; report unknown tags with [`Union::unknown_tag`].
-    pub fn union(&self, type_field: usize, value_field: usize) -> Result<Option<Union<'a>>> {
+    pub fn union(&self, type_field: usize, value_field: usize) -> Result<Option<Union<'v, 'buf>>> {
         let tag_pos = self.field_pos(type_field, 1, 1)?;
         let tag = match tag_pos {
             None => 0,
@@ -631,20 +626,20 @@ impl<'a> Table<'a> {
 
 /// A union value: its non-zero type tag and its table.
 #[derive(Debug, Clone, Copy)]
-pub struct Union<'a> {
+pub struct Union<'v, 'buf> {
     tag: u8,
     tag_pos: usize,
-    table: Table<'a>,
+    table: Table<'v, 'buf>,
 }
 
-impl<'a> Union<'a> {
+impl<'v, 'buf> Union<'v, 'buf> {
     /// The type tag (never 0).
     pub fn tag(&self) -> u8 {
         self.tag
     }
 
     /// The member table.
-    pub fn table(&self) -> Table<'a> {
+    pub fn table(&self) -> Table<'v, 'buf> {
         self.table
     }
 
@@ -742,14 +737,14 @@ impl<T: Scalar> FusedIterator for ScalarIter<'_, T> {}
 /// A verified vector of table offsets; each table is verified when accessed (and counts
 /// towards [`Limits::max_tables`] each time).
 #[derive(Clone, Copy)]
-pub struct TableVector<'a> {
-    v: &'a Verifier<'a>,
+pub struct TableVector<'v, 'buf> {
+    v: &'v Verifier<'buf>,
     data: usize,
     len: usize,
     depth: usize,
 }
 
-impl fmt::Debug for TableVector<'_> {
+impl fmt::Debug for TableVector<'_, '_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TableVector")
             .field("data", &self.data)
@@ -769,7 +764,7 @@ fn element_pos(data: usize, len: usize, i: usize) -> Result<usize> {
     Ok(data.saturating_add(i.saturating_mul(4)))
 }
 
-impl<'a> TableVector<'a> {
+impl<'v, 'buf> TableVector<'v, 'buf> {
     /// Number of elements.
     pub fn len(&self) -> usize {
         self.len
@@ -782,7 +777,7 @@ impl<'a> TableVector<'a> {
 
     /// Verifies and returns element `i` ([`ErrorKind::IndexOutOfRange`] if `i >= len`).
     /// Callers typically add [`Error::at_index`] to the error.
-    pub fn get(&self, i: usize) -> Result<Table<'a>> {
+    pub fn get(&self, i: usize) -> Result<Table<'v, 'buf>> {
         let pos = element_pos(self.data, self.len, i)?;
         let target = self.v.deref_uoffset(pos, "uoffset")?;
         self.v.table_at(target, self.depth)
@@ -790,20 +785,20 @@ impl<'a> TableVector<'a> {
 
     /// Iterates over the elements, verifying each (errors are not annotated with the
     /// index; use `enumerate`).
-    pub fn iter(&self) -> impl ExactSizeIterator<Item = Result<Table<'a>>> + '_ {
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = Result<Table<'v, 'buf>>> + '_ {
         (0..self.len).map(move |i| self.get(i))
     }
 }
 
 /// A verified vector of string offsets; each string is verified when accessed.
 #[derive(Clone, Copy)]
-pub struct StringVector<'a> {
-    v: &'a Verifier<'a>,
+pub struct StringVector<'v, 'buf> {
+    v: &'v Verifier<'buf>,
     data: usize,
     len: usize,
 }
 
-impl fmt::Debug for StringVector<'_> {
+impl fmt::Debug for StringVector<'_, '_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StringVector")
             .field("data", &self.data)
@@ -812,7 +807,7 @@ impl fmt::Debug for StringVector<'_> {
     }
 }
 
-impl<'a> StringVector<'a> {
+impl<'v, 'buf> StringVector<'v, 'buf> {
     /// Number of elements.
     pub fn len(&self) -> usize {
         self.len
@@ -824,14 +819,14 @@ impl<'a> StringVector<'a> {
     }
 
     /// Verifies and returns element `i` ([`ErrorKind::IndexOutOfRange`] if `i >= len`).
-    pub fn get(&self, i: usize) -> Result<&'a str> {
+    pub fn get(&self, i: usize) -> Result<&'buf str> {
         let pos = element_pos(self.data, self.len, i)?;
         let target = self.v.deref_uoffset(pos, "uoffset")?;
         self.v.string_at(target)
     }
 
     /// Iterates over the elements, verifying each.
-    pub fn iter(&self) -> impl ExactSizeIterator<Item = Result<&'a str>> + '_ {
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = Result<&'buf str>> + '_ {
         (0..self.len).map(move |i| self.get(i))
     }
 }

@@ -430,7 +430,7 @@ fn chain(n: usize) -> Vec<u8> {
     b.into_finished_data()
 }
 
-fn depth_of(t: ptekit_flatbuffers::Table<'_>) -> Result<usize, Error> {
+fn depth_of(t: ptekit_flatbuffers::Table<'_, '_>) -> Result<usize, Error> {
     match t.table(0).map_err(|e| e.in_field("next"))? {
         None => Ok(1),
         Some(c) => Ok(1 + depth_of(c).map_err(|e| e.in_field("next"))?),
@@ -470,7 +470,7 @@ fn table_limit_stops_dag_blowup() {
     let buf = b.into_finished_data();
     assert!(buf.len() < 1000);
 
-    fn count(t: ptekit_flatbuffers::Table<'_>) -> Result<u64, Error> {
+    fn count(t: ptekit_flatbuffers::Table<'_, '_>) -> Result<u64, Error> {
         let mut n = 1;
         if let Some(v) = t.table_vector(0)? {
             for (i, c) in v.iter().enumerate() {

@@ -7,7 +7,7 @@ use common::*;
 use proptest::prelude::*;
 use ptekit_flatbuffers::{Limits, Scalar, Table, Verifier};
 
-fn read_val(t: &Table<'_>, slot: usize, d: Val) -> Result<Val, ptekit_flatbuffers::Error> {
+fn read_val(t: &Table<'_, '_>, slot: usize, d: Val) -> Result<Val, ptekit_flatbuffers::Error> {
     Ok(match d {
         Val::Bool(d) => Val::Bool(t.get_bool(slot, d)?),
         Val::U8(d) => Val::U8(t.get_u8(slot, d)?),
@@ -23,14 +23,14 @@ fn read_val(t: &Table<'_>, slot: usize, d: Val) -> Result<Val, ptekit_flatbuffer
     })
 }
 
-fn vec_of<T: Scalar>(t: &Table<'_>, slot: usize) -> Result<Vec<T>, String> {
+fn vec_of<T: Scalar>(t: &Table<'_, '_>, slot: usize) -> Result<Vec<T>, String> {
     Ok(t.scalar_vector::<T>(slot)
         .map_err(|e| e.to_string())?
         .ok_or("missing vector")?
         .to_vec())
 }
 
-fn check_svec(t: &Table<'_>, slot: usize, v: &SVec) -> Result<(), String> {
+fn check_svec(t: &Table<'_, '_>, slot: usize, v: &SVec) -> Result<(), String> {
     let ok = match v {
         SVec::Bool(x) => vec_of::<bool>(t, slot)? == *x,
         SVec::U8(x) => vec_of::<u8>(t, slot)? == *x,
@@ -63,7 +63,7 @@ fn check_svec(t: &Table<'_>, slot: usize, v: &SVec) -> Result<(), String> {
     }
 }
 
-fn check_table(buf: &[u8], t: &Table<'_>, node: &TableNode) -> Result<(), String> {
+fn check_table(buf: &[u8], t: &Table<'_, '_>, node: &TableNode) -> Result<(), String> {
     let e = |e: ptekit_flatbuffers::Error| e.to_string();
     let mut slot = 0;
     for f in &node.fields {
@@ -171,7 +171,7 @@ proptest! {
 }
 
 /// Reads everything it can find, in every way, ignoring errors.
-fn walk(t: Table<'_>, budget: &mut usize) {
+fn walk(t: Table<'_, '_>, budget: &mut usize) {
     if *budget == 0 {
         return;
     }

@@ -16,6 +16,7 @@
 //!   file-to-file copies from a memory-mapped input.
 
 pub mod bundled;
+mod fields;
 pub mod flat_tensor;
 pub mod npz;
 pub mod program;

@@ -2,10 +2,11 @@
 //! ([`decode_flat_tensor`]) of the `FlatTensor` flatbuffer.
 
 use ptekit_flatbuffers::flatc_order::FlatcTable;
-use ptekit_flatbuffers::{BuildError, Builder, Error as FbError, Limits, Table, UOffset, Verifier};
+use ptekit_flatbuffers::{BuildError, Builder, Limits, Table, UOffset, Verifier};
 
 use super::model::*;
 use super::FLAT_TENSOR_FILE_IDENTIFIER;
+use crate::fields::{byte_vec, get, scalars, string, table, tables, R};
 use crate::program::{DecodeError, ScalarType};
 
 /// Packs `ft` into the bytes `flatc --binary` (24.3.25) writes for the JSON the
@@ -62,12 +63,6 @@ fn named_data(b: &mut Builder, n: &NamedData) -> UOffset {
     t.end(b)
 }
 
-type R<T> = Result<T, FbError>;
-
-fn f(name: &'static str) -> impl FnOnce(FbError) -> FbError {
-    move |e| e.in_field(name)
-}
-
 /// Accepts `FT` followed by two ASCII letters or digits (the reference's
 /// `FT[0-9a-zA-Z][0-9a-zA-Z]`).
 pub fn is_ft_identifier(id: [u8; 4]) -> bool {
@@ -83,44 +78,29 @@ pub fn decode_flat_tensor(buf: &[u8], limits: &Limits) -> Result<FlatTensor, Dec
     Ok(flat_tensor(root)?)
 }
 
-fn tables<'v, T>(
-    t: &Table<'v>,
-    field: usize,
-    name: &'static str,
-    decode: impl Fn(Table<'v>) -> R<T>,
-) -> R<Option<Vec<T>>> {
-    t.decode_table_vector(field, name, decode)
-}
-
-fn flat_tensor(t: Table<'_>) -> R<FlatTensor> {
+fn flat_tensor(t: Table<'_, '_>) -> R<FlatTensor> {
     Ok(FlatTensor {
-        version: t.get_u32(0, 0).map_err(f("version"))?,
+        version: get(&t, 0, 0u32, "version")?,
         segments: tables(&t, 1, "segments", |s| {
             Ok(DataSegment {
-                offset: s.get_u64(0, 0).map_err(f("offset"))?,
-                size: s.get_u64(1, 0).map_err(f("size"))?,
+                offset: get(&s, 0, 0u64, "offset")?,
+                size: get(&s, 1, 0u64, "size")?,
             })
         })?,
         named_data: tables(&t, 2, "named_data", |n| {
             Ok(NamedData {
-                key: n.string(0).map_err(f("key"))?.map(str::to_owned),
-                segment_index: n.get_u32(1, 0).map_err(f("segment_index"))?,
-                tensor_layout: match n.table(2).map_err(f("tensor_layout"))? {
-                    None => None,
-                    Some(l) => Some(tensor_layout(l).map_err(f("tensor_layout"))?),
-                },
+                key: string(&n, 0, "key")?,
+                segment_index: get(&n, 1, 0u32, "segment_index")?,
+                tensor_layout: table(&n, 2, "tensor_layout", tensor_layout)?,
             })
         })?,
     })
 }
 
-fn tensor_layout(t: Table<'_>) -> R<TensorLayout> {
+fn tensor_layout(t: Table<'_, '_>) -> R<TensorLayout> {
     Ok(TensorLayout {
-        scalar_type: ScalarType(t.get_i8(0, 0).map_err(f("scalar_type"))?),
-        sizes: t
-            .scalar_vector::<i32>(1)
-            .map_err(f("sizes"))?
-            .map(|v| v.to_vec()),
-        dim_order: t.bytes(2).map_err(f("dim_order"))?.map(<[u8]>::to_vec),
+        scalar_type: ScalarType(get(&t, 0, 0i8, "scalar_type")?),
+        sizes: scalars(&t, 1, "sizes")?,
+        dim_order: byte_vec(&t, 2, "dim_order")?,
     })
 }

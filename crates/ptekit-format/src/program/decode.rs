@@ -35,9 +35,9 @@
 //! header) rather than the whole file: [`Limits::max_buffer_size`] and the default
 //! apparent-size budget (4 x the buffer length) are computed from `buf`.
 
-use std::borrow::Cow;
+use ptekit_flatbuffers::{Error as FbError, ErrorKind, Limits, Table, Verifier};
 
-use ptekit_flatbuffers::{Error as FbError, ErrorKind, Limits, Scalar, Table, Verifier};
+use crate::fields::{bytes, get, named, scalars, string, table, tables, R};
 
 use super::enums::{DataLocation, DeviceType, ScalarType, TensorDataLocation, TensorShapeDynamism};
 use super::model::*;
@@ -146,11 +146,8 @@ pub fn decode_program_with<'a>(
     let verifier = Verifier::new(buf, *options.limits)?;
     let policy = options.identifier;
     let (root, _id) = verifier.root_with_identifier(|id| policy.accepts(*id))?;
-    let d = Decoder { buf };
-    Ok(d.program(root)?)
+    Ok(program(root)?)
 }
-
-type R<T> = Result<T, FbError>;
 
 /// Member names of `KernelTypes`, by tag - 1.
 const KERNEL_TYPES: [&str; 11] = [
@@ -176,346 +173,253 @@ const INSTRUCTION_ARGUMENTS: [&str; 5] = [
     "FreeCall",
 ];
 
-/// Converts verified views into the owned model; `buf` is the caller's buffer, used to
-/// hand out byte slices with the caller's lifetime.
-struct Decoder<'b> {
-    buf: &'b [u8],
+fn program<'b>(t: Table<'_, 'b>) -> R<Program<'b>> {
+    Ok(Program {
+        version: get(&t, 0, 0u32, "version")?,
+        execution_plan: tables(&t, 1, "execution_plan", execution_plan)?,
+        constant_buffer: tables(&t, 2, "constant_buffer", buffer)?,
+        backend_delegate_data: tables(
+            &t,
+            3,
+            "backend_delegate_data",
+            backend_delegate_inline_data,
+        )?,
+        segments: tables(&t, 4, "segments", data_segment)?,
+        constant_segment: table(&t, 5, "constant_segment", subsegment_offsets)?,
+        mutable_data_segments: tables(&t, 6, "mutable_data_segments", subsegment_offsets)?,
+        named_data: tables(&t, 7, "named_data", named_data)?,
+    })
 }
 
-fn f(name: &'static str) -> impl FnOnce(FbError) -> FbError {
-    move |e| e.in_field(name)
+fn execution_plan<'b>(t: Table<'_, 'b>) -> R<ExecutionPlan<'b>> {
+    Ok(ExecutionPlan {
+        name: string(&t, 0, "name")?,
+        container_meta_type: table(&t, 1, "container_meta_type", container_metadata)?,
+        values: tables(&t, 2, "values", evalue)?,
+        inputs: scalars(&t, 3, "inputs")?,
+        outputs: scalars(&t, 4, "outputs")?,
+        chains: tables(&t, 5, "chains", chain)?,
+        operators: tables(&t, 6, "operators", operator)?,
+        delegates: tables(&t, 7, "delegates", backend_delegate)?,
+        non_const_buffer_sizes: scalars(&t, 8, "non_const_buffer_sizes")?,
+        non_const_buffer_device: tables(&t, 9, "non_const_buffer_device", non_const_buffer_device)?,
+    })
 }
 
-impl<'b> Decoder<'b> {
-    fn string(&self, t: &Table<'_>, field: usize, name: &'static str) -> R<Option<String>> {
-        t.string(field)
-            .map(|s| s.map(str::to_owned))
-            .map_err(f(name))
-    }
+fn container_metadata(t: Table<'_, '_>) -> R<ContainerMetadata> {
+    Ok(ContainerMetadata {
+        encoded_inp_str: string(&t, 0, "encoded_inp_str")?,
+        encoded_out_str: string(&t, 1, "encoded_out_str")?,
+    })
+}
 
-    fn bytes(&self, t: &Table<'_>, field: usize, name: &'static str) -> R<Option<Cow<'b, [u8]>>> {
-        // Borrow from the caller's buffer (lifetime `'b`), not through the verifier.
-        match t.bytes_range(field).map_err(f(name))? {
-            None => Ok(None),
-            Some(r) => self
-                .buf
-                .get(r)
-                .map(|b| Some(Cow::Borrowed(b)))
-                .ok_or_else(|| {
-                    FbError::new(
-                        ErrorKind::Invalid("verified range outside the input buffer".into()),
-                        t.position(),
-                    )
-                    .in_field(name)
-                }),
-        }
-    }
+fn evalue(t: Table<'_, '_>) -> R<EValue> {
+    let Some(u) = t.union(0, 1).map_err(named("val"))? else {
+        return Ok(EValue { val: None });
+    };
+    let Some(member) = KERNEL_TYPES.get(usize::from(u.tag()).saturating_sub(1)) else {
+        return Err(u.unknown_tag().in_field("val"));
+    };
+    let v = u.table();
+    let val = kernel_types(v, u.tag()).map_err(|e| e.in_union_member(*member).in_field("val"))?;
+    Ok(EValue { val: Some(val) })
+}
 
-    fn scalars<T: Scalar>(
-        &self,
-        t: &Table<'_>,
-        field: usize,
-        name: &'static str,
-    ) -> R<Option<Vec<T>>> {
-        // `to_vec` allocates exactly the verified length (bounded by the buffer).
-        Ok(t.scalar_vector::<T>(field)
-            .map_err(f(name))?
-            .map(|v| v.to_vec()))
-    }
+fn kernel_types(t: Table<'_, '_>, tag: u8) -> R<KernelTypes> {
+    Ok(match tag {
+        1 => KernelTypes::Null(Null),
+        2 => KernelTypes::Int(Int {
+            int_val: get(&t, 0, 0i64, "int_val")?,
+        }),
+        3 => KernelTypes::Bool(Bool {
+            bool_val: get(&t, 0, false, "bool_val")?,
+        }),
+        4 => KernelTypes::Double(Double {
+            double_val: get(&t, 0, 0.0f64, "double_val")?,
+        }),
+        5 => KernelTypes::Tensor(tensor(t)?),
+        6 => KernelTypes::String(StringValue {
+            string_val: string(&t, 0, "string_val")?,
+        }),
+        7 => KernelTypes::IntList(IntList {
+            items: scalars(&t, 0, "items")?,
+        }),
+        8 => KernelTypes::DoubleList(DoubleList {
+            items: scalars(&t, 0, "items")?,
+        }),
+        9 => KernelTypes::BoolList(BoolList {
+            items: scalars(&t, 0, "items")?,
+        }),
+        10 => KernelTypes::TensorList(TensorList {
+            items: scalars(&t, 0, "items")?,
+        }),
+        _ => KernelTypes::OptionalTensorList(OptionalTensorList {
+            items: scalars(&t, 0, "items")?,
+        }),
+    })
+}
 
-    fn get<T: Scalar>(&self, t: &Table<'_>, field: usize, default: T, name: &'static str) -> R<T> {
-        t.get(field, default).map_err(f(name))
-    }
+fn tensor(t: Table<'_, '_>) -> R<Tensor> {
+    Ok(Tensor {
+        scalar_type: ScalarType(get(&t, 0, 0i8, "scalar_type")?),
+        storage_offset: get(&t, 1, 0i32, "storage_offset")?,
+        sizes: scalars(&t, 2, "sizes")?,
+        dim_order: scalars(&t, 3, "dim_order")?,
+        requires_grad: get(&t, 4, false, "requires_grad")?,
+        data_buffer_idx: get(&t, 5, 0u32, "data_buffer_idx")?,
+        allocation_info: table(&t, 6, "allocation_info", allocation_details)?,
+        layout: get(&t, 7, 0i8, "layout")?,
+        shape_dynamism: TensorShapeDynamism(get(&t, 8, 0i8, "shape_dynamism")?),
+        extra_tensor_info: table(&t, 9, "extra_tensor_info", extra_tensor_info)?,
+    })
+}
 
-    fn tables<'v, T>(
-        &self,
-        t: &Table<'v>,
-        field: usize,
-        name: &'static str,
-        decode: impl Fn(&Self, Table<'v>) -> R<T>,
-    ) -> R<Option<Vec<T>>> {
-        t.decode_table_vector(field, name, |elem| decode(self, elem))
-    }
+fn allocation_details(t: Table<'_, '_>) -> R<AllocationDetails> {
+    Ok(AllocationDetails {
+        memory_id: get(&t, 0, 0u32, "memory_id")?,
+        memory_offset_low: get(&t, 1, 0u32, "memory_offset_low")?,
+        memory_offset_high: get(&t, 2, 0u32, "memory_offset_high")?,
+    })
+}
 
-    fn table<'v, T>(
-        &self,
-        t: &Table<'v>,
-        field: usize,
-        name: &'static str,
-        decode: impl FnOnce(&Self, Table<'v>) -> R<T>,
-    ) -> R<Option<T>> {
-        match t.table(field).map_err(f(name))? {
-            None => Ok(None),
-            Some(sub) => decode(self, sub).map(Some).map_err(f(name)),
-        }
-    }
+fn extra_tensor_info(t: Table<'_, '_>) -> R<ExtraTensorInfo> {
+    Ok(ExtraTensorInfo {
+        mutable_data_segments_idx: get(&t, 0, 0u64, "mutable_data_segments_idx")?,
+        fully_qualified_name: string(&t, 1, "fully_qualified_name")?,
+        location: TensorDataLocation(get(&t, 2, 0i8, "location")?),
+        device_type: DeviceType(get(&t, 3, 0i8, "device_type")?),
+        device_index: get(&t, 4, 0i8, "device_index")?,
+    })
+}
 
-    fn program(&self, t: Table<'_>) -> R<Program<'b>> {
-        Ok(Program {
-            version: self.get(&t, 0, 0u32, "version")?,
-            execution_plan: self.tables(&t, 1, "execution_plan", Self::execution_plan)?,
-            constant_buffer: self.tables(&t, 2, "constant_buffer", Self::buffer)?,
-            backend_delegate_data: self.tables(
-                &t,
-                3,
-                "backend_delegate_data",
-                Self::backend_delegate_inline_data,
-            )?,
-            segments: self.tables(&t, 4, "segments", Self::data_segment)?,
-            constant_segment: self.table(&t, 5, "constant_segment", Self::subsegment_offsets)?,
-            mutable_data_segments: self.tables(
-                &t,
-                6,
-                "mutable_data_segments",
-                Self::subsegment_offsets,
-            )?,
-            named_data: self.tables(&t, 7, "named_data", Self::named_data)?,
-        })
-    }
+fn chain(t: Table<'_, '_>) -> R<Chain> {
+    Ok(Chain {
+        inputs: scalars(&t, 0, "inputs")?,
+        outputs: scalars(&t, 1, "outputs")?,
+        instructions: tables(&t, 2, "instructions", instruction)?,
+        stacktrace: tables(&t, 3, "stacktrace", frame_list)?,
+    })
+}
 
-    fn execution_plan(&self, t: Table<'_>) -> R<ExecutionPlan<'b>> {
-        Ok(ExecutionPlan {
-            name: self.string(&t, 0, "name")?,
-            container_meta_type: self.table(
-                &t,
-                1,
-                "container_meta_type",
-                Self::container_metadata,
-            )?,
-            values: self.tables(&t, 2, "values", Self::evalue)?,
-            inputs: self.scalars(&t, 3, "inputs")?,
-            outputs: self.scalars(&t, 4, "outputs")?,
-            chains: self.tables(&t, 5, "chains", Self::chain)?,
-            operators: self.tables(&t, 6, "operators", Self::operator)?,
-            delegates: self.tables(&t, 7, "delegates", Self::backend_delegate)?,
-            non_const_buffer_sizes: self.scalars(&t, 8, "non_const_buffer_sizes")?,
-            non_const_buffer_device: self.tables(
-                &t,
-                9,
-                "non_const_buffer_device",
-                Self::non_const_buffer_device,
-            )?,
-        })
-    }
+fn instruction(t: Table<'_, '_>) -> R<Instruction> {
+    let Some(u) = t.union(0, 1).map_err(named("instr_args"))? else {
+        return Ok(Instruction { instr_args: None });
+    };
+    let Some(member) = INSTRUCTION_ARGUMENTS.get(usize::from(u.tag()).saturating_sub(1)) else {
+        return Err(u.unknown_tag().in_field("instr_args"));
+    };
+    let args = instruction_arguments(u.table(), u.tag())
+        .map_err(|e| e.in_union_member(*member).in_field("instr_args"))?;
+    Ok(Instruction {
+        instr_args: Some(args),
+    })
+}
 
-    fn container_metadata(&self, t: Table<'_>) -> R<ContainerMetadata> {
-        Ok(ContainerMetadata {
-            encoded_inp_str: self.string(&t, 0, "encoded_inp_str")?,
-            encoded_out_str: self.string(&t, 1, "encoded_out_str")?,
-        })
-    }
+fn instruction_arguments(t: Table<'_, '_>, tag: u8) -> R<InstructionArguments> {
+    Ok(match tag {
+        1 => InstructionArguments::KernelCall(KernelCall {
+            op_index: get(&t, 0, 0i32, "op_index")?,
+            args: scalars(&t, 1, "args")?,
+        }),
+        2 => InstructionArguments::DelegateCall(DelegateCall {
+            delegate_index: get(&t, 0, 0i32, "delegate_index")?,
+            args: scalars(&t, 1, "args")?,
+        }),
+        3 => InstructionArguments::MoveCall(MoveCall {
+            move_from: get(&t, 0, 0i32, "move_from")?,
+            move_to: get(&t, 1, 0i32, "move_to")?,
+        }),
+        4 => InstructionArguments::JumpFalseCall(JumpFalseCall {
+            cond_value_index: get(&t, 0, 0i32, "cond_value_index")?,
+            destination_instruction: get(&t, 1, 0i32, "destination_instruction")?,
+        }),
+        _ => InstructionArguments::FreeCall(FreeCall {
+            value_index: get(&t, 0, 0i32, "value_index")?,
+        }),
+    })
+}
 
-    fn evalue(&self, t: Table<'_>) -> R<EValue> {
-        let Some(u) = t.union(0, 1).map_err(f("val"))? else {
-            return Ok(EValue { val: None });
-        };
-        let Some(member) = KERNEL_TYPES.get(usize::from(u.tag()).saturating_sub(1)) else {
-            return Err(u.unknown_tag().in_field("val"));
-        };
-        let v = u.table();
-        let val = self
-            .kernel_types(v, u.tag())
-            .map_err(|e| e.in_union_member(*member).in_field("val"))?;
-        Ok(EValue { val: Some(val) })
-    }
+fn frame_list(t: Table<'_, '_>) -> R<FrameList> {
+    Ok(FrameList {
+        items: tables(&t, 0, "items", frame)?,
+    })
+}
 
-    fn kernel_types(&self, t: Table<'_>, tag: u8) -> R<KernelTypes> {
-        Ok(match tag {
-            1 => KernelTypes::Null(Null),
-            2 => KernelTypes::Int(Int {
-                int_val: self.get(&t, 0, 0i64, "int_val")?,
-            }),
-            3 => KernelTypes::Bool(Bool {
-                bool_val: self.get(&t, 0, false, "bool_val")?,
-            }),
-            4 => KernelTypes::Double(Double {
-                double_val: self.get(&t, 0, 0.0f64, "double_val")?,
-            }),
-            5 => KernelTypes::Tensor(self.tensor(t)?),
-            6 => KernelTypes::String(StringValue {
-                string_val: self.string(&t, 0, "string_val")?,
-            }),
-            7 => KernelTypes::IntList(IntList {
-                items: self.scalars(&t, 0, "items")?,
-            }),
-            8 => KernelTypes::DoubleList(DoubleList {
-                items: self.scalars(&t, 0, "items")?,
-            }),
-            9 => KernelTypes::BoolList(BoolList {
-                items: self.scalars(&t, 0, "items")?,
-            }),
-            10 => KernelTypes::TensorList(TensorList {
-                items: self.scalars(&t, 0, "items")?,
-            }),
-            _ => KernelTypes::OptionalTensorList(OptionalTensorList {
-                items: self.scalars(&t, 0, "items")?,
-            }),
-        })
-    }
+fn frame(t: Table<'_, '_>) -> R<Frame> {
+    Ok(Frame {
+        filename: string(&t, 0, "filename")?,
+        lineno: get(&t, 1, 0i32, "lineno")?,
+        name: string(&t, 2, "name")?,
+        context: string(&t, 3, "context")?,
+    })
+}
 
-    fn tensor(&self, t: Table<'_>) -> R<Tensor> {
-        Ok(Tensor {
-            scalar_type: ScalarType(self.get(&t, 0, 0i8, "scalar_type")?),
-            storage_offset: self.get(&t, 1, 0i32, "storage_offset")?,
-            sizes: self.scalars(&t, 2, "sizes")?,
-            dim_order: self.scalars(&t, 3, "dim_order")?,
-            requires_grad: self.get(&t, 4, false, "requires_grad")?,
-            data_buffer_idx: self.get(&t, 5, 0u32, "data_buffer_idx")?,
-            allocation_info: self.table(&t, 6, "allocation_info", Self::allocation_details)?,
-            layout: self.get(&t, 7, 0i8, "layout")?,
-            shape_dynamism: TensorShapeDynamism(self.get(&t, 8, 0i8, "shape_dynamism")?),
-            extra_tensor_info: self.table(&t, 9, "extra_tensor_info", Self::extra_tensor_info)?,
-        })
-    }
+fn operator(t: Table<'_, '_>) -> R<Operator> {
+    Ok(Operator {
+        name: string(&t, 0, "name")?,
+        overload: string(&t, 1, "overload")?,
+    })
+}
 
-    fn allocation_details(&self, t: Table<'_>) -> R<AllocationDetails> {
-        Ok(AllocationDetails {
-            memory_id: self.get(&t, 0, 0u32, "memory_id")?,
-            memory_offset_low: self.get(&t, 1, 0u32, "memory_offset_low")?,
-            memory_offset_high: self.get(&t, 2, 0u32, "memory_offset_high")?,
-        })
-    }
+fn backend_delegate<'b>(t: Table<'_, 'b>) -> R<BackendDelegate<'b>> {
+    Ok(BackendDelegate {
+        id: string(&t, 0, "id")?,
+        processed: table(&t, 1, "processed", backend_delegate_data_reference)?,
+        compile_specs: tables(&t, 2, "compile_specs", compile_spec)?,
+    })
+}
 
-    fn extra_tensor_info(&self, t: Table<'_>) -> R<ExtraTensorInfo> {
-        Ok(ExtraTensorInfo {
-            mutable_data_segments_idx: self.get(&t, 0, 0u64, "mutable_data_segments_idx")?,
-            fully_qualified_name: self.string(&t, 1, "fully_qualified_name")?,
-            location: TensorDataLocation(self.get(&t, 2, 0i8, "location")?),
-            device_type: DeviceType(self.get(&t, 3, 0i8, "device_type")?),
-            device_index: self.get(&t, 4, 0i8, "device_index")?,
-        })
-    }
+fn backend_delegate_data_reference(t: Table<'_, '_>) -> R<BackendDelegateDataReference> {
+    Ok(BackendDelegateDataReference {
+        location: DataLocation(get(&t, 0, 0i8, "location")?),
+        index: get(&t, 1, 0u32, "index")?,
+    })
+}
 
-    fn chain(&self, t: Table<'_>) -> R<Chain> {
-        Ok(Chain {
-            inputs: self.scalars(&t, 0, "inputs")?,
-            outputs: self.scalars(&t, 1, "outputs")?,
-            instructions: self.tables(&t, 2, "instructions", Self::instruction)?,
-            stacktrace: self.tables(&t, 3, "stacktrace", Self::frame_list)?,
-        })
-    }
+fn compile_spec<'b>(t: Table<'_, 'b>) -> R<CompileSpec<'b>> {
+    Ok(CompileSpec {
+        key: string(&t, 0, "key")?,
+        value: bytes(&t, 1, "value")?,
+    })
+}
 
-    fn instruction(&self, t: Table<'_>) -> R<Instruction> {
-        let Some(u) = t.union(0, 1).map_err(f("instr_args"))? else {
-            return Ok(Instruction { instr_args: None });
-        };
-        let Some(member) = INSTRUCTION_ARGUMENTS.get(usize::from(u.tag()).saturating_sub(1)) else {
-            return Err(u.unknown_tag().in_field("instr_args"));
-        };
-        let args = self
-            .instruction_arguments(u.table(), u.tag())
-            .map_err(|e| e.in_union_member(*member).in_field("instr_args"))?;
-        Ok(Instruction {
-            instr_args: Some(args),
-        })
-    }
+fn non_const_buffer_device(t: Table<'_, '_>) -> R<NonConstBufferDevice> {
+    Ok(NonConstBufferDevice {
+        buffer_idx: get(&t, 0, 0i32, "buffer_idx")?,
+        device_type: DeviceType(get(&t, 1, 0i8, "device_type")?),
+        device_index: get(&t, 2, 0i8, "device_index")?,
+    })
+}
 
-    fn instruction_arguments(&self, t: Table<'_>, tag: u8) -> R<InstructionArguments> {
-        Ok(match tag {
-            1 => InstructionArguments::KernelCall(KernelCall {
-                op_index: self.get(&t, 0, 0i32, "op_index")?,
-                args: self.scalars(&t, 1, "args")?,
-            }),
-            2 => InstructionArguments::DelegateCall(DelegateCall {
-                delegate_index: self.get(&t, 0, 0i32, "delegate_index")?,
-                args: self.scalars(&t, 1, "args")?,
-            }),
-            3 => InstructionArguments::MoveCall(MoveCall {
-                move_from: self.get(&t, 0, 0i32, "move_from")?,
-                move_to: self.get(&t, 1, 0i32, "move_to")?,
-            }),
-            4 => InstructionArguments::JumpFalseCall(JumpFalseCall {
-                cond_value_index: self.get(&t, 0, 0i32, "cond_value_index")?,
-                destination_instruction: self.get(&t, 1, 0i32, "destination_instruction")?,
-            }),
-            _ => InstructionArguments::FreeCall(FreeCall {
-                value_index: self.get(&t, 0, 0i32, "value_index")?,
-            }),
-        })
-    }
+fn buffer<'b>(t: Table<'_, 'b>) -> R<Buffer<'b>> {
+    Ok(Buffer {
+        storage: bytes(&t, 0, "storage")?,
+    })
+}
 
-    fn frame_list(&self, t: Table<'_>) -> R<FrameList> {
-        Ok(FrameList {
-            items: self.tables(&t, 0, "items", Self::frame)?,
-        })
-    }
+fn backend_delegate_inline_data<'b>(t: Table<'_, 'b>) -> R<BackendDelegateInlineData<'b>> {
+    Ok(BackendDelegateInlineData {
+        data: bytes(&t, 0, "data")?,
+    })
+}
 
-    fn frame(&self, t: Table<'_>) -> R<Frame> {
-        Ok(Frame {
-            filename: self.string(&t, 0, "filename")?,
-            lineno: self.get(&t, 1, 0i32, "lineno")?,
-            name: self.string(&t, 2, "name")?,
-            context: self.string(&t, 3, "context")?,
-        })
-    }
+fn data_segment(t: Table<'_, '_>) -> R<DataSegment> {
+    Ok(DataSegment {
+        offset: get(&t, 0, 0u64, "offset")?,
+        size: get(&t, 1, 0u64, "size")?,
+    })
+}
 
-    fn operator(&self, t: Table<'_>) -> R<Operator> {
-        Ok(Operator {
-            name: self.string(&t, 0, "name")?,
-            overload: self.string(&t, 1, "overload")?,
-        })
-    }
+fn subsegment_offsets(t: Table<'_, '_>) -> R<SubsegmentOffsets> {
+    Ok(SubsegmentOffsets {
+        segment_index: get(&t, 0, 0u32, "segment_index")?,
+        offsets: scalars(&t, 1, "offsets")?,
+    })
+}
 
-    fn backend_delegate(&self, t: Table<'_>) -> R<BackendDelegate<'b>> {
-        Ok(BackendDelegate {
-            id: self.string(&t, 0, "id")?,
-            processed: self.table(&t, 1, "processed", Self::backend_delegate_data_reference)?,
-            compile_specs: self.tables(&t, 2, "compile_specs", Self::compile_spec)?,
-        })
-    }
-
-    fn backend_delegate_data_reference(&self, t: Table<'_>) -> R<BackendDelegateDataReference> {
-        Ok(BackendDelegateDataReference {
-            location: DataLocation(self.get(&t, 0, 0i8, "location")?),
-            index: self.get(&t, 1, 0u32, "index")?,
-        })
-    }
-
-    fn compile_spec(&self, t: Table<'_>) -> R<CompileSpec<'b>> {
-        Ok(CompileSpec {
-            key: self.string(&t, 0, "key")?,
-            value: self.bytes(&t, 1, "value")?,
-        })
-    }
-
-    fn non_const_buffer_device(&self, t: Table<'_>) -> R<NonConstBufferDevice> {
-        Ok(NonConstBufferDevice {
-            buffer_idx: self.get(&t, 0, 0i32, "buffer_idx")?,
-            device_type: DeviceType(self.get(&t, 1, 0i8, "device_type")?),
-            device_index: self.get(&t, 2, 0i8, "device_index")?,
-        })
-    }
-
-    fn buffer(&self, t: Table<'_>) -> R<Buffer<'b>> {
-        Ok(Buffer {
-            storage: self.bytes(&t, 0, "storage")?,
-        })
-    }
-
-    fn backend_delegate_inline_data(&self, t: Table<'_>) -> R<BackendDelegateInlineData<'b>> {
-        Ok(BackendDelegateInlineData {
-            data: self.bytes(&t, 0, "data")?,
-        })
-    }
-
-    fn data_segment(&self, t: Table<'_>) -> R<DataSegment> {
-        Ok(DataSegment {
-            offset: self.get(&t, 0, 0u64, "offset")?,
-            size: self.get(&t, 1, 0u64, "size")?,
-        })
-    }
-
-    fn subsegment_offsets(&self, t: Table<'_>) -> R<SubsegmentOffsets> {
-        Ok(SubsegmentOffsets {
-            segment_index: self.get(&t, 0, 0u32, "segment_index")?,
-            offsets: self.scalars(&t, 1, "offsets")?,
-        })
-    }
-
-    fn named_data(&self, t: Table<'_>) -> R<NamedData> {
-        Ok(NamedData {
-            key: self.string(&t, 0, "key")?,
-            segment_index: self.get(&t, 1, 0u32, "segment_index")?,
-        })
-    }
+fn named_data(t: Table<'_, '_>) -> R<NamedData> {
+    Ok(NamedData {
+        key: string(&t, 0, "key")?,
+        segment_index: get(&t, 1, 0u32, "segment_index")?,
+    })
 }
