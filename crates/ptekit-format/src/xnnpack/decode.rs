@@ -8,12 +8,7 @@ use ptekit_flatbuffers::{Error as FbError, ErrorKind as FbErrorKind, Limits, Tab
 use super::error::{XnnpackError, XnnpackErrorKind};
 use super::header::{split_payload, XnnHeader, FILE_IDENTIFIER, LEGACY_FILE_IDENTIFIER};
 use super::model::*;
-
-type R<T> = Result<T, FbError>;
-
-fn f(name: &'static str) -> impl FnOnce(FbError) -> FbError {
-    move |e| e.in_field(name)
-}
+use crate::fields::{get, named, scalars, R};
 
 /// A decoded payload: the header (if any), the identifier, the graph, and the constant
 /// data it carries (borrowed).
@@ -90,51 +85,47 @@ impl XnnpackError {
     }
 }
 
-fn u32s(t: &Table<'_>, field: usize) -> R<Option<Vec<u32>>> {
-    Ok(t.scalar_vector::<u32>(field)?.map(|v| v.to_vec()))
-}
-
-fn xnn_graph(t: Table<'_>) -> R<XNNGraph> {
+fn xnn_graph(t: Table<'_, '_>) -> R<XNNGraph> {
     Ok(XNNGraph {
-        version: t.string(0).map_err(f("version"))?.map(str::to_owned),
+        version: t.string(0).map_err(named("version"))?.map(str::to_owned),
         xnodes: t.decode_table_vector(1, "xnodes", xnode)?,
         xvalues: t.decode_table_vector(2, "xvalues", xvalue)?,
-        num_externs: t.get_u32(3, 0).map_err(f("num_externs"))?,
-        input_ids: u32s(&t, 4).map_err(f("input_ids"))?,
-        output_ids: u32s(&t, 5).map_err(f("output_ids"))?,
+        num_externs: t.get_u32(3, 0).map_err(named("num_externs"))?,
+        input_ids: scalars(&t, 4, "input_ids")?,
+        output_ids: scalars(&t, 5, "output_ids")?,
         constant_buffer: t.decode_table_vector(6, "constant_buffer", |b| {
             Ok(Buffer {
-                storage: b.bytes(0).map_err(f("storage"))?.map(<[u8]>::to_vec),
+                storage: b.bytes(0).map_err(named("storage"))?.map(<[u8]>::to_vec),
             })
         })?,
-        mem_buffer_sizes: u32s(&t, 7).map_err(f("mem_buffer_sizes"))?,
+        mem_buffer_sizes: scalars(&t, 7, "mem_buffer_sizes")?,
         constant_data: t.decode_table_vector(8, "constant_data", |c| {
             Ok(ConstantDataOffset {
-                offset: c.get_u64(0, 0).map_err(f("offset"))?,
-                size: c.get_u64(1, 0).map_err(f("size"))?,
-                named_key: c.string(2).map_err(f("named_key"))?.map(str::to_owned),
+                offset: c.get_u64(0, 0).map_err(named("offset"))?,
+                size: c.get_u64(1, 0).map_err(named("size"))?,
+                named_key: c.string(2).map_err(named("named_key"))?.map(str::to_owned),
             })
         })?,
     })
 }
 
-struct TableSource<'t, 'v>(&'t Table<'v>);
+struct TableSource<'t, 'v, 'buf>(&'t Table<'v, 'buf>);
 
-impl FieldSource for TableSource<'_, '_> {
+impl FieldSource for TableSource<'_, '_, '_> {
     type Error = FbError;
     fn u32(&mut self, name: &'static str, slot: usize) -> R<u32> {
-        self.0.get_u32(slot, 0).map_err(f(name))
+        get(self.0, slot, 0u32, name)
     }
     fn f32(&mut self, name: &'static str, slot: usize) -> R<f32> {
-        self.0.get_f32(slot, 0.0).map_err(f(name))
+        get(self.0, slot, 0.0f32, name)
     }
     fn u32s(&mut self, name: &'static str, slot: usize) -> R<Option<Vec<u32>>> {
-        u32s(self.0, slot).map_err(f(name))
+        scalars(self.0, slot, name)
     }
 }
 
-fn xnode(t: Table<'_>) -> R<XNode> {
-    let xnode_union = match t.union(0, 1).map_err(f("xnode_union"))? {
+fn xnode(t: Table<'_, '_>) -> R<XNode> {
+    let xnode_union = match t.union(0, 1).map_err(named("xnode_union"))? {
         None => None,
         Some(u) => {
             let name = XNodeUnion::name_of(u.tag())
@@ -148,72 +139,71 @@ fn xnode(t: Table<'_>) -> R<XNode> {
     };
     Ok(XNode {
         xnode_union,
-        debug_handle: t.get_u32(2, 0).map_err(f("debug_handle"))?,
-        output_min_max: match t.table(3).map_err(f("output_min_max"))? {
+        debug_handle: t.get_u32(2, 0).map_err(named("debug_handle"))?,
+        output_min_max: match t.table(3).map_err(named("output_min_max"))? {
             None => None,
             Some(m) => Some(OutputMinMax {
                 output_min: m
                     .get_f32(0, 0.0)
-                    .map_err(f("output_min"))
-                    .map_err(f("output_min_max"))?,
+                    .map_err(named("output_min"))
+                    .map_err(named("output_min_max"))?,
                 output_max: m
                     .get_f32(1, 0.0)
-                    .map_err(f("output_max"))
-                    .map_err(f("output_min_max"))?,
+                    .map_err(named("output_max"))
+                    .map_err(named("output_min_max"))?,
             }),
         },
     })
 }
 
-fn tensor_value(t: Table<'_>) -> R<XNNTensorValue> {
+fn tensor_value(t: Table<'_, '_>) -> R<XNNTensorValue> {
     Ok(XNNTensorValue {
-        datatype: XNNDatatype(t.get_i16(0, 0).map_err(f("datatype"))?),
-        num_dims: t.get_u32(1, 0).map_err(f("num_dims"))?,
-        dims: u32s(&t, 2).map_err(f("dims"))?,
-        constant_buffer_idx: t.get_u32(3, 0).map_err(f("constant_buffer_idx"))?,
-        external_id: t.get_u32(4, 0).map_err(f("external_id"))?,
-        flags: t.get_u32(5, 0).map_err(f("flags"))?,
-        id_out: t.get_u32(6, 0).map_err(f("id_out"))?,
-        dq_datatype: XNNDatatype(t.get_i16(7, 0).map_err(f("dq_datatype"))?),
+        datatype: XNNDatatype(t.get_i16(0, 0).map_err(named("datatype"))?),
+        num_dims: t.get_u32(1, 0).map_err(named("num_dims"))?,
+        dims: scalars(&t, 2, "dims")?,
+        constant_buffer_idx: t.get_u32(3, 0).map_err(named("constant_buffer_idx"))?,
+        external_id: t.get_u32(4, 0).map_err(named("external_id"))?,
+        flags: t.get_u32(5, 0).map_err(named("flags"))?,
+        id_out: t.get_u32(6, 0).map_err(named("id_out"))?,
+        dq_datatype: XNNDatatype(t.get_i16(7, 0).map_err(named("dq_datatype"))?),
     })
 }
 
-fn f32s(t: &Table<'_>, field: usize) -> R<Option<Vec<f32>>> {
-    Ok(t.scalar_vector::<f32>(field)?.map(|v| v.to_vec()))
-}
-
-fn quant_params(tag: u8, t: Table<'_>) -> Option<R<XNNQuantParams>> {
+fn quant_params(tag: u8, t: Table<'_, '_>) -> Option<R<XNNQuantParams>> {
     let r = match tag {
         1 => (|| {
             Ok(XNNQuantParams::PerChannelQuant(PerChannelQuant {
-                scale: f32s(&t, 0).map_err(f("scale"))?,
-                channel_dim: t.get_i32(1, 0).map_err(f("channel_dim"))?,
-                scale_buffer_idx: t.get_u32(2, 0).map_err(f("scale_buffer_idx"))?,
-                num_scales: t.get_u32(3, 0).map_err(f("num_scales"))?,
+                scale: scalars(&t, 0, "scale")?,
+                channel_dim: t.get_i32(1, 0).map_err(named("channel_dim"))?,
+                scale_buffer_idx: t.get_u32(2, 0).map_err(named("scale_buffer_idx"))?,
+                num_scales: t.get_u32(3, 0).map_err(named("num_scales"))?,
             }))
         })(),
         2 => (|| {
             Ok(XNNQuantParams::PerTensorQuant(PerTensorQuant {
-                scale: t.get_f32(0, 0.0).map_err(f("scale"))?,
-                zero_point: t.get_i32(1, 0).map_err(f("zero_point"))?,
+                scale: t.get_f32(0, 0.0).map_err(named("scale"))?,
+                zero_point: t.get_i32(1, 0).map_err(named("zero_point"))?,
             }))
         })(),
-        3 => t.get_i32(0, 0).map_err(f("num_nonbatch_dims")).map(|n| {
-            XNNQuantParams::PerTokenDynamicQuant(PerTokenDynamicQuant {
-                num_nonbatch_dims: n,
-            })
-        }),
+        3 => t
+            .get_i32(0, 0)
+            .map_err(named("num_nonbatch_dims"))
+            .map(|n| {
+                XNNQuantParams::PerTokenDynamicQuant(PerTokenDynamicQuant {
+                    num_nonbatch_dims: n,
+                })
+            }),
         4 => (|| {
             Ok(XNNQuantParams::PerChannelGroupQuant(PerChannelGroupQuant {
-                scale: f32s(&t, 0).map_err(f("scale"))?,
-                channel_dim: t.get_i32(1, 0).map_err(f("channel_dim"))?,
-                group_size: t.get_i32(2, 0).map_err(f("group_size"))?,
+                scale: scalars(&t, 0, "scale")?,
+                channel_dim: t.get_i32(1, 0).map_err(named("channel_dim"))?,
+                group_size: t.get_i32(2, 0).map_err(named("group_size"))?,
                 scale_bf16: t
                     .scalar_vector::<u16>(3)
-                    .map_err(f("scale_bf16"))?
+                    .map_err(named("scale_bf16"))?
                     .map(|v| v.to_vec()),
-                scale_buffer_idx: t.get_u32(4, 0).map_err(f("scale_buffer_idx"))?,
-                num_scales: t.get_u32(5, 0).map_err(f("num_scales"))?,
+                scale_buffer_idx: t.get_u32(4, 0).map_err(named("scale_buffer_idx"))?,
+                num_scales: t.get_u32(5, 0).map_err(named("num_scales"))?,
             }))
         })(),
         _ => return None,
@@ -221,8 +211,8 @@ fn quant_params(tag: u8, t: Table<'_>) -> Option<R<XNNQuantParams>> {
     Some(r)
 }
 
-fn xvalue(t: Table<'_>) -> R<XValue> {
-    let xvalue_union = match t.union(0, 1).map_err(f("xvalue_union"))? {
+fn xvalue(t: Table<'_, '_>) -> R<XValue> {
+    let xvalue_union = match t.union(0, 1).map_err(named("xvalue_union"))? {
         None => None,
         Some(u) => match u.tag() {
             1 => Some(XValueUnion::XNNTensorValue(
@@ -233,19 +223,19 @@ fn xvalue(t: Table<'_>) -> R<XValue> {
                 let name = "XNNQuantizedTensorValue";
                 let tensor_value = match q
                     .table(0)
-                    .map_err(f("tensor_value"))
+                    .map_err(named("tensor_value"))
                     .map_err(|e| e.in_union_member(name))?
                 {
                     None => None,
                     Some(tv) => Some(
                         tensor_value(tv)
-                            .map_err(f("tensor_value"))
+                            .map_err(named("tensor_value"))
                             .map_err(|e| e.in_union_member(name))?,
                     ),
                 };
                 let quant_params = match q
                     .union(1, 2)
-                    .map_err(f("quant_params"))
+                    .map_err(named("quant_params"))
                     .map_err(|e| e.in_union_member(name))?
                 {
                     None => None,
