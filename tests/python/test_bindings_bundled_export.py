@@ -160,15 +160,15 @@ def test_install_bundled_end_to_end():
             _, program2 = _bundled(cases=2)
             assert isinstance(program2.executorch_program._pte_data, ptekit.PteBinary)
             fn = bp_serialize.serialize_from_bundled_program_to_flatbuffer
-            assert fn.__module__ == "ptekit"
-            assert importer.ser.__module__ == "ptekit" and importer.de.__module__ == "ptekit"
+            assert fn.__module__ == "ptekit._exporter"
+            assert importer.ser.__module__ == "ptekit._exporter" and importer.de.__module__ == "ptekit._exporter"
             out = fn(program2)
             out_importer = importer.ser(program2)
             read = bp_serialize.deserialize_from_flatbuffer_to_bundled_program(out)
         finally:
             ptekit.uninstall()
         assert (importer.ser, importer.de) == originals
-        assert bp_serialize.serialize_from_bundled_program_to_flatbuffer.__module__ != "ptekit"
+        assert bp_serialize.serialize_from_bundled_program_to_flatbuffer.__module__ != "ptekit._exporter"
     finally:
         del sys.modules[importer.__name__]
     assert out == ref_bytes

@@ -138,7 +138,7 @@ def test_install_end_to_end(name, tmp_path):
         # deserialize_pte_binary is routed too (every module that imported it).
         from executorch.exir._serialize import _deserialize_pte_binary
 
-        assert _deserialize_pte_binary.__module__ == "ptekit"
+        assert _deserialize_pte_binary.__module__ == "ptekit._exporter"
         pte = ref_program.deserialize_pte_binary(buf)
     finally:
         ptekit.uninstall()
@@ -172,9 +172,9 @@ def test_install_patches_every_importer():
             ser_mod.serialize_pte_binary,
             lbm._serialize_pte_binary,
         ):
-            assert fn.__module__ == "ptekit", fn
+            assert fn.__module__ == "ptekit._exporter", fn
         for fn in (ref_program.deserialize_pte_binary, ser_pkg._deserialize_pte_binary):
-            assert fn.__module__ == "ptekit", fn
+            assert fn.__module__ == "ptekit._exporter", fn
     finally:
         ptekit.uninstall()
     assert (

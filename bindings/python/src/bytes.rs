@@ -146,14 +146,22 @@ pub enum Data {
 }
 
 impl Keep {
-    /// Borrows `obj`'s bytes: `bytes`, buffer-protocol objects (C-contiguous),
-    /// `FileBackedData` (memory-mapped), else `obj.tobytes()` or `bytes(obj)`.
+    /// Borrows `obj`'s bytes: `bytes`, objects with a `__ptekit_buffer__()` method (the
+    /// buffer it returns), buffer-protocol objects (C-contiguous), `FileBackedData`
+    /// (memory-mapped), else `obj.tobytes()` or `bytes(obj)`.
     pub fn borrow(&mut self, obj: &Bound<'_, PyAny>) -> PyResult<Data> {
         let py = obj.py();
         if let Ok(b) = obj.cast::<PyBytes>() {
             return Ok(Data::Borrowed(
                 self.hold(py, Held::Bytes(b.clone().unbind())),
             ));
+        }
+        if let Ok(f) = obj.getattr(pyo3::intern!(py, "__ptekit_buffer__")) {
+            // ptekit's own views (e.g. the exporter's `TensorBytes`, a `FileBackedData`
+            // over a tensor's storage): the buffer they hand out, in place.
+            let view = f.call0()?;
+            let e = Exported::new(&view)?;
+            return Ok(Data::Borrowed(self.hold(py, Held::Buffer(e))));
         }
         let plain = obj.is_instance_of::<PyString>()
             || obj.is_instance_of::<PyList>()

@@ -25,9 +25,6 @@ use crate::to_rust::{bytes, field, int, list, type_name};
 
 type Any<'py> = Bound<'py, PyAny>;
 
-/// Bytes passed to one `write()` call of a Python file object.
-const WRITE_CHUNK: usize = 8 << 20;
-
 // ---------------------------------------------------------------------------------------
 // Python → Rust.
 
@@ -179,19 +176,6 @@ impl FlatTensorBinary {
         usize::try_from(self.plan.len())
             .map_err(|_| pyo3::exceptions::PyOverflowError::new_err("file too large"))
     }
-
-    fn to_pybytes<'py>(
-        &self,
-        py: Python<'py>,
-        start: u64,
-        len: usize,
-    ) -> PyResult<Bound<'py, PyBytes>> {
-        PyBytes::new_with(py, len, |buf| {
-            // The buffer is zero-initialized; filling it is pure Rust work.
-            self.plan.read_at(start, buf);
-            Ok(())
-        })
-    }
 }
 
 #[pymethods]
@@ -203,8 +187,7 @@ impl FlatTensorBinary {
 
     /// The whole file as one `bytes` object.
     fn __bytes__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
-        let len = self.len()?;
-        self.to_pybytes(py, 0, len)
+        crate::planned::to_pybytes(py, &self.plan)
     }
 
     /// The whole file as `bytes` (same as `bytes(self)`).
@@ -212,19 +195,11 @@ impl FlatTensorBinary {
         self.__bytes__(py)
     }
 
-    /// Writes the file to a binary file object (anything with `write(bytes)`), in chunks
-    /// of at most 8 MiB, like the reference's `Cord.write_to_file`.
+    /// Writes the file to a binary file object (anything with `write(bytes)`), like the
+    /// reference's `Cord.write_to_file`: large pieces (weights) as memoryviews of the
+    /// memory they live in, small ones gathered.
     fn write_to_file(&self, py: Python<'_>, outfile: &Bound<'_, PyAny>) -> PyResult<()> {
-        let total = self.plan.len();
-        let write = outfile.getattr(intern!(py, "write"))?;
-        let mut start = 0u64;
-        while start < total {
-            let n = usize::try_from((total - start).min(WRITE_CHUNK as u64)).unwrap_or(WRITE_CHUNK);
-            let chunk = self.to_pybytes(py, start, n)?;
-            write.call1((chunk,))?;
-            start = start.saturating_add(n as u64);
-        }
-        Ok(())
+        crate::planned::write_to_file(py, &self.plan, outfile)
     }
 
     fn __repr__(&self) -> String {

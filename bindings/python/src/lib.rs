@@ -6,6 +6,7 @@
 //!   through [`bytes::Keep`];
 //! - [`to_python`]: a restored [`PteModel`] → the reference's dataclasses;
 //! - [`result`]: the serialized file object ([`result::PteBinary`]);
+//! - [`planned`]: `bytes(x)` and `x.write_to_file(f)` of planned files;
 //! - [`bundled`]: bundled programs (`.bpte`, `executorch.devtools.bundled_program`);
 //! - [`flat_tensor`]: tensor-data files (`.ptd`, the reference's `FlatTensorSerializer`);
 //! - [`xnnpack`]: XNNPACK delegate payloads (`convert_to_flatbuffer` without flatc);
@@ -17,6 +18,7 @@ pub mod bundled;
 pub mod bytes;
 pub mod error;
 pub mod flat_tensor;
+pub mod planned;
 pub mod result;
 pub mod to_python;
 pub mod to_rust;

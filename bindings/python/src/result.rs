@@ -10,9 +10,6 @@ use ptekit_format::pte::PlannedPte;
 use crate::bytes::Keep;
 use crate::error::BindError;
 
-/// Bytes passed to one `write()` call of a Python file object.
-const WRITE_CHUNK: usize = 8 << 20;
-
 /// A serialized `.pte` file, not assembled in memory.
 ///
 /// Holds the packed program flatbuffer and references to the weight bytes of the objects
@@ -32,29 +29,11 @@ impl PteBinary {
         Self { plan, _keep: keep }
     }
 
-    /// Copies output bytes `[start, start + out.len())` into `out`.
-    fn fill(&self, start: u64, out: &mut [u8]) {
-        self.plan.as_file().read_at(start, out);
-    }
-
     /// Writes the file to `path` atomically, with the GIL released.
     pub fn write_path(&self, py: Python<'_>, path: &std::path::Path) -> PyResult<u64> {
         let plan = &self.plan;
         py.detach(|| plan.write_atomic(path, &Default::default(), None))
             .map_err(|e| PyErr::from(BindError::from(e)))
-    }
-
-    fn to_pybytes<'py>(
-        &self,
-        py: Python<'py>,
-        start: u64,
-        len: usize,
-    ) -> PyResult<Bound<'py, PyBytes>> {
-        PyBytes::new_with(py, len, |buf| {
-            // The buffer is zero-initialized; filling it is pure Rust work.
-            self.fill(start, buf);
-            Ok(())
-        })
     }
 }
 
@@ -68,8 +47,7 @@ impl PteBinary {
 
     /// The whole file as one `bytes` object.
     fn __bytes__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
-        let len = self.__len__()?;
-        self.to_pybytes(py, 0, len)
+        crate::planned::to_pybytes(py, self.plan.as_file())
     }
 
     /// The whole file as `bytes` (same as `bytes(self)`).
@@ -77,19 +55,11 @@ impl PteBinary {
         self.__bytes__(py)
     }
 
-    /// Writes the file to a binary file object (anything with `write(bytes)`), in chunks
-    /// of at most 8 MiB, like the reference's `Cord.write_to_file`.
+    /// Writes the file to a binary file object (anything with `write(bytes)`), like the
+    /// reference's `Cord.write_to_file`: large pieces (weights) as memoryviews of the
+    /// memory they live in, small ones gathered.
     fn write_to_file(&self, py: Python<'_>, outfile: &Bound<'_, PyAny>) -> PyResult<()> {
-        let total = self.plan.len();
-        let write = outfile.getattr(pyo3::intern!(py, "write"))?;
-        let mut start = 0u64;
-        while start < total {
-            let n = usize::try_from((total - start).min(WRITE_CHUNK as u64)).unwrap_or(WRITE_CHUNK);
-            let chunk = self.to_pybytes(py, start, n)?;
-            write.call1((chunk,))?;
-            start += n as u64;
-        }
-        Ok(())
+        crate::planned::write_to_file(py, self.plan.as_file(), outfile)
     }
 
     /// Writes the file to `path` atomically (temporary file, fsync, rename); returns the

@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
-from typing import Any, Dict, List, Optional, Tuple, Union
+
+if False:  # for type checkers only (typing costs milliseconds to import)
+    from typing import Any, Dict, Optional, Tuple, Union
 
 from . import _native
 from ._native import FlatTensorBinary, PteBinary, PteError
@@ -398,94 +399,13 @@ class FlatTensorSerializer:
 
 
 # ---------------------------------------------------------------------------------------
-# install() / uninstall()
-
-_lock = threading.Lock()
-# (module, attribute, original) for every attribute install() replaced.
-_patched: List[Tuple[Any, str, Any]] = []
-_originals: Dict[str, Any] = {}
-
-
-def _serialize_for_exporter(
-    pte_file: Any,
-    *,
-    extract_delegate_segments: bool = False,
-    segment_alignment: int = 128,
-    constant_tensor_alignment: Optional[int] = None,
-    delegate_alignment: Optional[int] = None,
-) -> PteBinary:
-    return _native.serialize_pte_binary(
-        pte_file,
-        extract_delegate_segments=extract_delegate_segments,
-        segment_alignment=segment_alignment,
-        constant_tensor_alignment=constant_tensor_alignment,
-        delegate_alignment=delegate_alignment,
-    )
-
-
-def _deserialize_for_exporter(program_data: Any) -> Any:
-    return _native.deserialize_pte_binary(program_data, _reference_classes())
-
-
-_serialize_for_exporter.__doc__ = serialize_pte_binary.__doc__
-_serialize_for_exporter.__name__ = "serialize_pte_binary"
-_serialize_for_exporter.__qualname__ = "serialize_pte_binary"
-_deserialize_for_exporter.__doc__ = deserialize_pte_binary.__doc__
-_deserialize_for_exporter.__name__ = "deserialize_pte_binary"
-_deserialize_for_exporter.__qualname__ = "deserialize_pte_binary"
-
-def _bundled_serialize_for_exporter(bundled_program: Any) -> bytes:
-    return serialize_from_bundled_program_to_flatbuffer(bundled_program)
-
-
-def _bundled_deserialize_for_exporter(flatbuffer: Any) -> Any:
-    return deserialize_from_flatbuffer_to_bundled_program(flatbuffer)
-
-
-for _fn, _like in (
-    (_bundled_serialize_for_exporter, serialize_from_bundled_program_to_flatbuffer),
-    (_bundled_deserialize_for_exporter, deserialize_from_flatbuffer_to_bundled_program),
-):
-    _fn.__doc__ = _like.__doc__
-    _fn.__name__ = _like.__name__
-    _fn.__qualname__ = _like.__qualname__
-del _fn, _like
-
-
-class _FlatTensorSerializerForExporter(FlatTensorSerializer):
-    # A class of its own, so that uninstall() restores exactly what install() put in
-    # place and never a user's own reference to ptekit.FlatTensorSerializer.
-    pass
-
-
-_FlatTensorSerializerForExporter.__name__ = "FlatTensorSerializer"
-_FlatTensorSerializerForExporter.__qualname__ = "FlatTensorSerializer"
-_FlatTensorSerializerForExporter.__doc__ = FlatTensorSerializer.__doc__
-
-_REPLACEMENTS: Dict[str, Any] = {
-    "serialize_pte_binary": _serialize_for_exporter,
-    "deserialize_pte_binary": _deserialize_for_exporter,
-    "serialize_from_bundled_program_to_flatbuffer": _bundled_serialize_for_exporter,
-    "deserialize_from_flatbuffer_to_bundled_program": _bundled_deserialize_for_exporter,
-    "FlatTensorSerializer": _FlatTensorSerializerForExporter,
-}
-
-# The module that defines each replaced name (the reference's own definition).
-_HOMES = {
-    "serialize_pte_binary": "executorch.exir._serialize._program",
-    "deserialize_pte_binary": "executorch.exir._serialize._program",
-    "serialize_from_bundled_program_to_flatbuffer": "executorch.devtools.bundled_program.serialize",
-    "deserialize_from_flatbuffer_to_bundled_program": "executorch.devtools.bundled_program.serialize",
-    "FlatTensorSerializer": "executorch.extension.flat_tensor.serialize.serialize",
-}
-
-
-def _modules() -> List[Any]:
-    return [m for m in list(sys.modules.values()) if m is not None]
+# install() / uninstall(): the machinery and the table of patch targets are in
+# ptekit/_install.py; the replacements in ptekit/_exporter.py (imported only when a
+# target module is imported).
 
 
 def install() -> None:
-    """Route the exporter's serialization through ptekit.
+    """Route the exporter's serialization through ptekit, lazily and at no import cost.
 
     Replaces, in the module that defines it and in every loaded module that imported it
     (under any name, e.g. ``_serialize_pte_binary``):
@@ -493,6 +413,9 @@ def install() -> None:
     - ``serialize_pte_binary`` / ``deserialize_pte_binary``
       (``executorch.exir._serialize._program``), so that ``to_executorch()``,
       ``.buffer`` and ``write_to_file`` use ptekit;
+    - the emitter's constant handling (``executorch.exir.emit._emitter``): constant
+      tensors are kept as views of the model's tensor storage instead of ``bytes``
+      copies, so an export's weights exist once until they are written;
     - ``serialize_from_bundled_program_to_flatbuffer`` /
       ``deserialize_from_flatbuffer_to_bundled_program``
       (``executorch.devtools.bundled_program.serialize``);
@@ -501,91 +424,46 @@ def install() -> None:
     - ``convert_to_flatbuffer`` of the XNNPACK backend's serializer, so that XNNPACK
       lowering spawns no flatc (see :mod:`ptekit.xnnpack`).
 
-    The results are the same bytes. Modules imported later pick the replacements up from
-    the defining modules (which are imported here). Idempotent; undone by
-    :func:`uninstall`.
+    Nothing is imported: a module already imported is patched now, any other right after
+    it is first imported (an import hook in ``sys.meta_path``). The files written are the
+    same bytes. Idempotent; undone by :func:`uninstall`.
+
+    One difference in behaviour: the reference copies the weights at ``to_executorch()``;
+    with ptekit they are read from the model's tensors when the file is produced
+    (``write_to_file``, ``save``, ``.buffer``), so changing parameters in place between
+    ``to_executorch()`` and writing changes the file.
 
     Raises:
         ImportError: executorch is not installed.
     """
-    import importlib
+    if "executorch" not in sys.modules and not any(
+        getattr(finder, "find_spec", None) and finder.find_spec("executorch", None)
+        for finder in sys.meta_path
+    ):
+        # Asks the import system's finders directly: importlib.util would import a
+        # dozen modules.
+        raise ImportError("ptekit.install() patches executorch: pip install executorch==1.5.1")
+    from . import _install
 
-    try:
-        from executorch.exir._serialize import _program  # noqa: F401
-    except ImportError as e:
-        raise ImportError("ptekit.install() patches executorch: pip install executorch==1.5.1") from e
-    homes = {}
-    for name, module_name in _HOMES.items():
-        try:
-            homes[name] = importlib.import_module(module_name)
-        except ImportError:
-            continue  # a trimmed executorch build without that part
-    with _lock:
-        for name, home in homes.items():
-            current = getattr(home, name, None)
-            if current is not None and current is not _REPLACEMENTS[name]:
-                _originals[name] = current
-        by_id = {id(orig): (name, orig) for name, orig in _originals.items()}
-        for module in _modules():
-            try:
-                items = list(vars(module).items())
-            except TypeError:
-                continue
-            for attr, value in items:
-                hit = by_id.get(id(value))
-                if hit is None or hit[1] is not value:
-                    continue
-                name, orig = hit
-                setattr(module, attr, _REPLACEMENTS[name])
-                _patched.append((module, attr, orig))
-    try:
-        from executorch.exir._serialize.data_serializer import DataSerializer
-
-        DataSerializer.register(FlatTensorSerializer)
-    except ImportError:
-        pass
-    _install_xnnpack()
-
-
-def _install_xnnpack() -> None:
-    # XNNPACK lowering's convert_to_flatbuffer (see ptekit.xnnpack.install).
-    from . import xnnpack
-
-    try:
-        xnnpack.install()
-    except ImportError:
-        pass  # executorch without the XNNPACK backend
+    _install.install()
 
 
 def uninstall() -> None:
-    """Undo :func:`install`: every replaced function is the reference's again.
+    """Undo :func:`install`: every replaced function is the reference's again, the import
+    hook is removed.
 
     Also restores modules imported after :func:`install` that picked up a replacement.
     Does nothing when ptekit is not installed.
     """
-    from . import xnnpack
+    from . import _install
 
-    xnnpack.uninstall()
-    with _lock:
-        for module, attr, orig in reversed(_patched):
-            if getattr(module, attr, None) in _REPLACEMENTS.values():
-                setattr(module, attr, orig)
-        _patched.clear()
-        by_id = {id(r): name for name, r in _REPLACEMENTS.items()}
-        for module in _modules():
-            try:
-                items = list(vars(module).items())
-            except TypeError:
-                continue
-            for attr, value in items:
-                name = by_id.get(id(value))
-                if name is None or module is sys.modules.get(__name__):
-                    continue
-                if name in _originals and value is _REPLACEMENTS[name]:
-                    setattr(module, attr, _originals[name])
+    _install.uninstall()
+    xnnpack = sys.modules.get(__name__ + ".xnnpack")
+    if xnnpack is not None:
+        xnnpack.uninstall()  # also undoes an explicit ptekit.xnnpack.install()
 
 
 def installed() -> bool:
-    """Whether :func:`install` is in effect for ``executorch.exir._serialize._program``."""
-    mod = sys.modules.get("executorch.exir._serialize._program")
-    return mod is not None and getattr(mod, "serialize_pte_binary", None) is _serialize_for_exporter
+    """Whether :func:`install` is in effect."""
+    install_module = sys.modules.get(__name__ + "._install")
+    return install_module is not None and install_module.installed()

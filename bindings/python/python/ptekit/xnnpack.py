@@ -13,7 +13,7 @@ Drop-ins for ``executorch.backends.xnnpack.serialization.xnnpack_graph_serialize
 Values the reference would route through flatc with a result ptekit does not reproduce
 (an integer out of range for its field, a ``bool`` or ``float`` for an integer, a numpy
 scalar, a numeric string, a class that is not a schema member...) raise
-:class:`XnnpackUnsupported`. :func:`install` (called by ``ptekit.install()``) patches
+:class:`XnnpackUnsupported`. ``ptekit.install()`` (lazily, see ``ptekit/_install.py``) or :func:`install` patches
 the reference's ``convert_to_flatbuffer`` so that lowering never spawns flatc; on
 :class:`XnnpackUnsupported` the patch calls the reference's own function for that graph,
 so the observable behaviour (``CalledProcessError`` from flatc, ``TypeError`` from
@@ -90,6 +90,11 @@ def _convert_for_exporter(xnnpack_graph: Any) -> bytes:
     # debug dump, instance counter, flatc (here: the Rust packer).
     module = sys.modules[_SERIALIZE_MODULE]
     original = _original
+    if original is None:
+        # Patched by ptekit.install()'s import hook (see ptekit/_install.py).
+        from . import _install
+
+        original = _install.original(_SERIALIZE_MODULE, "convert_to_flatbuffer")
     if original is None or module.logger.getEffectiveLevel() == logging.DEBUG:
         # The DEBUG path writes the JSON file: the reference does that itself.
         return (original or _reference_function(module))(xnnpack_graph)

@@ -1,0 +1,159 @@
+"""ptekit.install() is lazy and free, and an export under it keeps its weights once.
+
+Each test runs in a fresh interpreter (the pytest process has executorch imported
+already), so "imports nothing" and "patched on first import" are observed as a user
+would see them. Every export is compared byte for byte with the reference's own export of
+the same model in the same process (after uninstall()).
+"""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+HEAVY = ("torch", "executorch", "numpy", "flatbuffers")
+
+
+def _run(code: str) -> dict:
+    env = dict(os.environ)
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_install_imports_nothing():
+    got = _run(
+        """
+        import json, sys
+        import ptekit
+        before = set(sys.modules)
+        ptekit.install()
+        new = sorted(set(sys.modules) - before)
+        heavy = sorted(m for m in sys.modules if m.split(".")[0] in %r)
+        print(json.dumps({"new": new, "heavy": heavy, "installed": ptekit.installed()}))
+        """
+        % (HEAVY,)
+    )
+    assert got["installed"]
+    assert got["heavy"] == []
+    assert set(got["new"]) <= {"ptekit._install"}, got["new"]
+
+
+MODEL = """
+import io, json, sys
+import ptekit
+ptekit.install()
+import torch
+
+class Model(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        # Large enough for weights to be written as views (>= 1 MiB), plus the layouts
+        # the emitter copies or converts: a non-contiguous parameter, a channels-last
+        # convolution weight, half precision, and two identical constants (deduplicated).
+        self.big = torch.nn.Linear(512, 1024)
+        self.t = torch.nn.Parameter(torch.randn(64, 1024).t())
+        self.conv = torch.nn.Conv2d(4, 8, 3).to(memory_format=torch.channels_last)
+        self.h16 = torch.nn.Parameter(torch.randn(64, 64, dtype=torch.float16))
+        self.register_buffer("same1", torch.ones(32))
+        self.register_buffer("same2", torch.ones(32))
+
+    def forward(self, x, img):
+        y = self.big(x) @ self.t
+        z = self.conv(img).sum() + (self.h16.float().sum() + self.same1.sum() + self.same2.sum())
+        return y + z
+
+inputs = (torch.randn(2, 512), torch.randn(1, 4, 8, 8))
+"""
+
+
+def test_lazy_install_export_views_and_identity(tmp_path):
+    got = _run(
+        MODEL
+        + """
+from executorch.exir import to_edge
+from executorch.exir.emit import _emitter
+from ptekit._exporter import TensorBytes
+
+ep = torch.export.export(Model().eval(), inputs)
+manager = to_edge(ep).to_executorch()
+storages = [b.storage for b in manager.executorch_program.constant_buffer]
+views = [s for s in storages if isinstance(s, TensorBytes)]
+params = {p.untyped_storage().data_ptr() for p in Model().parameters()}
+path = sys.argv[1] if len(sys.argv) > 1 else None
+out = io.BytesIO()
+manager.write_to_file(out)
+with open(%r, "wb") as f:
+    manager.write_to_file(f)
+raw = io.FileIO(%r, "wb")
+manager.write_to_file(raw)
+raw.close()
+buffer = manager.buffer
+pte_data_type = type(manager._pte_data).__name__
+patched = _emitter._Emitter._tensor_spec_to_evalue.__module__
+# A program emitted under install() is still serializable by the reference.
+from executorch.exir._serialize import _program
+ptekit.uninstall()
+ref_of_ptekit_program = bytes(
+    _program.serialize_pte_binary(_program.PTEFile(program=manager.executorch_program), extract_delegate_segments=True)
+)
+reference = to_edge(torch.export.export(Model().eval(), inputs)).to_executorch()
+ref_storages = [b.storage for b in reference.executorch_program.constant_buffer]
+ref = reference.buffer
+print(json.dumps({
+    "pte_data": pte_data_type,
+    "patched": patched,
+    "n_views": len(views),
+    "n_buffers": len(storages),
+    "ref_all_bytes": all(isinstance(s, bytes) for s in ref_storages),
+    "same_contents": [bytes(s.to_bytes() if isinstance(s, TensorBytes) else s) == r for s, r in zip(storages, ref_storages)],
+    "buffer": buffer == ref,
+    "bytesio": out.getvalue() == ref,
+    "file": open(%r, "rb").read() == ref,
+    "rawfile": open(%r, "rb").read() == ref,
+    "reference_on_ptekit_program": len(ref_of_ptekit_program) > 0,
+    "size": len(ref),
+}))
+"""
+        % (str(tmp_path / "a.pte"), str(tmp_path / "b.pte"), str(tmp_path / "a.pte"), str(tmp_path / "b.pte"))
+    )
+    assert got["pte_data"] == "PteBinary"
+    assert got["patched"] == "ptekit._exporter"
+    # Every constant but the reserved empty buffer 0 is a view, not a copy.
+    assert got["n_views"] == got["n_buffers"] - 1 and got["n_views"] >= 5, got
+    assert got["ref_all_bytes"]
+    assert all(got["same_contents"]) and len(got["same_contents"]) == got["n_buffers"]
+    assert got["buffer"] and got["bytesio"] and got["file"] and got["rawfile"], got
+    assert got["size"] > 2 << 20
+
+
+def test_views_share_the_model_storage():
+    """The emitter's constants point into the exported program's own tensors."""
+    got = _run(
+        MODEL
+        + """
+from executorch.exir import to_edge
+from ptekit._exporter import TensorBytes
+ep = torch.export.export(Model().eval(), inputs)
+edge = to_edge(ep)
+manager = edge.to_executorch()
+state = manager.exported_program().state_dict
+ptrs = {t.untyped_storage().data_ptr() for t in state.values()}
+views = [b.storage for b in manager.executorch_program.constant_buffer if isinstance(b.storage, TensorBytes)]
+big = max(views, key=len)
+print(json.dumps({"shared": big._storage.data_ptr() in ptrs, "big": len(big)}))
+"""
+    )
+    # The large Linear weight (2 MiB) at least is the model's own memory.
+    assert got["big"] == 512 * 1024 * 4
+    assert got["shared"], got
