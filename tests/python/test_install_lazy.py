@@ -157,3 +157,57 @@ print(json.dumps({"shared": big._storage.data_ptr() in ptrs, "big": len(big)}))
     # The large Linear weight (2 MiB) at least is the model's own memory.
     assert got["big"] == 512 * 1024 * 4
     assert got["shared"], got
+
+
+def test_bundled_export_streams_program(tmp_path):
+    """Under install(), a bundled program's .pte is packed from the exporter's plan
+    (`.buffer` is never materialized) and the .bpte is the reference's, as bytes or
+    streamed with ptekit.write_bundled_program."""
+    got = _run(
+        MODEL
+        + """
+from executorch.exir import to_edge
+from executorch.devtools import BundledProgram
+from executorch.devtools.bundled_program.config import MethodTestCase, MethodTestSuite
+from executorch.devtools.bundled_program import serialize as bp_serialize
+
+def bundle():
+    model = Model().eval()
+    manager = to_edge(torch.export.export(model, inputs)).to_executorch()
+    cases = []
+    for i in range(3):
+        torch.manual_seed(100 + i)
+        x = (torch.randn(2, 512), torch.randn(1, 4, 8, 8))
+        with torch.no_grad():
+            cases.append(MethodTestCase(inputs=x, expected_outputs=(model(*x),)))
+    return manager, BundledProgram(manager, [MethodTestSuite(method_name="forward", test_cases=cases)])
+
+manager, bp = bundle()
+data = bp_serialize.serialize_from_bundled_program_to_flatbuffer(bp)
+buffer_after_serialize = manager._buffer
+ptekit.write_bundled_program(%r, bp)
+with open(%r, "wb") as f:
+    n = ptekit.write_bundled_program(f, bp)
+buffer_after_write = manager._buffer
+ptekit.uninstall()
+ref_manager, ref_bp = bundle()
+ref = bp_serialize.serialize_from_bundled_program_to_flatbuffer(ref_bp)
+# The reference's own serializer on the bundled program exported under install().
+ref_on_ptekit = bp_serialize.serialize_from_bundled_program_to_flatbuffer(bp)
+print(json.dumps({
+    "bytes": type(data).__name__,
+    "same": data == ref,
+    "path": open(%r, "rb").read() == ref,
+    "fileobj": open(%r, "rb").read() == ref and n == len(ref),
+    "ref_on_ptekit": ref_on_ptekit == ref,
+    "not_materialized": buffer_after_serialize is None and buffer_after_write is None,
+    "size": len(ref),
+}))
+"""
+        % ((str(tmp_path / "a.bpte"), str(tmp_path / "b.bpte")) * 2)
+    )
+    assert got["bytes"] == "bytes"
+    assert got["same"] and got["path"] and got["fileobj"], got
+    assert got["ref_on_ptekit"], got
+    assert got["not_materialized"], got
+    assert got["size"] > 2 << 20

@@ -38,6 +38,7 @@ use ptekit_format::program::ScalarType;
 
 use crate::bytes::Keep;
 use crate::error::{BindError, ConvError, ConvResult, Seg};
+use crate::result::PteBinary;
 use crate::to_rust::{boolean, bytes, field, float, int, list, opt_string, type_name};
 
 type Any<'py> = Bound<'py, PyAny>;
@@ -89,22 +90,36 @@ impl<'py> Members<'py> {
     }
 }
 
-/// Converts a `bp_schema.BundledProgram`. Byte data is borrowed into `keep`.
-pub fn from_schema(
-    obj: &Any<'_>,
+/// Where a bundled program's `.pte` bytes come from.
+pub enum ProgramSource<'py> {
+    /// Bytes (borrowed from the object, or converted).
+    Bytes(std::borrow::Cow<'static, [u8]>),
+    /// A [`PteBinary`]: the exporter's planned file under `install()`, streamed from its
+    /// pieces (weights borrowed from the model) instead of being assembled.
+    Planned(Bound<'py, PteBinary>),
+}
+
+/// Converts a `bp_schema.BundledProgram`. Byte data is borrowed into `keep`; the
+/// returned model has no `program`, which is returned as its source.
+pub fn from_schema<'py>(
+    obj: &Any<'py>,
     members: &Members<'_>,
     keep: &mut Keep,
-) -> ConvResult<BundledProgram<'static>> {
+) -> ConvResult<(BundledProgram<'static>, ProgramSource<'py>)> {
     let version = field!(obj, "version", int::<u32>)?;
     let suites = field!(obj, "method_test_suites", |v: &Any<'_>| list(v, |s| suite(
         s, members, keep
     )))?;
-    let program = field!(obj, "program", |v: &Any<'_>| bytes(v, keep))?;
-    Ok(BundledProgram {
+    let program = field!(obj, "program", |v: &Any<'py>| match v.cast::<PteBinary>() {
+        Ok(planned) => Ok(ProgramSource::Planned(planned.clone())),
+        Err(_) => bytes(v, keep).map(ProgramSource::Bytes),
+    })?;
+    let model = BundledProgram {
         version,
         method_test_suites: Some(suites),
-        program: Some(program),
-    })
+        program: None,
+    };
+    Ok((model, program))
 }
 
 fn suite(

@@ -30,6 +30,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyString};
 
 use ptekit_format::pte::{plan, restore, PteFile, PteMap, PteModel, ReadOptions, SerializeOptions};
+use ptekit_format::write::PlannedFile;
 
 use crate::bytes::Keep;
 use crate::error::{BindError, PteError, Seg};
@@ -174,29 +175,96 @@ fn deserialize_pte_binary<'py>(
     Ok(out)
 }
 
-/// `serialize_from_bundled_program_to_flatbuffer`: packs the reference's schema
-/// `BundledProgram` (`bundled`); `members` is the tuple of the schema's `(Tensor, Int,
-/// Bool, Double)` classes, or `None` to recognize union members by class name.
+/// Packs the reference's schema `BundledProgram` (`bundled`) around its program and
+/// calls `emit` with the planned file: the flatbuffer without the program's bytes, and
+/// the program streamed from where it lives (bytes, or a [`PteBinary`]'s pieces).
+/// `members` is the tuple of the schema's `(Tensor, Int, Bool, Double)` classes, or
+/// `None` to recognize union members by class name.
+fn with_bundled_plan<'py, R>(
+    py: Python<'py>,
+    bundled: &Bound<'py, PyAny>,
+    members: &Bound<'py, PyAny>,
+    emit: impl FnOnce(&PlannedFile<'_>) -> PyResult<R>,
+) -> PyResult<R> {
+    use ptekit_format::write::Piece;
+
+    let members = bundled::Members::new(members)?;
+    let mut keep = Keep::default();
+    let (model, program) = bundled::from_schema(bundled, &members, &mut keep)
+        .map_err(|e| PyErr::from(BindError::from(e.at(Seg::Field("bundled_program")))))?;
+    let planned_program = match &program {
+        bundled::ProgramSource::Planned(p) => Some(p.get()),
+        bundled::ProgramSource::Bytes(_) => None,
+    };
+    let program_len = match (&program, planned_program) {
+        (_, Some(p)) => usize::try_from(p.file().len())
+            .map_err(|_| PteError::new_err("bundled_program.program: too large"))?,
+        (bundled::ProgramSource::Bytes(b), None) => b.len(),
+        (bundled::ProgramSource::Planned(_), None) => 0,
+    };
+    let packed = py
+        .detach(|| ptekit_format::bundled::pack_bundled_around_program(&model, program_len))
+        .map_err(|e| {
+            PyErr::from(BindError::from(ptekit_format::bundled::BundledError::from(
+                e,
+            )))
+        })?;
+    let (buf, head, tail) = packed.into_parts();
+    let mut pieces = vec![Piece::Flatbuffer(head)];
+    match (&program, planned_program) {
+        (_, Some(p)) => {
+            let file = p.file();
+            pieces.extend(file.pieces().iter().map(|piece| match piece {
+                Piece::Zeros(n) => Piece::Zeros(*n),
+                other => Piece::Bytes(file.piece_bytes(other)),
+            }));
+        }
+        (bundled::ProgramSource::Bytes(b), None) => pieces.push(Piece::Bytes(b)),
+        (bundled::ProgramSource::Planned(_), None) => {}
+    }
+    pieces.push(Piece::Flatbuffer(tail));
+    let file = PlannedFile::new(buf, pieces).map_err(|e| PteError::new_err(e.to_string()))?;
+    let out = emit(&file);
+    drop(file);
+    drop(model);
+    drop(keep);
+    out
+}
+
+/// `serialize_from_bundled_program_to_flatbuffer`: the `.bpte` file as exactly one
+/// `bytes` object of its size (see [`with_bundled_plan`]).
 #[pyfunction]
 fn serialize_bundled_program<'py>(
     py: Python<'py>,
     bundled: &Bound<'py, PyAny>,
     members: &Bound<'py, PyAny>,
 ) -> PyResult<Bound<'py, PyBytes>> {
-    let members = bundled::Members::new(members)?;
-    let mut keep = Keep::default();
-    let model = bundled::from_schema(bundled, &members, &mut keep)
-        .map_err(|e| PyErr::from(BindError::from(e.at(Seg::Field("bundled_program")))))?;
-    let packed = py
-        .detach(|| ptekit_format::bundled::pack_bundled(&model))
-        .map_err(|e| {
-            PyErr::from(BindError::from(ptekit_format::bundled::BundledError::from(
-                e,
-            )))
-        })?;
-    drop(model);
-    drop(keep);
-    Ok(PyBytes::new(py, &packed))
+    with_bundled_plan(py, bundled, members, |file| planned::to_pybytes(py, file))
+}
+
+/// `write_bundled_program(bundled, members, out)`: streams the `.bpte` file to `out`, a
+/// path (written atomically) or a binary file object; returns the bytes written.
+#[pyfunction]
+fn write_bundled_program<'py>(
+    py: Python<'py>,
+    bundled: &Bound<'py, PyAny>,
+    members: &Bound<'py, PyAny>,
+    out: &Bound<'py, PyAny>,
+) -> PyResult<u64> {
+    let is_path = out.is_instance_of::<PyString>()
+        || out
+            .getattr(pyo3::intern!(py, "__fspath__"))
+            .is_ok_and(|f| f.is_callable());
+    with_bundled_plan(py, bundled, members, |file| {
+        if is_path {
+            let path: PathBuf = out.extract()?;
+            py.detach(|| file.write_atomic(&path, &Default::default(), None))
+                .map_err(|e| pyo3::exceptions::PyOSError::new_err(e.to_string()))
+        } else {
+            planned::write_to_file(py, file, out)?;
+            Ok(file.len())
+        }
+    })
 }
 
 /// `deserialize_from_flatbuffer_to_bundled_program`: decodes `data` (bytes-like) and
@@ -304,6 +372,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(write_pte, m)?)?;
     m.add_function(wrap_pyfunction!(deserialize_pte_binary, m)?)?;
     m.add_function(wrap_pyfunction!(serialize_bundled_program, m)?)?;
+    m.add_function(wrap_pyfunction!(write_bundled_program, m)?)?;
     m.add_function(wrap_pyfunction!(deserialize_bundled_program, m)?)?;
     m.add_function(wrap_pyfunction!(serialize_flat_tensor, m)?)?;
     m.add_function(wrap_pyfunction!(deserialize_flat_tensor, m)?)?;

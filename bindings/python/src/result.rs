@@ -29,6 +29,11 @@ impl PteBinary {
         Self { plan, _keep: keep }
     }
 
+    /// The planned file.
+    pub fn file(&self) -> &ptekit_format::write::PlannedFile<'static> {
+        self.plan.as_file()
+    }
+
     /// Writes the file to `path` atomically, with the GIL released.
     pub fn write_path(&self, py: Python<'_>, path: &std::path::Path) -> PyResult<u64> {
         let plan = &self.plan;

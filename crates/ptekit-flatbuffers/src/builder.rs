@@ -785,6 +785,27 @@ impl Builder {
         self.end_vector()
     }
 
+    /// [`Builder::create_aligned_bytes`] for `len` bytes that are not written: the vector
+    /// (length, alignment padding) is laid out exactly as for real data, but its data
+    /// bytes are left as they are (zero, and never touched, so a large hole costs no
+    /// memory until written). Returns the vector's offset and the distance from the
+    /// data's first byte to the end of the buffer, which stays fixed while the buffer is
+    /// built: in the finished data, the hole starts at `finished.len() - distance`.
+    ///
+    /// # Panics
+    /// If a table or vector is being built.
+    pub fn create_aligned_hole(&mut self, len: usize, alignment: usize) -> (UOffset, usize) {
+        if self.poisoned() {
+            return (0, 0);
+        }
+        self.start_vector(1, len, alignment);
+        let mut distance = 0;
+        if !self.poisoned() && self.claim(len).is_some() {
+            distance = self.used();
+        }
+        (self.end_vector(), distance)
+    }
+
     /// Writes a vector of offsets (to tables or strings) as generated code does:
     /// `StartVector(4, n, 4)`, `PrependUOffsetTRelative` from last to first, `EndVector()`.
     ///
@@ -875,6 +896,24 @@ impl Builder {
         self.buf
     }
 
+    /// The backing buffer and the index where the finished data starts in it (the
+    /// finished data is `buffer[start..]`), without moving the data (unlike
+    /// [`Builder::into_finished_data`], which touches every byte, holes included).
+    ///
+    /// # Errors
+    /// The builder's sticky error.
+    ///
+    /// # Panics
+    /// If [`Builder::finish`] was not called (and no error was recorded).
+    pub fn try_into_buffer(self) -> Result<(Vec<u8>, usize), BuildError> {
+        self.check()?;
+        if !self.finished {
+            panic!("flatbuffers builder misuse: try_into_buffer called before finish");
+        }
+        let head = self.head.min(self.buf.len());
+        Ok((self.buf, head))
+    }
+
     /// Like [`Builder::into_finished_data`], but reports the sticky error instead of
     /// returning an empty buffer.
     pub fn try_into_finished_data(self) -> Result<Vec<u8>, BuildError> {
@@ -889,6 +928,35 @@ mod tests {
 
     fn hex(b: &[u8]) -> String {
         b.iter().map(|x| format!("{x:02x}")).collect()
+    }
+
+    #[test]
+    fn hole_filled_equals_aligned_bytes() {
+        let data: Vec<u8> = (0..200u8).collect();
+        let build = |hole: bool| {
+            let mut b = Builder::with_capacity(16);
+            let name = b.create_string("before");
+            let (vec, distance) = if hole {
+                b.create_aligned_hole(data.len(), 32)
+            } else {
+                (b.create_aligned_bytes(&data, 32), 0)
+            };
+            let other = b.create_scalar_vector(&[1u32, 2, 3]);
+            b.start_object(3);
+            b.add_offset(0, name);
+            b.add_offset(1, vec);
+            b.add_offset(2, other);
+            let root = b.end_object();
+            b.finish(root, Some(b"TEST"));
+            let (buf, start) = b.try_into_buffer().unwrap();
+            (buf[start..].to_vec(), distance)
+        };
+        let (want, _) = build(false);
+        let (mut got, distance) = build(true);
+        let at = got.len() - distance;
+        assert!(got[at..at + data.len()].iter().all(|b| *b == 0));
+        got[at..at + data.len()].copy_from_slice(&data);
+        assert_eq!(got, want);
     }
 
     #[test]

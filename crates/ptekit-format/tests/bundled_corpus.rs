@@ -93,6 +93,13 @@ fn corpus_bpte_round_trips_byte_for_byte() {
             "{}",
             path.display()
         );
+        // Packed around the program (left out, then streamed): the same bytes.
+        let program = bp.program.as_deref().expect("program");
+        let around = bundled::pack_bundled_around_program(&bp, program.len()).expect("pack around");
+        assert_eq!(around.len(), bytes.len());
+        assert_eq!(around.program_len(), program.len());
+        let joined = [around.head(), program, around.tail()].concat();
+        assert!(joined == bytes, "around program: {}", path.display());
         assert!(bundled::rewrite(&bytes, &Limits::default()).expect("rewrite") == bytes);
         assert_eq!(
             bundled::extract_program(&bytes, &ReadOptions::default()).expect("extract"),

@@ -42,6 +42,7 @@ __all__ = [
     "serialize_from_bundled_program_to_flatbuffer",
     "serialize_pte_binary",
     "uninstall",
+    "write_bundled_program",
     "write_pte",
 ]
 
@@ -242,9 +243,63 @@ def serialize_from_bundled_program_to_flatbuffer(bundled_program: Any) -> bytes:
             e.g. ``bundled_program.method_test_suites[0].test_cases[1].inputs[0].val.sizes[1]``)
             or the result would exceed 2 GiB.
     """
+    return _native.serialize_bundled_program(_bundled_schema(bundled_program), _bundled_members())
+
+
+def write_bundled_program(
+    out: Union[str, "os.PathLike[str]", Any],
+    bundled_program: Any,
+) -> int:
+    """Write a ``BundledProgram`` as a ``.bpte`` file, streamed: the file is never
+    assembled in memory.
+
+    The bytes are those of :func:`serialize_from_bundled_program_to_flatbuffer`. When the
+    bundled program's ``executorch_program`` was exported with :func:`install` in effect,
+    its ``.pte`` is streamed from the exporter's plan too (weights read from the model's
+    tensors), so the export's weights are never copied.
+
+    Args:
+        out: a path (written atomically: temporary file, fsync, rename) or a binary file
+            object (anything with ``write``).
+        bundled_program: the reference's ``BundledProgram`` (or its schema form).
+
+    Returns:
+        The number of bytes written.
+
+    Raises:
+        PteError: as :func:`serialize_from_bundled_program_to_flatbuffer`.
+        OSError: the file cannot be written.
+    """
+    target = os.fspath(out) if isinstance(out, (str, os.PathLike)) else out
+    return _native.write_bundled_program(_bundled_schema(bundled_program), _bundled_members(), target)
+
+
+def _bundled_schema(bundled_program: Any) -> Any:
+    """The schema form of ``bundled_program``, whose ``program`` is the exporter's planned
+    file (a :class:`PteBinary`, streamed by the native packer) rather than the bytes of
+    ``executorch_program.buffer`` where that can be done without side effects: a
+    ``BundledProgram`` (executorch 1.5.1) of an ``ExecutorchProgramManager`` serialized
+    by ptekit, whose ``buffer`` was not materialized yet and whose schema is not cached.
+    """
     to_schema = getattr(bundled_program, "serialize_to_schema", None)
-    schema = to_schema() if callable(to_schema) else bundled_program
-    return _native.serialize_bundled_program(schema, _bundled_members())
+    if not callable(to_schema):
+        return bundled_program
+    manager = getattr(bundled_program, "executorch_program", None)
+    planned = getattr(manager, "_pte_data", None)
+    if (
+        isinstance(planned, PteBinary)
+        and getattr(manager, "_buffer", 0) is None
+        and getattr(bundled_program, "_bundled_program_in_schema", 0) is None
+    ):
+        # serialize_to_schema() reads `manager.buffer`, which returns `_buffer` when set.
+        manager._buffer = planned
+        try:
+            return to_schema()
+        finally:
+            manager._buffer = None
+            # Not cached: the reference's own serializer expects bytes there.
+            bundled_program._bundled_program_in_schema = None
+    return to_schema()
 
 
 def deserialize_from_flatbuffer_to_bundled_program(

@@ -59,6 +59,10 @@ def serialize_from_bundled_program_to_flatbuffer(bundled_program: Any) -> bytes:
     """Packs the reference's `BundledProgram` (or its schema form) into `.bpte` bytes
     identical to `executorch.devtools.bundled_program.serialize`'s."""
 
+def write_bundled_program(out: Union[StrPath, io.BufferedIOBase], bundled_program: Any) -> int:
+    """Writes the `.bpte` file streamed (never assembled) to a path (atomically) or a
+    binary file object; returns the number of bytes written."""
+
 def deserialize_from_flatbuffer_to_bundled_program(
     flatbuffer: Union[bytes, bytearray, memoryview],
 ) -> Any:

@@ -35,7 +35,10 @@ use crate::pte::{PteError, PteFile, ReadOptions};
 pub use decode::decode_bundled;
 pub use make::{make, test_case_from_npz, MethodTestCaseInput, MethodTestSuiteInput, TestValue};
 pub use model::*;
-pub use pack::{pack_bundled, PROGRAM_ALIGNMENT, TENSOR_DATA_ALIGNMENT};
+pub use pack::{
+    pack_bundled, pack_bundled_around_program, PackedBundled, PROGRAM_ALIGNMENT,
+    TENSOR_DATA_ALIGNMENT,
+};
 pub use summary::{
     render_summary, summary, BundledSummary, TestCaseSummary, TestSuiteSummary, ValueSummary,
 };

@@ -27,21 +27,136 @@ pub const PROGRAM_ALIGNMENT: usize = 32;
 /// [`BuildError::BufferTooLarge`] when the result would exceed the 2 GiB FlatBuffers
 /// limit (the reference raises `BuilderSizeError`).
 pub fn pack_bundled(bp: &BundledProgram<'_>) -> Result<Vec<u8>, BuildError> {
-    let hint = bp
-        .program
-        .as_ref()
-        .map_or(0, |p| p.len())
-        .saturating_add(1024);
     let mut p = Packer {
-        b: Builder::with_capacity(hint),
+        b: Builder::with_capacity(size_hint(bp, 0)),
+        hole: None,
     };
     let root = p.bundled_program(bp);
     p.b.try_finish(root, Some(&BUNDLED_FILE_IDENTIFIER))?;
     p.b.try_into_finished_data()
 }
 
+/// A bundled program packed without its program's bytes: the file is
+/// [`PackedBundled::head`], then the `.pte` file (`program_len` bytes), then
+/// [`PackedBundled::tail`]. Lets a caller stream a large program from where it lives
+/// (e.g. a planned `.pte` whose weights are borrowed) instead of copying it into the
+/// flatbuffer.
+#[derive(Debug)]
+pub struct PackedBundled {
+    buf: Vec<u8>,
+    start: usize,
+    hole_start: usize,
+    hole_end: usize,
+}
+
+impl PackedBundled {
+    /// The bytes before the program's bytes.
+    pub fn head(&self) -> &[u8] {
+        self.buf.get(self.start..self.hole_start).unwrap_or(&[])
+    }
+
+    /// The bytes after the program's bytes.
+    pub fn tail(&self) -> &[u8] {
+        self.buf.get(self.hole_end..).unwrap_or(&[])
+    }
+
+    /// The program's length (the hole between head and tail).
+    pub fn program_len(&self) -> usize {
+        self.hole_end - self.hole_start
+    }
+
+    /// The whole file's length.
+    pub fn len(&self) -> usize {
+        self.buf.len() - self.start
+    }
+
+    /// Whether the file is empty (never: a finished buffer has a root offset).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The backing buffer and the ranges of head and tail in it (for a caller that
+    /// takes ownership, e.g. a streaming plan).
+    pub fn into_parts(self) -> (Vec<u8>, std::ops::Range<usize>, std::ops::Range<usize>) {
+        let tail = self.hole_end..self.buf.len();
+        (self.buf, self.start..self.hole_start, tail)
+    }
+}
+
+/// Packs `bp` like [`pack_bundled`] with a program of `program_len` bytes that are left
+/// out (`bp.program` is ignored). [`PackedBundled::head`] + the program +
+/// [`PackedBundled::tail`] are exactly the bytes [`pack_bundled`] makes with that
+/// program. The builder is sized for the whole file up front, so the program's bytes
+/// are never touched (nor held in memory).
+///
+/// # Errors
+/// As [`pack_bundled`].
+pub fn pack_bundled_around_program(
+    bp: &BundledProgram<'_>,
+    program_len: usize,
+) -> Result<PackedBundled, BuildError> {
+    let mut p = Packer {
+        b: Builder::with_capacity(size_hint(bp, program_len)),
+        hole: Some((program_len, 0)),
+    };
+    let root = p.bundled_program(bp);
+    p.b.try_finish(root, Some(&BUNDLED_FILE_IDENTIFIER))?;
+    let distance = p.hole.map_or(0, |(_, d)| d);
+    let (buf, start) = p.b.try_into_buffer()?;
+    let hole_start = buf.len().checked_sub(distance).filter(|h| *h >= start);
+    let hole_end = hole_start
+        .and_then(|h| h.checked_add(program_len))
+        .filter(|e| *e <= buf.len());
+    match (hole_start, hole_end) {
+        (Some(hole_start), Some(hole_end)) => Ok(PackedBundled {
+            buf,
+            start,
+            hole_start,
+            hole_end,
+        }),
+        _ => Err(BuildError::Internal(
+            "bundled program: hole outside the buffer",
+        )),
+    }
+}
+
+/// An upper estimate of the packed size (plus `program_len`), so that the builder does
+/// not grow (each growth copies the whole buffer). The builder writes back to front, so
+/// the unused front of an over-estimate is never touched.
+fn size_hint(bp: &BundledProgram<'_>, program_len: usize) -> usize {
+    let mut n = 4096usize
+        .saturating_add(program_len)
+        .saturating_add(bp.program.as_ref().map_or(0, |p| p.len()));
+    for suite in bp.method_test_suites.iter().flatten() {
+        n = n.saturating_add(64 + suite.method_name.as_ref().map_or(0, |m| m.len()));
+        for case in suite.test_cases.iter().flatten() {
+            n = n.saturating_add(64);
+            let values = case
+                .inputs
+                .iter()
+                .flatten()
+                .chain(case.expected_outputs.iter().flatten());
+            for v in values {
+                n = n.saturating_add(96);
+                if let Some(ValueUnion::Tensor(t)) = &v.val {
+                    n = n
+                        .saturating_add(
+                            t.data.as_ref().map_or(0, |d| d.len()) + TENSOR_DATA_ALIGNMENT,
+                        )
+                        .saturating_add(t.dim_order.as_ref().map_or(0, |d| d.len()) + 8)
+                        .saturating_add(t.sizes.as_ref().map_or(0, |s| s.len() * 4) + 8);
+                }
+            }
+        }
+    }
+    n
+}
+
 struct Packer {
     b: Builder,
+    /// `Some((program_len, distance))`: leave the program out (see
+    /// [`pack_bundled_around_program`]); `distance` is filled in when packed.
+    hole: Option<(usize, usize)>,
 }
 
 impl Packer {
@@ -64,10 +179,17 @@ impl Packer {
     /// `_pack_bundled_program`.
     fn bundled_program(&mut self, bp: &BundledProgram<'_>) -> UOffset {
         let suites = self.table_vector(bp.method_test_suites.as_deref(), Self::suite);
-        let program = bp
-            .program
-            .as_deref()
-            .map(|p| self.b.create_aligned_bytes(p, PROGRAM_ALIGNMENT));
+        let program = match self.hole {
+            Some((len, _)) => {
+                let (off, distance) = self.b.create_aligned_hole(len, PROGRAM_ALIGNMENT);
+                self.hole = Some((len, distance));
+                Some(off)
+            }
+            None => bp
+                .program
+                .as_deref()
+                .map(|p| self.b.create_aligned_bytes(p, PROGRAM_ALIGNMENT)),
+        };
         self.b.start_object(3);
         self.b.add_u32(0, bp.version, 0);
         self.add_opt(1, suites);

@@ -1,0 +1,232 @@
+#!/usr/bin/env python3
+"""Benchmark (not a test): what an exporting user feels, with and without ptekit.install().
+
+Every run is a fresh process that builds a model and exports it the way the executorch
+1.5.1 documentation does (torch.export -> to_edge_transform_and_lower -> to_executorch ->
+save / bundled-program serialize + write). Runs alternate reference and ptekit
+(A B A B ...); the medians are reported. Cases:
+
+  mlp        a float32 MLP of about SIZE MiB of weights (8 square Linear layers), .pte
+  xnnpack    the same lowered to XNNPACK, .pte
+  bundled    the same as a bundled program (.bpte) with 3 test cases
+  transformer  a 24-layer small transformer (many values, tiny weights), .pte
+
+Per run: wall time of the export (from torch.export to the file written), peak RSS,
+peak RSS minus the RSS once the model is built (imports plus parameters; the peak is
+reset at that point through /proc/self/clear_refs), the artifact's size, and, for
+ptekit runs, the time and RSS that `import ptekit` + `install()` cost. The artifacts of
+the two modes are compared byte for byte (sha256).
+
+Usage (reference venv with ptekit installed):
+    "$PTEKIT_PYTHON" scripts/bench-export.py                    # 512 MiB, 1 pair per case
+    "$PTEKIT_PYTHON" scripts/bench-export.py --quick            # 32 MiB, for a quick look
+    "$PTEKIT_PYTHON" scripts/bench-export.py --size-mib 128 --repeat 3 --cases mlp,bundled
+    ... --json                                                  # machine-readable
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import pathlib
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+CASES = ("mlp", "xnnpack", "bundled", "transformer")
+MIB = 1 << 20
+
+
+def _status(field):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _reset_peak():
+    """Resets VmHWM to the current RSS (Linux >= 4.0); False where not allowed."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def child(case, mode, size_mib, out_path):
+    t_process = time.perf_counter()
+    result = {"case": case, "mode": mode}
+    if mode == "ptekit":
+        rss0 = _status("VmRSS")
+        t0 = time.perf_counter()
+        import ptekit
+
+        ptekit.install()
+        result["install_s"] = time.perf_counter() - t0
+        result["install_rss"] = _status("VmRSS") - rss0
+        before = set(sys.modules)
+    import torch
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from make_fixtures import LiteBlock, Mlp, Transformer  # noqa: E402
+    from executorch.exir import EdgeCompileConfig, to_edge_transform_and_lower
+
+    if mode == "ptekit":
+        result["ptekit_modules"] = sorted(m for m in set(sys.modules) - before if m.startswith("ptekit"))
+    torch.manual_seed(7)
+    if case == "transformer":
+        model = Transformer(layers=24, dim=32, heads=4, block=LiteBlock)
+        inputs = (torch.randint(0, 64, (1, 8)),)
+    else:
+        # 8 square layers of width W: 8 * W * W * 4 bytes = size_mib MiB.
+        width = max(64, int((size_mib * MIB / 32) ** 0.5) // 64 * 64)
+        model = Mlp(dims=(width,) * 9)
+        inputs = (torch.randn(1, width),)
+    model.eval()
+    rss_built = _status("VmRSS")
+    result["peak_reset"] = _reset_peak()
+    t0 = time.perf_counter()
+    partitioner = []
+    if case == "xnnpack":
+        from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+
+        partitioner = [XnnpackPartitioner()]
+    ep = torch.export.export(model, inputs, strict=False)
+    edge = to_edge_transform_and_lower(
+        ep, partitioner=partitioner, compile_config=EdgeCompileConfig(_check_ir_validity=False)
+    )
+    manager = edge.to_executorch()
+    if case == "bundled":
+        from executorch.devtools import BundledProgram
+        from executorch.devtools.bundled_program.config import MethodTestCase, MethodTestSuite
+        from executorch.devtools.bundled_program.serialize import (
+            serialize_from_bundled_program_to_flatbuffer,
+        )
+
+        cases = []
+        for i in range(3):
+            x = (torch.randn(*inputs[0].shape),)
+            with torch.no_grad():
+                cases.append(MethodTestCase(inputs=x, expected_outputs=(model(*x),)))
+        bundled = BundledProgram(manager, [MethodTestSuite(method_name="forward", test_cases=cases)])
+        data = serialize_from_bundled_program_to_flatbuffer(bundled)
+        with open(out_path, "wb") as f:
+            f.write(data)
+        del data
+    else:
+        manager.save(out_path)
+    result["export_s"] = time.perf_counter() - t0
+    result["peak_rss"] = _status("VmHWM")
+    result["rss_built"] = rss_built
+    result["process_s"] = time.perf_counter() - t_process
+    result["size"] = os.path.getsize(out_path)
+    print(json.dumps(result))
+
+
+def run_one(case, mode, size_mib, out_path):
+    env = dict(os.environ)
+    proc = subprocess.run(
+        [sys.executable, __file__, "--child", case, mode, str(size_mib), out_path],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    if proc.returncode != 0:
+        raise SystemExit(f"{case}/{mode} failed:\n{proc.stderr[-3000:]}")
+    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    h = hashlib.sha256()
+    with open(out_path, "rb") as f:
+        while chunk := f.read(8 * MIB):
+            h.update(chunk)
+    r["sha256"] = h.hexdigest()
+    os.remove(out_path)
+    return r
+
+
+def main():
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        case, mode, size, out = sys.argv[2:6]
+        child(case, mode, float(size), out)
+        return
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size-mib", type=float, default=512.0, help="MLP weights in MiB (default 512)")
+    ap.add_argument("--quick", action="store_true", help="--size-mib 32")
+    ap.add_argument("--repeat", type=int, default=1, help="reference/ptekit pairs per case")
+    ap.add_argument("--cases", default=",".join(CASES), help=f"comma-separated subset of {CASES}")
+    ap.add_argument("--json", action="store_true", help="print the runs and medians as JSON")
+    args = ap.parse_args()
+    size = 32.0 if args.quick else args.size_mib
+    cases = [c for c in args.cases.split(",") if c]
+    for c in cases:
+        if c not in CASES:
+            ap.error(f"unknown case {c!r}")
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="ptekit-bench-") as tmp:
+        for case in cases:
+            ext = ".bpte" if case == "bundled" else ".pte"
+            for i in range(args.repeat):
+                for mode in ("reference", "ptekit"):
+                    r = run_one(case, mode, size, os.path.join(tmp, f"{case}-{mode}{ext}"))
+                    runs.append(r)
+                    if not args.json:
+                        print(
+                            f"  {case:<11} {mode:<9} export {r['export_s']:7.2f} s  "
+                            f"peak above built {(r['peak_rss'] - r['rss_built']) / MIB:8.1f} MiB  "
+                            f"artifact {r['size'] / MIB:8.1f} MiB",
+                            file=sys.stderr,
+                            flush=True,
+                        )
+    summary = []
+    for case in cases:
+        row = {"case": case}
+        digests = {r["sha256"] for r in runs if r["case"] == case}
+        row["identical"] = len(digests) == 1
+        for mode in ("reference", "ptekit"):
+            rs = [r for r in runs if r["case"] == case and r["mode"] == mode]
+            med = lambda k: statistics.median(r[k] for r in rs)  # noqa: E731
+            above = statistics.median(r["peak_rss"] - r["rss_built"] for r in rs)
+            row[mode] = {
+                "export_s": med("export_s"),
+                "peak_rss_mib": med("peak_rss") / MIB,
+                "above_built_mib": above / MIB,
+                "above_built_x_artifact": above / med("size"),
+                "size_mib": med("size") / MIB,
+                "peak_reset": all(r["peak_reset"] for r in rs),
+            }
+            if mode == "ptekit":
+                row[mode]["install_ms"] = med("install_s") * 1000
+                row[mode]["install_rss_mib"] = med("install_rss") / MIB
+        row["time_ratio"] = row["ptekit"]["export_s"] / row["reference"]["export_s"]
+        summary.append(row)
+    if args.json:
+        print(json.dumps({"size_mib": size, "repeat": args.repeat, "summary": summary, "runs": runs}, indent=1))
+        return
+    print(f"MLP weights {size:g} MiB, {args.repeat} interleaved pair(s) per case, medians")
+    print(
+        f"{'case':<12}{'artifact':>10}  {'export s ref/ptekit (ratio)':>30}  "
+        f"{'peak above built, x artifact ref/ptekit':>42}  {'identical':>9}"
+    )
+    for row in summary:
+        ref, pk = row["reference"], row["ptekit"]
+        print(
+            f"{row['case']:<12}{pk['size_mib']:>8.1f}Mi  "
+            f"{ref['export_s']:>10.2f} /{pk['export_s']:>7.2f} ({row['time_ratio']:.2f}x)  "
+            f"{ref['above_built_mib']:>9.1f} Mi {ref['above_built_x_artifact']:5.2f}x /"
+            f"{pk['above_built_mib']:>8.1f} Mi {pk['above_built_x_artifact']:5.2f}x  "
+            f"{'yes' if row['identical'] else 'NO':>9}"
+        )
+    installs = [row["ptekit"]["install_ms"] for row in summary]
+    rss = [row["ptekit"]["install_rss_mib"] for row in summary]
+    print(
+        f"import ptekit + install(): median {statistics.median(installs):.1f} ms, "
+        f"{statistics.median(rss):.2f} MiB RSS"
+    )
+
+
+if __name__ == "__main__":
+    main()
