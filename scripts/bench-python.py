@@ -3,43 +3,33 @@
 (executorch 1.5.1) in one process.
 
 Usage (with the reference venv, after installing the bindings):
-    "$PTEKIT_PYTHON" scripts/bench-python.py [FILE.pte] [--repeat N] [--json]
+    "$PTEKIT_PYTHON" scripts/bench-python.py [FILE.pte ...] [--repeat N] [--json]
 
-Default FILE: bench-out/transformer24.pte (make it with
-`scripts/make_fixtures.py bench-out --bench --only transformer24`).
+Default files: bench-out/transformer24.pte (many values, tiny weights) and
+bench-out/weights384m.pte (384 MiB of constants); make them with
+`"$PTEKIT_PYTHON" scripts/make_fixtures.py bench-out --bench`.
 
-Prints best-of-N wall times for deserialize (file bytes -> PTEFile) and serialize
-(PTEFile -> bytes, `extract_delegate_segments=True` like `to_executorch`), the ratios
-reference / ptekit, and the peak extra memory of ptekit's serialize measured with
-tracemalloc (Python allocations, including the result's flatbuffer, which PyO3 does not
-report to tracemalloc) and as the RSS high-water delta of a fresh child process.
+For each file, prints the median wall times of N interleaved runs (reference, ptekit,
+reference, ...) and the ratio reference / ptekit for: deserialize (file bytes ->
+PTEFile), serialize (PTEFile -> result, `extract_delegate_segments=True` like
+`to_executorch`), `bytes(result)`, `result.write_to_file(f)` (a file in the page cache)
+and serialize + bytes (what `.buffer` does); then the peak extra RSS of ptekit's
+serialize of the memory file in a fresh process.
 """
 
 import argparse
-import gc
 import json
 import os
 import pathlib
 import subprocess
 import sys
-import time
-import tracemalloc
+import tempfile
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-def best(fn, repeat):
-    times = []
-    result = None
-    for _ in range(repeat):
-        gc.collect()
-        t0 = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - t0)
-        del result
-        result = None
-    result = fn()
-    return min(times), result
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from bench_interleave import interleaved, write_file  # noqa: E402
 
 
 def _vm_hwm_kib():
@@ -91,10 +81,61 @@ print(json.dumps({{"rss_before_kib": before, "rss_peak_kib": peak, "len": n, "fl
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
+def time_file(path, repeat):
+    """Interleaved medians for one file: deserialize, serialize, bytes(result),
+    write_to_file(f) of the result, serialize + bytes."""
+    from executorch.exir._serialize._program import deserialize_pte_binary, serialize_pte_binary
+
+    import ptekit
+
+    data = pathlib.Path(path).read_bytes()
+    opts = dict(extract_delegate_segments=True)
+    pte = deserialize_pte_binary(data)
+    assert ptekit.deserialize_pte_binary(data) == pte, "ptekit.deserialize_pte_binary differs"
+    cord = serialize_pte_binary(pte, **opts)
+    out = ptekit.serialize_pte_binary(pte, **opts)
+    identical = bytes(out) == bytes(cord)
+    tmp = os.path.join(tempfile.mkdtemp(prefix="ptekit-bench-"), "out.pte")
+    rows = {
+        "deserialize": interleaved(
+            lambda: deserialize_pte_binary(data), lambda: ptekit.deserialize_pte_binary(data), repeat
+        ),
+        "serialize": interleaved(
+            lambda: serialize_pte_binary(pte, **opts),
+            lambda: ptekit.serialize_pte_binary(pte, **opts),
+            repeat,
+        ),
+        "bytes(result)": interleaved(lambda: bytes(cord), lambda: bytes(out), repeat),
+        "write_to_file(f)": interleaved(
+            lambda: write_file(cord, tmp), lambda: write_file(out, tmp), repeat
+        ),
+        "serialize+bytes": interleaved(
+            lambda: bytes(serialize_pte_binary(pte, **opts)),
+            lambda: bytes(ptekit.serialize_pte_binary(pte, **opts)),
+            repeat,
+        ),
+    }
+    os.remove(tmp)
+    return {
+        "file": str(path),
+        "bytes": len(data),
+        "flatbuffer_bytes": out.flatbuffer_size,
+        "serialize_identical": identical,
+        "results": {
+            k: {"reference_s": r, "ptekit_s": p, "ratio": r / p} for k, (r, p) in rows.items()
+        },
+    }
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("file", nargs="?", default=str(ROOT / "bench-out" / "transformer24.pte"))
-    ap.add_argument("--repeat", type=int, default=7)
+    ap.add_argument(
+        "files",
+        nargs="*",
+        default=[str(ROOT / "bench-out" / "transformer24.pte"), str(ROOT / "bench-out" / "weights384m.pte")],
+        help="the .pte files to time (default: bench-out/transformer24.pte and weights384m.pte)",
+    )
+    ap.add_argument("--repeat", type=int, default=7, help="interleaved runs per measurement")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.add_argument(
         "--memory-file",
@@ -102,86 +143,31 @@ def main():
         help="a weight-heavy file for the serialize memory check (skipped if missing)",
     )
     args = ap.parse_args()
-
-    import ptekit
-    from executorch.exir._serialize._program import deserialize_pte_binary, serialize_pte_binary
-
-    data = pathlib.Path(args.file).read_bytes()
-    opts = dict(extract_delegate_segments=True)
-
-    ref_de, pte = best(lambda: deserialize_pte_binary(data), max(2, args.repeat // 2))
-    pk_de, pte2 = best(lambda: ptekit.deserialize_pte_binary(data), args.repeat)
-    assert pte2 == pte, "ptekit.deserialize_pte_binary differs from the reference"
-    ref_se, cord = best(lambda: serialize_pte_binary(pte, **opts), max(2, args.repeat // 2))
-    pk_se, out = best(lambda: ptekit.serialize_pte_binary(pte, **opts), args.repeat)
-    identical = bytes(out) == bytes(cord)
-    # End to end: serialize and materialize the bytes, like `.buffer` does.
-    ref_se_b, _ = best(lambda: bytes(serialize_pte_binary(pte, **opts)), max(2, args.repeat // 2))
-    pk_se_b, _ = best(lambda: bytes(ptekit.serialize_pte_binary(pte, **opts)), args.repeat)
-
-    gc.collect()
-    tracemalloc.start()
-    base, _ = tracemalloc.get_traced_memory()
-    tracemalloc.reset_peak()
-    out = ptekit.serialize_pte_binary(pte, **opts)
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    flatbuffer = out.flatbuffer_size
-    weights = len(out) - flatbuffer
-    child = rss_child(args.file)
+    files = [f for f in args.files if os.path.exists(f)]
+    if not files:
+        raise SystemExit(f"none of {args.files} exists (see the usage in this script's docstring)")
+    results = [time_file(f, args.repeat) for f in files]
     heavy = rss_child(args.memory_file) if os.path.exists(args.memory_file) else None
-
-    result = {
-        "file": args.file,
-        "bytes": len(data),
-        "deserialize": {"reference_s": ref_de, "ptekit_s": pk_de, "ratio": ref_de / pk_de},
-        "serialize": {"reference_s": ref_se, "ptekit_s": pk_se, "ratio": ref_se / pk_se},
-        "serialize_and_bytes": {
-            "reference_s": ref_se_b,
-            "ptekit_s": pk_se_b,
-            "ratio": ref_se_b / pk_se_b,
-        },
-        "serialize_identical": identical,
-        "serialize_memory": {
-            "flatbuffer_bytes": flatbuffer,
-            "non_flatbuffer_bytes": weights,
-            "tracemalloc_peak_extra_bytes": peak - base,
-            "rss_child": child,
-            "rss_child_memory_file": heavy,
-        },
-    }
     if args.json:
-        print(json.dumps(result))
+        print(json.dumps({"repeat": args.repeat, "files": results, "serialize_memory": heavy}))
         return
     mib = 1 << 20
-    print(f"file: {args.file} ({len(data)} bytes)")
-    for key in ("deserialize", "serialize", "serialize_and_bytes"):
-        r = result[key]
+    print(f"medians of {args.repeat} interleaved runs (reference, ptekit, reference, ...)")
+    for r in results:
         print(
-            f"{key:20s} reference {r['reference_s'] * 1e3:9.2f} ms   ptekit {r['ptekit_s'] * 1e3:8.2f} ms"
-            f"   ratio {r['ratio']:6.1f}x"
+            f"{r['file']} ({r['bytes'] / mib:.1f} MiB, flatbuffer {r['flatbuffer_bytes'] / mib:.2f} MiB); "
+            f"serialize identical: {r['serialize_identical']}"
         )
-    print(f"serialize bytes identical to the reference: {identical}")
-    print(f"flatbuffer part: {flatbuffer / mib:.2f} MiB; segments: {weights / mib:.2f} MiB")
-    print(
-        "serialize peak extra memory on the Python heap (tracemalloc; Rust allocations "
-        f"are not traced): {(peak - base) / mib:.2f} MiB"
-    )
-    if "rss_peak_kib" in child:
-        extra = (child["rss_peak_kib"] - child["rss_before_kib"]) / 1024
-        budget = flatbuffer / mib + 16
-        print(
-            f"serialize peak extra RSS (fresh process): {extra:.2f} MiB "
-            f"(budget: flatbuffer + 16 MiB = {budget:.2f} MiB)"
-        )
-    else:
-        print(f"RSS measurement failed: {child}")
+        for key, t in r["results"].items():
+            print(
+                f"  {key:18s} reference {t['reference_s'] * 1e3:9.2f} ms   ptekit {t['ptekit_s'] * 1e3:9.2f} ms"
+                f"   ratio {t['ratio']:6.2f}x"
+            )
     if heavy and "rss_peak_kib" in heavy:
         extra = (heavy["rss_peak_kib"] - heavy["rss_before_kib"]) / 1024
         print(
-            f"{args.memory_file}: {heavy['len'] / mib:.1f} MiB file, flatbuffer "
-            f"{heavy['flatbuffer'] / mib:.2f} MiB; serialize peak extra RSS {extra:.2f} MiB "
-            f"(budget {heavy['flatbuffer'] / mib + 16:.2f} MiB)"
+            f"{args.memory_file}: serialize peak extra RSS (fresh process) {extra:.2f} MiB; "
+            f"flatbuffer {heavy['flatbuffer'] / mib:.2f} MiB of a {heavy['len'] / mib:.1f} MiB file"
         )
 
 

@@ -1,0 +1,29 @@
+"""Shared by the Python benchmark scripts: time the reference and ptekit interleaved
+(A B A B ...) in one process and report medians, so that drifting machine load hits both
+sides alike."""
+
+import gc
+import statistics
+import time
+
+
+def interleaved(reference, ptekit, repeat):
+    """Runs ``reference()`` and ``ptekit()`` alternately ``repeat`` times each (after one
+    untimed warm-up of each); returns ``(median_reference_s, median_ptekit_s)``."""
+    for fn in (reference, ptekit):
+        fn()
+    times = ([], [])
+    for _ in range(repeat):
+        for i, fn in enumerate((reference, ptekit)):
+            gc.collect()
+            t0 = time.perf_counter()
+            result = fn()
+            times[i].append(time.perf_counter() - t0)
+            del result
+    return statistics.median(times[0]), statistics.median(times[1])
+
+
+def write_file(result, path):
+    """``result.write_to_file(f)`` into a fresh file at ``path`` (page cache, no fsync)."""
+    with open(path, "wb") as f:
+        result.write_to_file(f)
