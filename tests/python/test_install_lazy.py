@@ -48,6 +48,53 @@ def test_install_imports_nothing():
     assert set(got["new"]) <= {"ptekit._install"}, got["new"]
 
 
+def test_targets_patched_when_first_imported():
+    """Each table entry is applied when its module is first imported, to the module and
+    to the modules that import the name from it; uninstall() restores them all."""
+    got = _run(
+        """
+        import json, sys
+        import ptekit
+        from ptekit import _install
+        ptekit.install()
+        from executorch.exir._serialize import _serialize_pte_binary
+        import executorch.exir.emit._emitter as emitter
+        import executorch.backends.xnnpack.serialization.xnnpack_graph_serialize as xs
+        import executorch.devtools.bundled_program.serialize as bs
+        import executorch.extension.flat_tensor.serialize.serialize as fs
+        patched = {
+            "pte_importer": _serialize_pte_binary.__module__,
+            "emitter": emitter._Emitter._tensor_spec_to_evalue.__module__,
+            "xnnpack": xs.convert_to_flatbuffer.__module__,
+            "bundled": bs.serialize_from_bundled_program_to_flatbuffer.__module__,
+            "flat_tensor": fs.FlatTensorSerializer.__module__,
+        }
+        targets = sorted({p.module for p in _install.PATCHES})
+        ptekit.uninstall()
+        import executorch.exir._serialize as pkg
+        restored = {
+            "pte_importer": pkg._serialize_pte_binary.__module__,
+            "emitter": emitter._Emitter._tensor_spec_to_evalue.__module__,
+            "xnnpack": xs.convert_to_flatbuffer.__module__,
+            "bundled": bs.serialize_from_bundled_program_to_flatbuffer.__module__,
+            "flat_tensor": fs.FlatTensorSerializer.__module__,
+        }
+        print(json.dumps({"patched": patched, "restored": restored, "targets": targets,
+                          "hook": any(type(f).__name__ == "_Finder" for f in sys.meta_path)}))
+        """
+    )
+    assert got["patched"] == {
+        "pte_importer": "ptekit._exporter",
+        "emitter": "ptekit._exporter",
+        "xnnpack": "ptekit.xnnpack",
+        "bundled": "ptekit._exporter",
+        "flat_tensor": "ptekit._exporter",
+    }, got
+    assert all(not m.startswith("ptekit") for m in got["restored"].values()), got
+    assert not got["hook"]
+    assert len(got["targets"]) == 5
+
+
 MODEL = """
 import io, json, sys
 import ptekit
