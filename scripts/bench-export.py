@@ -8,7 +8,10 @@ save / bundled-program serialize + write). Runs alternate reference and ptekit
 
   mlp        a float32 MLP of about SIZE MiB of weights (8 square Linear layers), .pte
   xnnpack    the same lowered to XNNPACK, .pte
-  bundled    the same as a bundled program (.bpte) with 3 test cases
+  bundled    the same as a bundled program (.bpte) with 3 test cases, written the
+             reference's way (serialize_from_bundled_program_to_flatbuffer -> bytes -> write)
+  bundled-stream  the same; the ptekit run writes it with ptekit.write_bundled_program
+             (streamed), the reference run as in `bundled`
   transformer  a 24-layer small transformer (many values, tiny weights), .pte
 
 Per run: wall time of the export (from torch.export to the file written), peak RSS,
@@ -36,7 +39,7 @@ import tempfile
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-CASES = ("mlp", "xnnpack", "bundled", "transformer")
+CASES = ("mlp", "xnnpack", "bundled", "bundled-stream", "transformer")
 MIB = 1 << 20
 
 
@@ -101,7 +104,7 @@ def child(case, mode, size_mib, out_path):
         ep, partitioner=partitioner, compile_config=EdgeCompileConfig(_check_ir_validity=False)
     )
     manager = edge.to_executorch()
-    if case == "bundled":
+    if case in ("bundled", "bundled-stream"):
         from executorch.devtools import BundledProgram
         from executorch.devtools.bundled_program.config import MethodTestCase, MethodTestSuite
         from executorch.devtools.bundled_program.serialize import (
@@ -114,10 +117,13 @@ def child(case, mode, size_mib, out_path):
             with torch.no_grad():
                 cases.append(MethodTestCase(inputs=x, expected_outputs=(model(*x),)))
         bundled = BundledProgram(manager, [MethodTestSuite(method_name="forward", test_cases=cases)])
-        data = serialize_from_bundled_program_to_flatbuffer(bundled)
-        with open(out_path, "wb") as f:
-            f.write(data)
-        del data
+        if case == "bundled-stream" and mode == "ptekit":
+            ptekit.write_bundled_program(out_path, bundled)
+        else:
+            data = serialize_from_bundled_program_to_flatbuffer(bundled)
+            with open(out_path, "wb") as f:
+                f.write(data)
+            del data
     else:
         manager.save(out_path)
     result["export_s"] = time.perf_counter() - t0
@@ -168,14 +174,14 @@ def main():
     runs = []
     with tempfile.TemporaryDirectory(prefix="ptekit-bench-") as tmp:
         for case in cases:
-            ext = ".bpte" if case == "bundled" else ".pte"
+            ext = ".bpte" if case.startswith("bundled") else ".pte"
             for i in range(args.repeat):
                 for mode in ("reference", "ptekit"):
                     r = run_one(case, mode, size, os.path.join(tmp, f"{case}-{mode}{ext}"))
                     runs.append(r)
                     if not args.json:
                         print(
-                            f"  {case:<11} {mode:<9} export {r['export_s']:7.2f} s  "
+                            f"  {case:<14} {mode:<9} export {r['export_s']:7.2f} s  "
                             f"peak above built {(r['peak_rss'] - r['rss_built']) / MIB:8.1f} MiB  "
                             f"artifact {r['size'] / MIB:8.1f} MiB",
                             file=sys.stderr,
@@ -208,13 +214,13 @@ def main():
         return
     print(f"MLP weights {size:g} MiB, {args.repeat} interleaved pair(s) per case, medians")
     print(
-        f"{'case':<12}{'artifact':>10}  {'export s ref/ptekit (ratio)':>30}  "
+        f"{'case':<15}{'artifact':>10}  {'export s ref/ptekit (ratio)':>30}  "
         f"{'peak above built, x artifact ref/ptekit':>42}  {'identical':>9}"
     )
     for row in summary:
         ref, pk = row["reference"], row["ptekit"]
         print(
-            f"{row['case']:<12}{pk['size_mib']:>8.1f}Mi  "
+            f"{row['case']:<15}{pk['size_mib']:>8.1f}Mi  "
             f"{ref['export_s']:>10.2f} /{pk['export_s']:>7.2f} ({row['time_ratio']:.2f}x)  "
             f"{ref['above_built_mib']:>9.1f} Mi {ref['above_built_x_artifact']:5.2f}x /"
             f"{pk['above_built_mib']:>8.1f} Mi {pk['above_built_x_artifact']:5.2f}x  "
