@@ -11,7 +11,8 @@ Every file written here comes from executorch 1.5.1's own exporter and serialize
 
 Usage:
   make_fixtures.py OUT_DIR                 # the small fixtures committed in tests/fixtures
-  make_fixtures.py OUT_DIR --bench         # benchmark inputs: transformer24, weights384m
+  make_fixtures.py OUT_DIR --bench         # benchmark inputs: transformer24, weights384m,
+                                          # weights64m_xnnpack, weights64m_external (+ .ptd)
   make_fixtures.py OUT_DIR --only mlp,kv   # a subset
 """
 
@@ -237,6 +238,29 @@ def bench(out_dir, only):
         m = Mlp(dims=(4096,) * 7)
         x = (torch.randn(1, 4096),)
         _write(out_dir, "weights384m", _export(m, x), m, x)
+    if not only or "weights64m_xnnpack" in only:
+        # 64 MiB of weights in the XNNPACK delegate's named data.
+        m = Mlp(dims=(2048,) * 5)
+        x = (torch.randn(1, 2048),)
+        _write(out_dir, "weights64m_xnnpack", _export(m, x, xnnpack=True), m, x)
+    if not only or "weights64m_external" in only:
+        # 64 MiB of weights in a .ptd next to the .pte (external constants).
+        from executorch.exir import EdgeCompileConfig, ExecutorchBackendConfig, to_edge_transform_and_lower
+
+        m = Mlp(dims=(2048,) * 5).eval()
+        x = (torch.randn(1, 2048),)
+        edge = to_edge_transform_and_lower(
+            torch.export.export(m, x, strict=False),
+            compile_config=EdgeCompileConfig(_check_ir_validity=False),
+        )
+        manager = edge.to_executorch(ExecutorchBackendConfig(external_constants=True))
+        with open(os.path.join(out_dir, "weights64m_external.pte"), "wb") as f:
+            manager.write_to_file(f)
+        for tag, cord in manager._tensor_data.items():
+            path = os.path.join(out_dir, f"weights64m_external.{tag}.ptd")
+            with open(path, "wb") as f:
+                cord.write_to_file(f)
+            print(f"{os.path.basename(path)}: {os.path.getsize(path)} bytes", flush=True)
 
 
 def main():
