@@ -326,9 +326,17 @@ def test_export_with_install_is_identical_and_spawns_no_flatc(monkeypatch):
 
     monkeypatch.setattr(subprocess, "run", counting_run)
     ptekit.uninstall()
+    graphs = []
+
+    def recording_convert(g):
+        graphs.append(g)
+        return REFERENCE_CONVERT(g)
+
+    monkeypatch.setattr(ref, "convert_to_flatbuffer", recording_convert)
     reference = export()
+    monkeypatch.setattr(ref, "convert_to_flatbuffer", REFERENCE_CONVERT)
     ref_spawns = len(spawns)
-    assert ref_spawns > 0
+    assert ref_spawns == len(graphs) > 0
     spawns.clear()
     ptekit.install()
     try:
@@ -337,3 +345,54 @@ def test_export_with_install_is_identical_and_spawns_no_flatc(monkeypatch):
         ptekit.uninstall()
     assert spawns == []
     assert ours == reference
+    _check_cli_against_graphs(reference, graphs)
+
+
+def _check_cli_against_graphs(pte_bytes, graphs):
+    """`ptekit inspect --json`, `verify` and `xnnpack dump` of the exported program agree
+    with the XNNGraph objects the reference serialized for it."""
+    import json
+    import tempfile
+
+    from conftest import ptekit_bin
+
+    exe = str(ptekit_bin())
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "t.pte")
+        with open(path, "wb") as f:
+            f.write(pte_bytes)
+        summary = json.loads(subprocess.check_output([exe, "inspect", "--json", path]))
+        ok = subprocess.run([exe, "verify", path], capture_output=True, text=True, check=True)
+        assert f"{len(graphs)} XNNPACK payload(s)" in ok.stdout
+        dumps = [json.loads(subprocess.check_output([exe, "xnnpack", "dump", path, "--delegate", str(i)])) for i in range(len(graphs))]
+    named = {e["key"] for e in summary["named_data"]}
+    got = [d["xnnpack"] for p in summary["execution_plans"] for d in p["delegates"] if d["id"] == "XnnpackBackend"]
+    assert len(got) == len(graphs)
+
+    def expected(g):
+        nodes = {}
+        for n in g.xnodes:
+            nodes[type(n.xnode_union).__name__] = nodes.get(type(n.xnode_union).__name__, 0) + 1
+        entries = [c for c in g.constant_data if c.size or c.named_key]
+        return {
+            "nodes": nodes,
+            "num_values": len(g.xvalues),
+            "num_externs": g.num_externs,
+            "input_ids": list(g.input_ids),
+            "output_ids": list(g.output_ids),
+            "constant_entries": len(entries),
+            "constant_bytes": sum(c.size for c in entries),
+            "named_keys": [c.named_key for c in entries],
+        }
+
+    keys = ["nodes", "num_values", "num_externs", "input_ids", "output_ids", "constant_entries", "constant_bytes", "named_keys"]
+    got_rows = sorted(json.dumps({k: s[k] for k in keys}, sort_keys=True) for s in got)
+    exp_rows = sorted(json.dumps(expected(g), sort_keys=True) for g in graphs)
+    assert got_rows == exp_rows
+    for s in got:
+        assert set(s["named_keys"]) <= named
+        assert s["constant_storage"]["named_data"] == s["constant_bytes"]
+    # The dump is the graph, field for field (floats exact: these are float32 values).
+    dumped = sorted(json.dumps([[list(n["xnode_union"])[0] for n in d["graph"]["xnodes"]], d["graph"]["input_ids"], d["graph"]["output_ids"]]) for d in dumps)
+    exp = sorted(json.dumps([[type(n.xnode_union).__name__ for n in g.xnodes], list(g.input_ids), list(g.output_ids)]) for g in graphs)
+    assert dumped == exp

@@ -764,13 +764,7 @@ pub fn xnnpack_deserialize_binary<'py>(
     let payload = py
         .detach(|| {
             let p = x::decode_payload(blob, &ptekit_format::xnnpack::default_limits())?;
-            x::validate(
-                &p.graph,
-                &x::ConstantSources {
-                    constant_data: p.constant_data,
-                    named: None,
-                },
-            )?;
+            x::validate_payload(&p, None)?;
             Ok::<_, x::XnnpackError>(p)
         })
         .map_err(build_err)?;

@@ -14,6 +14,7 @@ use ptekit_format::bundled::{self, BundledFile};
 use ptekit_format::flat_tensor::{self, FlatTensorConfig, FlatTensorFile};
 use ptekit_format::program::validate;
 use ptekit_format::pte::{plan_exact, restore, PteFile, ReadOptions};
+use ptekit_format::xnnpack;
 
 fn inputs(target: &str) -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -81,6 +82,28 @@ fn read_ptd(data: &[u8]) -> bool {
     true
 }
 
+/// The `read_xnnpack` target: payload decode, checks, summary, JSON; the writer's
+/// output decodes again and re-encodes to the same bytes.
+fn read_xnnpack(data: &[u8]) -> bool {
+    let Ok(p) = xnnpack::decode_payload(data, &Limits::default()) else {
+        return false;
+    };
+    let _ = xnnpack::validate(
+        &p.graph,
+        &xnnpack::ConstantSources {
+            constant_data: p.constant_data,
+            named: Some(&|k: &str| (k.len() % 2 == 0).then_some(64)),
+        },
+    );
+    let _ = xnnpack::render_summary(&xnnpack::summary(&p, None), "");
+    let _ = xnnpack::payload_json(&p).to_string();
+    if let Ok(out) = xnnpack::reencode_payload(&p) {
+        let again = xnnpack::decode_payload(&out, &Limits::default()).expect("re-decode");
+        assert!(xnnpack::reencode_payload(&again).expect("re-encode") == out);
+    }
+    true
+}
+
 fn replay(target: &str, f: fn(&[u8]) -> bool) {
     let files = inputs(target);
     let mut parsed = 0;
@@ -106,4 +129,9 @@ fn read_bundled_regressions() {
 #[test]
 fn read_ptd_regressions() {
     replay("read_ptd", read_ptd);
+}
+
+#[test]
+fn read_xnnpack_regressions() {
+    replay("read_xnnpack", read_xnnpack);
 }

@@ -78,13 +78,25 @@ fn check(g: &XNNGraph, constant_data: &[u8], named: &[(&str, u64)]) -> Result<()
     let blob = serialize_xnnpack_binary(g, constant_data)?;
     let p = decode_payload(&blob, &Limits::default())?;
     let lookup = |k: &str| named.iter().find(|(n, _)| *n == k).map(|(_, s)| *s);
-    validate(
+    let located = validate_payload(&p, Some(&lookup));
+    // The same check on the graph alone finds the same problem, without an offset.
+    let bare = validate(
         &p.graph,
         &ConstantSources {
             constant_data: p.constant_data,
             named: Some(&lookup),
         },
-    )
+    );
+    assert_eq!(
+        located.as_ref().err().map(XnnpackError::path),
+        bare.as_ref().err().map(XnnpackError::path)
+    );
+    if let Err(e) = &located {
+        // The offset is that of the table holding the problem: a table's soffset.
+        let at = e.offset().expect("offset") as usize;
+        assert!(at >= 32 && at < blob.len() && at % 4 == 0, "{e}");
+    }
+    located
 }
 
 #[test]

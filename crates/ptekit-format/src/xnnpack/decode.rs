@@ -28,6 +28,34 @@ pub struct Payload<'a> {
     pub constant_data_offset: usize,
     /// The constant data after the flatbuffer (empty for legacy blobs).
     pub constant_data: &'a [u8],
+    /// Where the tables are in the payload (for error offsets of later checks).
+    pub positions: Positions,
+}
+
+/// Payload offsets of the root table and of each element table of `xnodes`, `xvalues`
+/// and `constant_data` (in element order).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Positions {
+    /// The `XNNGraph` table.
+    pub root: usize,
+    /// Each `XNode` table.
+    pub xnodes: Vec<usize>,
+    /// Each `XValue` table.
+    pub xvalues: Vec<usize>,
+    /// Each `ConstantDataOffset` table.
+    pub constant_data: Vec<usize>,
+}
+
+impl Positions {
+    fn rebased(mut self, base: usize) -> Self {
+        self.root = self.root.saturating_add(base);
+        for v in [&mut self.xnodes, &mut self.xvalues, &mut self.constant_data] {
+            for p in v.iter_mut() {
+                *p = p.saturating_add(base);
+            }
+        }
+        self
+    }
 }
 
 /// Decodes and verifies a whole payload (header, flatbuffer, every table).
@@ -36,7 +64,7 @@ pub struct Payload<'a> {
 /// separately by [`validate`](super::validate).
 pub fn decode_payload<'a>(blob: &'a [u8], limits: &Limits) -> Result<Payload<'a>, XnnpackError> {
     let parts = split_payload(blob)?;
-    let (graph, identifier) = decode_flatbuffer(parts.flatbuffer, limits)
+    let (graph, identifier, positions) = decode_with_positions(parts.flatbuffer, limits)
         .map_err(|e| e.rebase(parts.flatbuffer_offset))?;
     Ok(Payload {
         header: parts.header,
@@ -46,12 +74,20 @@ pub fn decode_payload<'a>(blob: &'a [u8], limits: &Limits) -> Result<Payload<'a>
         graph,
         constant_data_offset: parts.constant_data_offset,
         constant_data: parts.constant_data,
+        positions: positions.rebased(parts.flatbuffer_offset),
     })
 }
 
 /// Decodes a bare flatbuffer (identifier `XN00` or `XN01`, as the runtime accepts).
 /// Error offsets are relative to `fb`.
 pub fn decode_flatbuffer(fb: &[u8], limits: &Limits) -> Result<(XNNGraph, [u8; 4]), XnnpackError> {
+    decode_with_positions(fb, limits).map(|(g, id, _)| (g, id))
+}
+
+fn decode_with_positions(
+    fb: &[u8],
+    limits: &Limits,
+) -> Result<(XNNGraph, [u8; 4], Positions), XnnpackError> {
     let verifier = Verifier::new(fb, *limits).map_err(|e| XnnpackError::from_flatbuffer(e, 0))?;
     let id = verifier.file_identifier();
     let identifier = match id {
@@ -71,8 +107,13 @@ pub fn decode_flatbuffer(fb: &[u8], limits: &Limits) -> Result<(XNNGraph, [u8; 4
     let root = verifier
         .root()
         .map_err(|e| XnnpackError::from_flatbuffer(e, 0))?;
-    let graph = xnn_graph(root).map_err(|e| XnnpackError::from_flatbuffer(e, 0))?;
-    Ok((graph, identifier))
+    let mut positions = Positions {
+        root: root.position(),
+        ..Positions::default()
+    };
+    let graph =
+        xnn_graph(root, &mut positions).map_err(|e| XnnpackError::from_flatbuffer(e, 0))?;
+    Ok((graph, identifier, positions))
 }
 
 impl XnnpackError {
@@ -85,11 +126,17 @@ impl XnnpackError {
     }
 }
 
-fn xnn_graph(t: Table<'_, '_>) -> R<XNNGraph> {
+fn xnn_graph(t: Table<'_, '_>, pos: &mut Positions) -> R<XNNGraph> {
     Ok(XNNGraph {
         version: t.string(0).map_err(named("version"))?.map(str::to_owned),
-        xnodes: t.decode_table_vector(1, "xnodes", xnode)?,
-        xvalues: t.decode_table_vector(2, "xvalues", xvalue)?,
+        xnodes: t.decode_table_vector(1, "xnodes", |n| {
+            pos.xnodes.push(n.position());
+            xnode(n)
+        })?,
+        xvalues: t.decode_table_vector(2, "xvalues", |v| {
+            pos.xvalues.push(v.position());
+            xvalue(v)
+        })?,
         num_externs: t.get_u32(3, 0).map_err(named("num_externs"))?,
         input_ids: scalars(&t, 4, "input_ids")?,
         output_ids: scalars(&t, 5, "output_ids")?,
@@ -100,6 +147,7 @@ fn xnn_graph(t: Table<'_, '_>) -> R<XNNGraph> {
         })?,
         mem_buffer_sizes: scalars(&t, 7, "mem_buffer_sizes")?,
         constant_data: t.decode_table_vector(8, "constant_data", |c| {
+            pos.constant_data.push(c.position());
             Ok(ConstantDataOffset {
                 offset: c.get_u64(0, 0).map_err(named("offset"))?,
                 size: c.get_u64(1, 0).map_err(named("size"))?,

@@ -8,7 +8,7 @@ use ptekit_flatbuffers::Limits;
 
 use super::decode::{decode_payload, Payload};
 use super::error::XnnpackError;
-use super::validate::{validate, ConstantSources};
+use super::validate::validate_payload;
 use super::BACKEND_ID;
 use crate::flat_tensor::FlatTensorFile;
 use crate::program::DataLocation;
@@ -121,13 +121,6 @@ pub fn check_payload<'a>(
     })?;
     let payload = decode_payload(blob, limits).map_err(|e| e.in_delegate(d.plan, d.delegate))?;
     let lookup = |k: &str| named.any(k);
-    validate(
-        &payload.graph,
-        &ConstantSources {
-            constant_data: payload.constant_data,
-            named: Some(&lookup),
-        },
-    )
-    .map_err(|e| e.in_delegate(d.plan, d.delegate))?;
+    validate_payload(&payload, Some(&lookup)).map_err(|e| e.in_delegate(d.plan, d.delegate))?;
     Ok(payload)
 }

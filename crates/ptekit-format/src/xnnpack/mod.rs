@@ -38,7 +38,7 @@ mod pack;
 mod summary;
 mod validate;
 
-pub use decode::{decode_flatbuffer, decode_payload, Payload};
+pub use decode::{decode_flatbuffer, decode_payload, Payload, Positions};
 pub use error::{XnnpackError, XnnpackErrorKind};
 pub use header::{
     is_xnnpack_payload, split_payload, PayloadParts, XnnHeader, CONSTANT_TENSOR_ALIGNMENT,
@@ -52,7 +52,9 @@ pub use pack::{
     serialize_xnnpack_binary, wrap_payload, CANONICAL_NAN,
 };
 pub use summary::{render_summary, summary, ConstantStorage, XnnpackSummary};
-pub use validate::{validate, ConstantSources, NamedLookup, XNN_INVALID_VALUE_ID};
+pub use validate::{
+    validate, validate_payload, ConstantSources, NamedLookup, XNN_INVALID_VALUE_ID,
+};
 
 /// The verifier limits used for payloads by default ([`Limits::default`](ptekit_flatbuffers::Limits::default)).
 pub fn default_limits() -> ptekit_flatbuffers::Limits {

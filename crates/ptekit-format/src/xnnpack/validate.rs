@@ -4,6 +4,7 @@
 //! ranges lie inside the payload's constant data, and named keys exist where the
 //! program keeps its named data.
 
+use super::decode::{Payload, Positions};
 use super::error::{XnnpackError, XnnpackErrorKind};
 use super::model::*;
 
@@ -75,10 +76,52 @@ impl FieldSink for IdSink<'_> {
 
 /// Checks the cross-references of `g` (see the [module documentation](self)).
 pub fn validate(g: &XNNGraph, sources: &ConstantSources<'_>) -> Result<(), XnnpackError> {
+    check(g, sources).map_err(|(e, _)| e)
+}
+
+/// Checks the cross-references of a decoded payload against its own constant data and
+/// `named` (`None`: keys not checked); errors carry the payload offset of the table
+/// concerned.
+pub fn validate_payload(
+    p: &Payload<'_>,
+    named: Option<NamedLookup<'_>>,
+) -> Result<(), XnnpackError> {
+    let sources = ConstantSources {
+        constant_data: p.constant_data,
+        named,
+    };
+    check(&p.graph, &sources).map_err(|(e, at)| locate(e, at, &p.positions))
+}
+
+/// Where an error was found: the element of a table vector, or the root.
+#[derive(Debug, Clone, Copy)]
+enum At {
+    Root,
+    Node(usize),
+    Value(usize),
+    Constant(usize),
+}
+
+fn locate(e: XnnpackError, at: At, p: &Positions) -> XnnpackError {
+    let pos = match at {
+        At::Root => Some(p.root),
+        At::Node(i) => p.xnodes.get(i).copied(),
+        At::Value(i) => p.xvalues.get(i).copied(),
+        At::Constant(i) => p.constant_data.get(i).copied(),
+    };
+    match pos {
+        Some(pos) => e.at(pos as u64),
+        None => e,
+    }
+}
+
+type Checked = Result<(), (XnnpackError, At)>;
+
+fn check(g: &XNNGraph, sources: &ConstantSources<'_>) -> Checked {
     let values = g.xvalues.as_deref().unwrap_or_default();
     let mut defined = Vec::with_capacity(values.len());
     for (i, v) in values.iter().enumerate() {
-        let at = |e: XnnpackError| e.in_field(format!("xvalues[{i}]"));
+        let at = |e: XnnpackError| (e.in_field(format!("xvalues[{i}]")), At::Value(i));
         let tensor = match &v.xvalue_union {
             None => {
                 return Err(at(err(
@@ -113,30 +156,36 @@ pub fn validate(g: &XNNGraph, sources: &ConstantSources<'_>) -> Result<(), Xnnpa
             })
             .nth(1)
             .map_or(0, |(i, _)| i);
-        return Err(err(
-            XnnpackErrorKind::ValueId,
-            format!("value id {dup} is defined more than once"),
-        )
-        .in_field("id_out")
-        .in_field(format!("xvalues[{second}]")));
+        return Err((
+            err(
+                XnnpackErrorKind::ValueId,
+                format!("value id {dup} is defined more than once"),
+            )
+            .in_field("id_out")
+            .in_field(format!("xvalues[{second}]")),
+            At::Value(second),
+        ));
     }
     let ids = Ids { defined };
 
     for (name, list) in [("input_ids", &g.input_ids), ("output_ids", &g.output_ids)] {
         for (i, id) in list.as_deref().unwrap_or_default().iter().enumerate() {
             ids.check(*id)
-                .map_err(|e| e.in_field(format!("{name}[{i}]")))?;
+                .map_err(|e| (e.in_field(format!("{name}[{i}]")), At::Root))?;
         }
     }
 
     for (i, n) in g.xnodes.as_deref().unwrap_or_default().iter().enumerate() {
         let Some(u) = &n.xnode_union else {
-            return Err(err(
-                XnnpackErrorKind::ValueId,
-                "node has no operation (union type NONE)".into(),
-            )
-            .in_field("xnode_union")
-            .in_field(format!("xnodes[{i}]")));
+            return Err((
+                err(
+                    XnnpackErrorKind::ValueId,
+                    "node has no operation (union type NONE)".into(),
+                )
+                .in_field("xnode_union")
+                .in_field(format!("xnodes[{i}]")),
+                At::Node(i),
+            ));
         };
         let mut sink = IdSink {
             ids: &ids,
@@ -144,18 +193,17 @@ pub fn validate(g: &XNNGraph, sources: &ConstantSources<'_>) -> Result<(), Xnnpa
         };
         u.put(&mut sink);
         if let Some(e) = sink.first_error {
-            return Err(e.in_field(u.name()).in_field(format!("xnodes[{i}]")));
+            return Err((
+                e.in_field(u.name()).in_field(format!("xnodes[{i}]")),
+                At::Node(i),
+            ));
         }
     }
 
     check_constants(g, values, sources)
 }
 
-fn check_constants(
-    g: &XNNGraph,
-    values: &[XValue],
-    sources: &ConstantSources<'_>,
-) -> Result<(), XnnpackError> {
+fn check_constants(g: &XNNGraph, values: &[XValue], sources: &ConstantSources<'_>) -> Checked {
     let entries = g.constant_data.as_deref();
     let (limit, list) = match (entries, g.constant_buffer.as_deref()) {
         (Some(c), _) => (c.len(), "constant_data"),
@@ -171,7 +219,12 @@ fn check_constants(
     };
     for (i, v) in values.iter().enumerate() {
         let Some(u) = &v.xvalue_union else { continue };
-        let at = |e: XnnpackError| e.in_field(u.name()).in_field(format!("xvalues[{i}]"));
+        let at = |e: XnnpackError| {
+            (
+                e.in_field(u.name()).in_field(format!("xvalues[{i}]")),
+                At::Value(i),
+            )
+        };
         if let Some(t) = u.tensor() {
             if !index_ok(t.constant_buffer_idx) {
                 let e = index_err(t.constant_buffer_idx).in_field("constant_buffer_idx");
@@ -209,7 +262,7 @@ fn check_constants(
     }
 
     for (i, c) in entries.unwrap_or_default().iter().enumerate() {
-        let at = |e: XnnpackError| e.in_field(format!("constant_data[{i}]"));
+        let at = |e: XnnpackError| (e.in_field(format!("constant_data[{i}]")), At::Constant(i));
         match c.key() {
             Some(key) => {
                 let Some(lookup) = sources.named else {
