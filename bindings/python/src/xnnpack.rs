@@ -55,6 +55,9 @@ struct Conv<'py> {
     py: Python<'py>,
     fields_fn: Any<'py>,
     checked: HashMap<(usize, usize), bool>,
+    /// Interned attribute names, by the address of the `&'static str` (creating a
+    /// Python string per `getattr` dominated the conversion of large graphs).
+    names: HashMap<(usize, usize), Bound<'py, PyString>>,
 }
 
 impl<'py> Conv<'py> {
@@ -63,6 +66,7 @@ impl<'py> Conv<'py> {
             py,
             fields_fn: py.import("dataclasses")?.getattr("fields")?,
             checked: HashMap::new(),
+            names: HashMap::new(),
         })
     }
 
@@ -110,8 +114,13 @@ impl<'py> Conv<'py> {
         }
     }
 
-    fn attr(&self, obj: &Any<'py>, name: &'static str) -> ConvResult<Any<'py>> {
-        obj.getattr(name).map_err(|e| {
+    fn attr(&mut self, obj: &Any<'py>, name: &'static str) -> ConvResult<Any<'py>> {
+        let py = self.py;
+        let key = self
+            .names
+            .entry((name.as_ptr() as usize, name.len()))
+            .or_insert_with(|| PyString::intern(py, name));
+        obj.getattr(&*key).map_err(|e| {
             ConvError::from_py(self.py, "cannot read attribute", e).at(Seg::Field(name))
         })
     }
