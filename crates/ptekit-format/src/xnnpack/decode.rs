@@ -111,8 +111,7 @@ fn decode_with_positions(
         root: root.position(),
         ..Positions::default()
     };
-    let graph =
-        xnn_graph(root, &mut positions).map_err(|e| XnnpackError::from_flatbuffer(e, 0))?;
+    let graph = xnn_graph(root, &mut positions).map_err(|e| XnnpackError::from_flatbuffer(e, 0))?;
     Ok((graph, identifier, positions))
 }
 
