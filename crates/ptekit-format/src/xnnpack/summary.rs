@@ -58,7 +58,7 @@ pub struct XnnpackSummary {
     pub output_ids: Vec<u32>,
     /// Non-empty `constant_data` (or legacy `constant_buffer`) entries.
     pub constant_entries: usize,
-    /// Bytes of all constants.
+    /// Bytes of all constants (saturating: sizes are as the payload states them).
     pub constant_bytes: u64,
     /// Where the constant bytes are.
     pub constant_storage: ConstantStorage,
@@ -120,19 +120,19 @@ pub fn summary(p: &Payload<'_>, named: Option<NamedLookup<'_>>) -> XnnpackSummar
             Some(k) => {
                 named_keys.push(k.to_owned());
                 if named.is_some_and(|f| f(k).is_some()) {
-                    storage.named_data += c.size;
+                    storage.named_data = storage.named_data.saturating_add(c.size);
                 } else {
-                    storage.external += c.size;
+                    storage.external = storage.external.saturating_add(c.size);
                 }
             }
-            None => storage.inline += c.size,
+            None => storage.inline = storage.inline.saturating_add(c.size),
         }
     }
     for b in g.constant_buffer.as_deref().unwrap_or_default() {
         let len = b.storage.as_ref().map_or(0, Vec::len) as u64;
         if len > 0 {
             entries += 1;
-            storage.legacy_buffer += len;
+            storage.legacy_buffer = storage.legacy_buffer.saturating_add(len);
         }
     }
     XnnpackSummary {
@@ -150,10 +150,11 @@ pub fn summary(p: &Payload<'_>, named: Option<NamedLookup<'_>>) -> XnnpackSummar
         input_ids: g.input_ids.clone().unwrap_or_default(),
         output_ids: g.output_ids.clone().unwrap_or_default(),
         constant_entries: entries,
-        constant_bytes: storage.inline
-            + storage.named_data
-            + storage.external
-            + storage.legacy_buffer,
+        constant_bytes: storage
+            .inline
+            .saturating_add(storage.named_data)
+            .saturating_add(storage.external)
+            .saturating_add(storage.legacy_buffer),
         constant_storage: storage,
         named_keys,
         quant_kinds,
