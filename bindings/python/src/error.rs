@@ -112,8 +112,10 @@ impl From<BindError> for PyErr {
             }
             BindError::Pte(e) => {
                 // I/O failures are OSErrors (of the matching subclass), with the context.
-                if let ptekit_format::pte::PteError::Io { source, .. }
-                | ptekit_format::pte::PteError::Write { source, .. } = &e
+                use ptekit_format::error::ContainerError;
+                if let ptekit_format::pte::PteError::Container(
+                    ContainerError::Io { source, .. } | ContainerError::Write { source, .. },
+                ) = &e
                 {
                     return std::io::Error::new(source.kind(), e.to_string()).into();
                 }
@@ -121,9 +123,9 @@ impl From<BindError> for PyErr {
             }
             BindError::Bundled(e) => PteError::new_err(chain_message(&e)),
             BindError::FlatTensor(e) => {
-                use ptekit_format::write::WriteError;
-                if let ptekit_format::flat_tensor::FlatTensorError::Write(
-                    WriteError::Io { source, .. } | WriteError::Write { source, .. },
+                use ptekit_format::error::ContainerError;
+                if let ptekit_format::flat_tensor::FlatTensorError::Container(
+                    ContainerError::Io { source, .. } | ContainerError::Write { source, .. },
                 ) = &e
                 {
                     return std::io::Error::new(source.kind(), e.to_string()).into();

@@ -3,17 +3,18 @@
 //! `ptekit-format`, prints, and returns a [`CliError`] that names the file when something
 //! is wrong.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use ptekit_format::bundled::{self, BundledError, BundledFile, MethodTestSuiteInput};
+use ptekit_format::error::ContainerError;
 use ptekit_format::flat_tensor::{self, FlatTensorConfig, FlatTensorError, FlatTensorFile};
+use ptekit_format::mapped::MappedFile;
 use ptekit_format::npz::{self, NpzError};
 use ptekit_format::program::validate;
 use ptekit_format::pte::{
-    infer_pack_options, plan_exact, relayout, PteError, PteFile, PteMap, ReadOptions,
-    SerializeOptions, WriteOptions,
+    infer_pack_options, plan_exact, relayout, PteError, PteFile, ReadOptions, SerializeOptions,
 };
+use ptekit_format::write::{write_bytes_atomic, WriteOptions};
 use serde_json::Value;
 
 use crate::progress::bytes_bar;
@@ -56,7 +57,15 @@ pub enum CliError {
         /// What is wrong.
         source: NpzError,
     },
-    /// Reading or writing a file failed.
+    /// Opening, mapping or writing a file failed.
+    #[error("{}: {source}", path.display())]
+    Container {
+        /// The file concerned.
+        path: PathBuf,
+        /// The operation, path and operating system's error.
+        source: ContainerError,
+    },
+    /// Reading a file failed.
     #[error("{}: {source}", path.display())]
     Io {
         /// The file concerned.
@@ -91,6 +100,13 @@ pub enum CliError {
     /// Printing JSON failed.
     #[error("writing JSON output: {0}")]
     Json(#[from] serde_json::Error),
+}
+
+fn container_err(path: &Path) -> impl Fn(ContainerError) -> CliError + '_ {
+    move |source| CliError::Container {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 fn pte_err(path: &Path) -> impl Fn(PteError) -> CliError + '_ {
@@ -142,6 +158,11 @@ fn detect(path: &Path, bytes: &[u8]) -> Result<Kind, CliError> {
     }
 }
 
+/// Parses a mapped program, recording the file as the source of its segment bytes.
+fn parse_program(map: &MappedFile) -> Result<PteFile<'_>, PteError> {
+    Ok(PteFile::parse(map.bytes(), &ReadOptions::default())?.with_source(map.source()))
+}
+
 fn header_summary(file: &PteFile<'_>) -> Option<HeaderSummary> {
     file.header().map(|h| HeaderSummary {
         length: h.length,
@@ -172,12 +193,12 @@ fn with_kind(kind: &str, value: Value) -> Value {
 
 /// `ptekit inspect FILE [--json]`.
 pub fn inspect(path: &Path, json: bool) -> Result<(), CliError> {
-    let map = PteMap::open(path).map_err(pte_err(path))?;
+    let map = MappedFile::open(path).map_err(container_err(path))?;
     let bytes = map.bytes();
     let shown = path.display().to_string();
     let (value, text) = match detect(path, bytes)? {
         Kind::Program => {
-            let file = map.parse(&ReadOptions::default()).map_err(pte_err(path))?;
+            let file = parse_program(&map).map_err(pte_err(path))?;
             let s = program_summary(&file);
             let mut text = if json {
                 String::new()
@@ -245,14 +266,14 @@ fn check_program(path: &Path, file: &PteFile<'_>) -> Result<(), CliError> {
 /// every XNNPACK payload with its cross-references; named keys are looked up in the
 /// program and the `.ptd`).
 pub fn verify(path: &Path, data: Option<&Path>) -> Result<(), CliError> {
-    let map = PteMap::open(path).map_err(pte_err(path))?;
+    let map = MappedFile::open(path).map_err(container_err(path))?;
     let bytes = map.bytes();
     let what = match detect(path, bytes)? {
         Kind::Program => {
-            let file = map.parse(&ReadOptions::default()).map_err(pte_err(path))?;
+            let file = parse_program(&map).map_err(pte_err(path))?;
             check_program(path, &file)?;
             let ptd_map = match data {
-                Some(d) => Some(PteMap::open(d).map_err(pte_err(d))?),
+                Some(d) => Some(MappedFile::open(d).map_err(container_err(d))?),
                 None => None,
             };
             let ptd = match (&ptd_map, data) {
@@ -301,40 +322,19 @@ pub fn verify(path: &Path, data: Option<&Path>) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Writes `bytes` to `path` atomically: a temporary file in the same folder, fsync
-/// (unless `sync` is false), rename.
+/// Writes `bytes` to `path` atomically through the library's writer (a temporary file
+/// in the same folder, fsync when `sync`, rename).
 fn write_atomic(path: &Path, bytes: &[u8], sync: bool) -> Result<(), CliError> {
-    let io = |source| CliError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".ptekit-")
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(io)?;
-    tmp.write_all(bytes).map_err(io)?;
-    if sync {
-        tmp.as_file().sync_all().map_err(io)?;
-    }
-    tmp.persist(path).map_err(|e| io(e.error))?;
-    if sync {
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-    }
-    Ok(())
+    write_bytes_atomic(path, bytes, &WriteOptions { durable: sync })
+        .map(|_| ())
+        .map_err(container_err(path))
 }
 
 /// `ptekit rewrite IN OUT [options]`.
 pub fn rewrite(args: &RewriteArgs) -> Result<(), CliError> {
     let input = args.input.as_path();
     let output = args.output.as_path();
-    let map = PteMap::open(input).map_err(pte_err(input))?;
+    let map = MappedFile::open(input).map_err(container_err(input))?;
     let bytes = map.bytes();
     let relaying = args.upgrade
         || args.segment_alignment.is_some()
@@ -381,12 +381,12 @@ pub fn rewrite(args: &RewriteArgs) -> Result<(), CliError> {
                 &WriteOptions { durable: args.sync },
                 Some(&mut progress),
             )
-            .map_err(|e| ptd_err(output)(e.into()))?;
+            .map_err(container_err(output))?;
             bar.finish_and_clear();
             return Ok(());
         }
     }
-    let file = map.parse(&ReadOptions::default()).map_err(pte_err(input))?;
+    let file = parse_program(&map).map_err(pte_err(input))?;
     let plan = if relaying {
         // Options not given keep what the input used where that can be told from it.
         let inferred = infer_pack_options(&file).map_err(pte_err(input))?;
@@ -420,7 +420,7 @@ pub fn rewrite(args: &RewriteArgs) -> Result<(), CliError> {
 
 /// `ptekit bundle extract-program IN.bpte OUT.pte`.
 pub fn bundle_extract(input: &Path, output: &Path) -> Result<(), CliError> {
-    let map = PteMap::open(input).map_err(pte_err(input))?;
+    let map = MappedFile::open(input).map_err(container_err(input))?;
     if detect(input, map.bytes())? != Kind::Bundled {
         return Err(CliError::Usage {
             path: input.to_path_buf(),

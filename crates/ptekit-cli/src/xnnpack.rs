@@ -85,10 +85,11 @@ pub fn verify_payloads(
 /// `ptekit xnnpack dump FILE [--delegate N]`: one payload as lossless JSON. `FILE` is a
 /// program (`N` counts its XNNPACK delegates in plan order, from 0) or a bare payload.
 pub fn dump(path: &Path, delegate: usize) -> Result<(), CliError> {
-    let map = ptekit_format::pte::PteMap::open(path).map_err(|source| CliError::Pte {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let map =
+        ptekit_format::mapped::MappedFile::open(path).map_err(|source| CliError::Container {
+            path: path.to_path_buf(),
+            source,
+        })?;
     let bytes = map.bytes();
     let invalid = |message: String| CliError::Invalid {
         path: path.to_path_buf(),
@@ -98,11 +99,12 @@ pub fn dump(path: &Path, delegate: usize) -> Result<(), CliError> {
         let p = decode_payload(bytes, &Limits::default()).map_err(|e| invalid(e.to_string()))?;
         payload_json(&p)
     } else {
-        let file = map
-            .parse(&ptekit_format::pte::ReadOptions::default())
-            .map_err(|source| CliError::Pte {
-                path: path.to_path_buf(),
-                source,
+        let file =
+            ptekit_format::pte::PteFile::parse(bytes, &Default::default()).map_err(|source| {
+                CliError::Pte {
+                    path: path.to_path_buf(),
+                    source,
+                }
             })?;
         let payloads = delegate_payloads(&file);
         let d = payloads.get(delegate).ok_or_else(|| CliError::Usage {

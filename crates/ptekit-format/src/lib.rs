@@ -11,13 +11,22 @@
 //! - [`xnnpack`]: XNNPACK delegate payloads (`XH00` + `XN01`): model, verified reader,
 //!   cross-reference checks, a writer byte-identical to the reference's flatc.
 //! - [`npz`]: minimal NumPy `.npy`/`.npz` reading and writing for test values.
-//! - [`write`](mod@write): the streaming writer both containers use: a [`write::PlannedFile`] of
-//!   pieces (borrowed slices, zero runs, owned bytes) written atomically, with
-//!   file-to-file copies from a memory-mapped input.
+//!
+//! The container-neutral layer every format uses:
+//! - [`mapped`]: [`mapped::MappedFile`], the one read-only memory-mapped input;
+//! - [`align`]: checked alignment arithmetic (`padding_required`, `align_up`, `lcm`);
+//! - [`write`](mod@write): the one streaming, atomic writer: a [`write::PlannedFile`] of
+//!   pieces (borrowed slices, zero runs, owned bytes) written through a temporary file and
+//!   a rename, with file-to-file copies from a memory-mapped input;
+//! - [`error`]: [`error::ContainerError`], the I/O, size and layout error each format's
+//!   error wraps.
 
+pub mod align;
 pub mod bundled;
+pub mod error;
 mod fields;
 pub mod flat_tensor;
+pub mod mapped;
 pub mod npz;
 pub mod program;
 pub mod pte;

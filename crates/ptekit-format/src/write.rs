@@ -8,63 +8,14 @@
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::ops::Range;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+use crate::error::ContainerError;
 
 /// Chunk size for copies, so progress is reported regularly.
 const CHUNK: u64 = 64 << 20;
 
 static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
-
-/// Errors of planning (size arithmetic) and of writing a [`PlannedFile`].
-#[derive(Debug, thiserror::Error)]
-pub enum WriteError {
-    /// An I/O operation on a path failed.
-    #[error("{op} {}: {source}", path.display())]
-    Io {
-        /// The operation (`create temporary file in`, `rename temporary file to`, ...).
-        op: &'static str,
-        /// The path involved.
-        path: PathBuf,
-        /// The OS error.
-        #[source]
-        source: io::Error,
-    },
-    /// Writing the output failed at the given output offset.
-    #[error("writing output at offset 0x{offset:x}: {source}")]
-    Write {
-        /// Output offset where the failing write started.
-        offset: u64,
-        /// The OS error.
-        #[source]
-        source: io::Error,
-    },
-    /// A size or offset computation would exceed 64 bits (or the address space).
-    #[error("{what}: arithmetic overflow")]
-    Overflow {
-        /// The computation.
-        what: String,
-    },
-    /// A [`Piece::Flatbuffer`] range lies outside [`PlannedFile::flatbuffer`].
-    #[error(
-        "pieces[{index}]: flatbuffer range {start}..{end} outside the flatbuffer of {len} bytes"
-    )]
-    BadPiece {
-        /// Index of the piece.
-        index: usize,
-        /// Range start.
-        start: usize,
-        /// Range end.
-        end: usize,
-        /// Flatbuffer length.
-        len: usize,
-    },
-}
-
-impl WriteError {
-    pub(crate) fn overflow(what: impl Into<String>) -> Self {
-        Self::Overflow { what: what.into() }
-    }
-}
 
 /// Converts a length to `u64` (never fails on supported platforms).
 pub(crate) fn len64(n: usize) -> u64 {
@@ -123,7 +74,7 @@ pub(crate) struct Pieces<'a> {
 }
 
 impl<'a> Pieces<'a> {
-    pub(crate) fn push(&mut self, piece: Piece<'a>) -> Result<(), WriteError> {
+    pub(crate) fn push(&mut self, piece: Piece<'a>) -> Result<(), ContainerError> {
         let n = piece.len();
         if n == 0 {
             return Ok(());
@@ -131,12 +82,12 @@ impl<'a> Pieces<'a> {
         self.len = self
             .len
             .checked_add(n)
-            .ok_or_else(|| WriteError::overflow("output size"))?;
+            .ok_or_else(|| ContainerError::overflow("output size"))?;
         self.pieces.push(piece);
         Ok(())
     }
 
-    pub(crate) fn extend(&mut self, other: Pieces<'a>) -> Result<(), WriteError> {
+    pub(crate) fn extend(&mut self, other: Pieces<'a>) -> Result<(), ContainerError> {
         for p in other.pieces {
             self.push(p)?;
         }
@@ -203,12 +154,12 @@ impl<'a> PlannedFile<'a> {
     /// A plan from an owned flatbuffer and the pieces (empty pieces are dropped). Errors
     /// if a [`Piece::Flatbuffer`] range is outside `flatbuffer` or the total size
     /// overflows.
-    pub fn new(flatbuffer: Vec<u8>, pieces: Vec<Piece<'a>>) -> Result<Self, WriteError> {
+    pub fn new(flatbuffer: Vec<u8>, pieces: Vec<Piece<'a>>) -> Result<Self, ContainerError> {
         let mut out = Pieces::default();
         for (index, piece) in pieces.into_iter().enumerate() {
             if let Piece::Flatbuffer(r) = &piece {
                 if r.start > r.end || r.end > flatbuffer.len() {
-                    return Err(WriteError::BadPiece {
+                    return Err(ContainerError::BadPiece {
                         index,
                         start: r.start,
                         end: r.end,
@@ -319,7 +270,7 @@ impl<'a> PlannedFile<'a> {
 
     /// Writes the whole file to `out` from memory (borrowed pieces are read through
     /// their slices). Returns the number of bytes written.
-    pub fn write_to<W: Write>(&self, out: &mut W) -> Result<u64, WriteError> {
+    pub fn write_to<W: Write>(&self, out: &mut W) -> Result<u64, ContainerError> {
         self.write_to_with_progress(out, None)
     }
 
@@ -328,7 +279,7 @@ impl<'a> PlannedFile<'a> {
         &self,
         out: &mut W,
         progress: Progress<'_>,
-    ) -> Result<u64, WriteError> {
+    ) -> Result<u64, ContainerError> {
         let mut sink = Sink {
             out,
             done: 0,
@@ -341,7 +292,7 @@ impl<'a> PlannedFile<'a> {
                 other => sink.write(self.piece_bytes(other))?,
             }
         }
-        sink.out.flush().map_err(|source| WriteError::Write {
+        sink.out.flush().map_err(|source| ContainerError::Write {
             offset: sink.done,
             source,
         })?;
@@ -349,8 +300,8 @@ impl<'a> PlannedFile<'a> {
     }
 
     /// The whole file in memory (for tests and small files).
-    pub fn to_vec(&self) -> Result<Vec<u8>, WriteError> {
-        let cap = usize::try_from(self.len).map_err(|_| WriteError::overflow("output size"))?;
+    pub fn to_vec(&self) -> Result<Vec<u8>, ContainerError> {
+        let cap = usize::try_from(self.len).map_err(|_| ContainerError::overflow("output size"))?;
         let mut v = Vec::with_capacity(cap);
         self.write_to(&mut v)?;
         Ok(v)
@@ -363,7 +314,7 @@ impl<'a> PlannedFile<'a> {
         &self,
         file: &mut File,
         progress: Progress<'_>,
-    ) -> Result<u64, WriteError> {
+    ) -> Result<u64, ContainerError> {
         let source = self.source;
         let mut sink = Sink {
             out: file,
@@ -395,17 +346,17 @@ impl<'a> PlannedFile<'a> {
         path: impl AsRef<Path>,
         options: &WriteOptions,
         progress: Progress<'_>,
-    ) -> Result<u64, WriteError> {
+    ) -> Result<u64, ContainerError> {
         let path = path.as_ref();
         let io_err = |op: &'static str, p: &Path| {
             let p = p.to_path_buf();
-            move |source: io::Error| WriteError::Io {
+            move |source: io::Error| ContainerError::Io {
                 op,
                 path: p,
                 source,
             }
         };
-        let name = path.file_name().ok_or_else(|| WriteError::Io {
+        let name = path.file_name().ok_or_else(|| ContainerError::Io {
             op: "write to",
             path: path.to_path_buf(),
             source: io::Error::new(io::ErrorKind::InvalidInput, "not a file path"),
@@ -457,11 +408,11 @@ struct Sink<'p, W> {
 }
 
 impl<W: Write> Sink<'_, W> {
-    fn write(&mut self, data: &[u8]) -> Result<(), WriteError> {
+    fn write(&mut self, data: &[u8]) -> Result<(), ContainerError> {
         for chunk in data.chunks(usize::try_from(CHUNK).unwrap_or(usize::MAX)) {
             self.out
                 .write_all(chunk)
-                .map_err(|source| WriteError::Write {
+                .map_err(|source| ContainerError::Write {
                     offset: self.done,
                     source,
                 })?;
@@ -470,13 +421,13 @@ impl<W: Write> Sink<'_, W> {
         Ok(())
     }
 
-    fn zeros(&mut self, mut n: u64) -> Result<(), WriteError> {
+    fn zeros(&mut self, mut n: u64) -> Result<(), ContainerError> {
         while n > 0 {
             let k = n.min(len64(ZEROS.len()));
             let part = ZEROS.get(..usize::try_from(k).unwrap_or(0)).unwrap_or(&[]);
             self.out
                 .write_all(part)
-                .map_err(|source| WriteError::Write {
+                .map_err(|source| ContainerError::Write {
                     offset: self.done,
                     source,
                 })?;
@@ -501,11 +452,11 @@ impl<W: Write> Sink<'_, W> {
 
 impl Sink<'_, &mut File> {
     /// Copies `len` bytes at `offset` of `src` with the kernel's file-to-file copy.
-    fn copy_from(&mut self, src: &File, offset: u64, len: u64) -> Result<(), WriteError> {
+    fn copy_from(&mut self, src: &File, offset: u64, len: u64) -> Result<(), ContainerError> {
         let mut reader = src;
         reader
             .seek(SeekFrom::Start(offset))
-            .map_err(|source| WriteError::Write {
+            .map_err(|source| ContainerError::Write {
                 offset: self.done,
                 source,
             })?;
@@ -513,12 +464,13 @@ impl Sink<'_, &mut File> {
         while left > 0 {
             let want = left.min(CHUNK);
             let mut take = reader.take(want);
-            let n = io::copy(&mut take, &mut *self.out).map_err(|source| WriteError::Write {
-                offset: self.done,
-                source,
-            })?;
+            let n =
+                io::copy(&mut take, &mut *self.out).map_err(|source| ContainerError::Write {
+                    offset: self.done,
+                    source,
+                })?;
             if n == 0 {
-                return Err(WriteError::Write {
+                return Err(ContainerError::Write {
                     offset: self.done,
                     source: io::Error::new(
                         io::ErrorKind::UnexpectedEof,
@@ -546,6 +498,18 @@ fn set_default_permissions(file: &File) -> io::Result<()> {
 #[cfg(not(unix))]
 fn set_default_permissions(_file: &File) -> io::Result<()> {
     Ok(())
+}
+
+/// Writes `bytes` to `path` atomically, like [`PlannedFile::write_atomic`] (a temporary
+/// file in the same folder, `fsync` if `options.durable`, permissions, rename).
+pub fn write_bytes_atomic(
+    path: impl AsRef<Path>,
+    bytes: &[u8],
+    options: &WriteOptions,
+) -> Result<u64, ContainerError> {
+    let mut pieces = Pieces::default();
+    pieces.push(Piece::Bytes(bytes))?;
+    PlannedFile::from_pieces(Vec::new(), pieces).write_atomic(path, options, None)
 }
 
 #[cfg(test)]
@@ -581,6 +545,9 @@ mod tests {
     #[test]
     fn bad_flatbuffer_range_is_an_error() {
         let err = PlannedFile::new(vec![0; 4], vec![Piece::Flatbuffer(2..5)]);
-        assert!(matches!(err, Err(WriteError::BadPiece { index: 0, .. })));
+        assert!(matches!(
+            err,
+            Err(ContainerError::BadPiece { index: 0, .. })
+        ));
     }
 }

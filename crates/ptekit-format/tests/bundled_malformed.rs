@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use ptekit_flatbuffers::Limits;
 use ptekit_format::bundled::{self, BundledFile};
+use ptekit_format::error::ContainerError;
 use ptekit_format::flat_tensor::{self, FlatTensorError, FlatTensorFile, ReadOptions};
 use ptekit_format::pte;
 
@@ -212,7 +213,7 @@ fn targeted_ptd_damage() {
     let mut b = good.clone();
     b[40..48].copy_from_slice(&100u64.to_le_bytes());
     match FlatTensorFile::parse(&b, &opts) {
-        Err(FlatTensorError::Layout { field, .. }) => {
+        Err(FlatTensorError::Container(ContainerError::Layout { field, .. })) => {
             assert!(field.starts_with("segments["), "{field}")
         }
         other => panic!("{other:?}"),

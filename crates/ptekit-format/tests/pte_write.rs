@@ -10,6 +10,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 
+use ptekit_format::error::ContainerError;
 use ptekit_format::pte::{
     plan_exact, relayout, PteError, PteFile, PteMap, ReadOptions, SerializeOptions, SourceRef,
     WriteOptions,
@@ -118,7 +119,10 @@ fn a_source_failing_mid_stream_leaves_the_destination_untouched() {
     let err = planned
         .write_atomic(&dest, &WriteOptions::default(), Some(&mut progress))
         .unwrap_err();
-    assert!(matches!(err, PteError::Write { .. }), "{err}");
+    assert!(
+        matches!(err, PteError::Container(ContainerError::Write { .. })),
+        "{err}"
+    );
     assert!(err.to_string().contains("source file ended"), "{err}");
     assert!(last > 0 && last < planned.len());
     assert_eq!(fs::read(&dest).unwrap(), b"previous content");
@@ -161,7 +165,7 @@ fn a_failing_rename_or_folder_is_a_clean_error() {
         .write_atomic(&dest, &WriteOptions::default(), None)
         .unwrap_err();
     assert!(
-        matches!(err, PteError::Io { op, .. } if op.contains("rename")),
+        matches!(err, PteError::Container(ContainerError::Io { op, .. }) if op.contains("rename")),
         "{err}"
     );
     assert_eq!(names(dir.path()), vec!["taken".to_string()]);
@@ -174,7 +178,10 @@ fn a_failing_rename_or_folder_is_a_clean_error() {
             None,
         )
         .unwrap_err();
-    assert!(matches!(err, PteError::Io { .. }), "{err}");
+    assert!(
+        matches!(err, PteError::Container(ContainerError::Io { .. })),
+        "{err}"
+    );
     assert_eq!(names(dir.path()), vec!["taken".to_string()]);
 }
 
@@ -206,7 +213,9 @@ fn write_to_reports_the_failing_offset() {
     for limit in [0, 7, 100, 1448, 1500, 4000, bytes.len() - 1] {
         let mut w = Failing { written: 0, limit };
         match planned.write_to(&mut w) {
-            Err(PteError::Write { offset, .. }) => assert!(offset <= limit as u64),
+            Err(PteError::Container(ContainerError::Write { offset, .. })) => {
+                assert!(offset <= limit as u64)
+            }
             other => panic!("limit {limit}: {other:?}"),
         }
     }

@@ -38,9 +38,11 @@ use std::borrow::Cow;
 
 use ptekit_flatbuffers::{BuildError, Limits};
 
+use crate::align::{align_up, lcm};
+use crate::error::{ContainerError, LayoutReason};
 use crate::program::DecodeError;
 use crate::write::{len64, Pieces};
-pub use crate::write::{Piece, PlannedFile, WriteError};
+pub use crate::write::{Piece, PlannedFile};
 
 pub use codec::{decode_flat_tensor, is_ft_identifier, pack_flat_tensor};
 pub use model::*;
@@ -91,16 +93,6 @@ pub enum FlatTensorError {
     /// The flatbuffer failed verification.
     #[error("FlatTensor flatbuffer: {0}")]
     Decode(#[from] DecodeError),
-    /// A segment or a reference to one does not fit the file.
-    #[error("{field} (file offset 0x{offset:x}): {message}")]
-    Layout {
-        /// File offset concerned.
-        offset: u64,
-        /// Field path, e.g. `segments[2]` or `named_data[1].segment_index`.
-        field: String,
-        /// What is wrong.
-        message: String,
-    },
     /// Bad serializer input (alignment, buffer index).
     #[error("{field}: {message}")]
     Invalid {
@@ -112,10 +104,11 @@ pub enum FlatTensorError {
     /// Packing the flatbuffer failed.
     #[error("packing the FlatTensor flatbuffer: {0}")]
     Pack(#[from] BuildError),
-    /// Planning or writing the output failed (size overflow, I/O with the path or output
-    /// offset).
-    #[error("{0}")]
-    Write(#[from] WriteError),
+    /// I/O, size arithmetic or layout (shared with every container): a segment or a
+    /// reference to one that does not fit the file, an I/O error with the path, a write
+    /// error with the output offset.
+    #[error(transparent)]
+    Container(#[from] ContainerError),
 }
 
 /// Whether `bytes` carries a FlatTensor identifier (`FT??`) at offset 4.
@@ -243,12 +236,8 @@ pub struct FlatTensorFile<'a> {
     segments: Vec<SegmentInfo<'a>>,
 }
 
-fn layout_err(offset: u64, field: String, message: String) -> FlatTensorError {
-    FlatTensorError::Layout {
-        offset,
-        field,
-        message,
-    }
+fn layout_err(offset: u64, field: String, reason: LayoutReason) -> FlatTensorError {
+    ContainerError::layout(offset, field, reason).into()
 }
 
 impl<'a> FlatTensorFile<'a> {
@@ -317,10 +306,11 @@ impl<'a> FlatTensorFile<'a> {
                 return Err(layout_err(
                     header.segment_base_offset.saturating_add(s.offset),
                     field,
-                    format!(
-                        "offset {} + size {} exceeds segment_data_size {}",
-                        s.offset, s.size, header.segment_data_size
-                    ),
+                    LayoutReason::ExceedsSegmentData {
+                        offset: s.offset,
+                        size: s.size,
+                        data_size: header.segment_data_size,
+                    },
                 ));
             }
             // offset + size <= segment_data_size and base + data_size <= len.
@@ -333,7 +323,7 @@ impl<'a> FlatTensorFile<'a> {
                     layout_err(
                         file_offset,
                         format!("segments[{i}]"),
-                        "past the end of the file".into(),
+                        LayoutReason::PastEndOfFile,
                     )
                 })?;
             segments.push(SegmentInfo {
@@ -354,11 +344,10 @@ impl<'a> FlatTensorFile<'a> {
                 return Err(layout_err(
                     header.segment_base_offset,
                     format!("named_data[{i}].segment_index"),
-                    format!(
-                        "{} is out of range ({} segments)",
-                        n.segment_index,
-                        segments.len()
-                    ),
+                    LayoutReason::SegmentIndexOutOfRange {
+                        index: n.segment_index,
+                        count: segments.len(),
+                    },
                 ));
             }
         }
@@ -469,32 +458,6 @@ impl Default for FlatTensorConfig {
         FlatTensorConfig {
             segment_alignment: DEFAULT_SEGMENT_ALIGNMENT,
         }
-    }
-}
-
-fn gcd(mut a: u64, mut b: u64) -> u64 {
-    while b != 0 {
-        (a, b) = (b, a % b);
-    }
-    a
-}
-
-fn lcm(a: u64, b: u64) -> Option<u64> {
-    if a == 0 || b == 0 {
-        return Some(0);
-    }
-    (a / gcd(a, b)).checked_mul(b)
-}
-
-fn align_up(x: u64, a: u64) -> Option<u64> {
-    if a == 0 {
-        return None;
-    }
-    let r = x % a;
-    if r == 0 {
-        Some(x)
-    } else {
-        x.checked_add(a - r)
     }
 }
 
@@ -650,8 +613,8 @@ pub fn plan<'a>(
     let mut placed = Vec::with_capacity(seg_list.len());
     let mut end = 0u64;
     for (data, alignment) in seg_list {
-        let a = lcm(config.segment_alignment, alignment).ok_or_else(|| too_large("alignment"))?;
-        let offset = align_up(end, a).ok_or_else(|| too_large("segments"))?;
+        let a = lcm(config.segment_alignment, alignment).map_err(|_| too_large("alignment"))?;
+        let offset = align_up(end, a).map_err(|_| too_large("segments"))?;
         let size = data.len();
         end = offset
             .checked_add(size)
@@ -668,7 +631,7 @@ pub fn plan<'a>(
     let padded_header = align_up(u64::from(HEADER_LENGTH), FLATBUFFER_ALIGNMENT).unwrap_or(48);
     let base = len64(fb.len())
         .checked_add(padded_header)
-        .and_then(|x| align_up(x, config.segment_alignment))
+        .and_then(|x| align_up(x, config.segment_alignment).ok())
         .ok_or_else(|| too_large("segment_base_offset"))?;
     assemble(fb, base, placed, end)
 }

@@ -1,8 +1,6 @@
 //! Errors of the `.pte` container code.
 
-use std::io;
-use std::path::PathBuf;
-
+use crate::error::{ContainerError, LayoutReason};
 use crate::program::{DecodeError, PackError};
 
 /// Everything that can go wrong reading, restoring, planning or writing a `.pte` file.
@@ -24,16 +22,6 @@ pub enum PteError {
         offset: u64,
         /// Header field name (`length`, `program_size`, ...).
         field: &'static str,
-        /// What is wrong, with the values involved.
-        message: String,
-    },
-    /// A segment, or a reference into the segments, does not fit the file.
-    #[error("{field} (file offset 0x{offset:x}): {message}")]
-    Layout {
-        /// File offset the problem is about (for a segment: where its data would start).
-        offset: u64,
-        /// Field path, e.g. `segments[3]` or `constant_segment.offsets[1]`.
-        field: String,
         /// What is wrong, with the values involved.
         message: String,
     },
@@ -66,12 +54,6 @@ pub enum PteError {
         /// What is wrong.
         message: String,
     },
-    /// A size or offset computation would exceed 64 bits.
-    #[error("{what}: arithmetic overflow")]
-    Overflow {
-        /// The computation.
-        what: String,
-    },
     /// [`plan_exact`](super::plan_exact): re-packing the decoded program does not give back
     /// the file's program bytes with any alignment the file admits.
     #[error(
@@ -84,39 +66,14 @@ pub enum PteError {
         /// Which candidates were tried, sizes.
         detail: String,
     },
-    /// An I/O operation on a path failed.
-    #[error("{op} {}: {source}", path.display())]
-    Io {
-        /// The operation (`open`, `create temporary file in`, `rename to`, ...).
-        op: &'static str,
-        /// The path involved.
-        path: PathBuf,
-        /// The OS error.
-        #[source]
-        source: io::Error,
-    },
-    /// Writing the output failed at the given output offset.
-    #[error("writing output at offset 0x{offset:x}: {source}")]
-    Write {
-        /// Output offset where the failing write started.
-        offset: u64,
-        /// The OS error.
-        #[source]
-        source: io::Error,
-    },
+    /// I/O, size arithmetic or layout (shared with every container).
+    #[error(transparent)]
+    Container(#[from] ContainerError),
 }
 
 impl PteError {
-    pub(crate) fn layout(
-        offset: u64,
-        field: impl Into<String>,
-        message: impl Into<String>,
-    ) -> Self {
-        Self::Layout {
-            offset,
-            field: field.into(),
-            message: message.into(),
-        }
+    pub(crate) fn layout(offset: u64, field: impl Into<String>, reason: LayoutReason) -> Self {
+        ContainerError::layout(offset, field, reason).into()
     }
 
     pub(crate) fn model(field: impl Into<String>, message: impl Into<String>) -> Self {
@@ -127,6 +84,6 @@ impl PteError {
     }
 
     pub(crate) fn overflow(what: impl Into<String>) -> Self {
-        Self::Overflow { what: what.into() }
+        ContainerError::overflow(what).into()
     }
 }

@@ -8,9 +8,10 @@ use super::file::PteFile;
 use super::header::HEADER_OFFSET;
 use super::restore::restore;
 use super::serialize::{plan, program_pieces, Piece, PlannedPte, SerializeOptions};
-use super::util::{align_up, len64, offset_within};
 use super::PteError;
-use crate::write::{Pieces, PlannedFile};
+use crate::align::align_up;
+use crate::error::LayoutReason;
+use crate::write::{len64, offset_within, Pieces, PlannedFile};
 
 /// Largest alignment considered when inferring (`program::pack::MAX_ALIGNMENT`).
 const MAX_ALIGNMENT_LOG2: u32 = 30;
@@ -268,11 +269,7 @@ pub fn plan_exact<'a>(file: &PteFile<'a>) -> Result<PlannedPte<'a>, PteError> {
             .zip(usize::try_from(to).ok())
             .and_then(|(f, t)| bytes.get(f..t))
             .ok_or_else(|| {
-                PteError::layout(
-                    from,
-                    "file",
-                    format!("range 0x{from:x}..0x{to:x} outside the file"),
-                )
+                PteError::layout(from, "file", LayoutReason::RangeOutsideFile { from, to })
             })
     };
     let file_len = len64(bytes.len());

@@ -5,9 +5,9 @@ use ptekit_flatbuffers::Limits;
 use crate::program::{decode_program, DataLocation, Program};
 
 use super::header::{read_u32_at, ExtendedHeader, HEADER_OFFSET};
-use super::util::len64;
-use super::write::SourceRef;
 use super::PteError;
+use crate::error::LayoutReason;
+use crate::write::{len64, SourceRef};
 
 /// Options of [`PteFile::parse`].
 #[derive(Debug, Clone, Default)]
@@ -241,10 +241,10 @@ fn resolve_segments<'a>(
                 return Err(PteError::layout(
                     0,
                     field(),
-                    format!(
-                        "offset 0x{:x} size {}: the file has no extended header, so segment data cannot be located",
-                        seg.offset, seg.size
-                    ),
+                    LayoutReason::NoHeader {
+                        offset: seg.offset,
+                        size: seg.size,
+                    },
                 ));
             }
             out.push(SegmentInfo {
@@ -260,34 +260,42 @@ fn resolve_segments<'a>(
             PteError::layout(
                 base,
                 field(),
-                format!(
-                    "offset 0x{:x} + segment_base_offset 0x{base:x} overflows",
-                    seg.offset
-                ),
+                LayoutReason::BaseOverflow {
+                    offset: seg.offset,
+                    base,
+                },
             )
         })?;
         let end = start.checked_add(seg.size).ok_or_else(|| {
             PteError::layout(
                 start,
                 field(),
-                format!("offset 0x{start:x} + size {} overflows", seg.size),
+                LayoutReason::EndOverflow {
+                    start,
+                    size: seg.size,
+                },
             )
         })?;
         if start > file_len {
             return Err(PteError::layout(
                 start,
                 format!("segments[{i}].offset"),
-                format!("0x{:x} past end of file (size {file_len})", seg.offset),
+                LayoutReason::OffsetPastEnd {
+                    offset: seg.offset,
+                    file_len,
+                },
             ));
         }
         if end > file_len {
             return Err(PteError::layout(
                 start,
                 format!("segments[{i}].size"),
-                format!(
-                    "{} bytes from file offset 0x{start:x} end at 0x{end:x}, past end of file (size {file_len})",
-                    seg.size
-                ),
+                LayoutReason::SizePastEnd {
+                    size: seg.size,
+                    start,
+                    end,
+                    file_len,
+                },
             ));
         }
         if let Some(area_end) = h.segment_data_end() {
@@ -295,11 +303,12 @@ fn resolve_segments<'a>(
                 return Err(PteError::layout(
                     start,
                     field(),
-                    format!(
-                        "ends at 0x{end:x}, past the segment data end 0x{area_end:x} \
-                         (segment_base_offset 0x{base:x} + segment_data_size {})",
-                        h.segment_data_size.unwrap_or(0)
-                    ),
+                    LayoutReason::PastSegmentData {
+                        end,
+                        area_end,
+                        base,
+                        data_size: h.segment_data_size.unwrap_or(0),
+                    },
                 ));
             }
         }
@@ -307,7 +316,7 @@ fn resolve_segments<'a>(
             .ok()
             .zip(usize::try_from(end).ok())
             .and_then(|(s, e)| bytes.get(s..e))
-            .ok_or_else(|| PteError::layout(start, field(), "not addressable on this platform"))?;
+            .ok_or_else(|| PteError::layout(start, field(), LayoutReason::NotAddressable))?;
         out.push(SegmentInfo {
             offset: seg.offset,
             size: seg.size,
@@ -334,10 +343,11 @@ fn resolve_segments<'a>(
                     return Err(PteError::layout(
                         r.0,
                         format!("segments[{}]", r.2),
-                        format!(
-                            "bytes 0x{:x}..0x{:x} overlap segments[{}] (bytes 0x{:x}..0x{:x})",
-                            r.0, r.1, p.2, p.0, p.1
-                        ),
+                        LayoutReason::Overlap {
+                            range: (r.0, r.1),
+                            other: p.2,
+                            other_range: (p.0, p.1),
+                        },
                     ));
                 }
             }
@@ -362,7 +372,11 @@ fn check_subsegments(
         return Err(PteError::layout(
             0,
             format!("{field}.segment_index"),
-            format!("{segment_index} >= number of segments {}", segments.len()),
+            LayoutReason::IndexOutOfRange {
+                index: u64::from(segment_index),
+                what: "segments",
+                count: segments.len(),
+            },
         ));
     };
     let base = seg.file_offset.unwrap_or(0);
@@ -372,17 +386,21 @@ fn check_subsegments(
             return Err(PteError::layout(
                 base.saturating_add(off),
                 format!("{field}.offsets[{k}]"),
-                format!(
-                    "0x{off:x} past end of segments[{segment_index}] (size {})",
-                    seg.size
-                ),
+                LayoutReason::OffsetPastSegment {
+                    offset: off,
+                    segment: segment_index,
+                    size: seg.size,
+                },
             ));
         }
         if off < prev {
             return Err(PteError::layout(
                 base.saturating_add(off),
                 format!("{field}.offsets[{k}]"),
-                format!("0x{off:x} is smaller than the previous offset 0x{prev:x}"),
+                LayoutReason::OffsetDecreasing {
+                    offset: off,
+                    previous: prev,
+                },
             ));
         }
         prev = off;
@@ -412,7 +430,11 @@ fn check_references(program: &Program<'_>, segments: &[SegmentInfo<'_>]) -> Resu
             return Err(PteError::layout(
                 0,
                 format!("named_data[{k}].segment_index"),
-                format!("{} >= number of segments {nseg}", nd.segment_index),
+                LayoutReason::IndexOutOfRange {
+                    index: u64::from(nd.segment_index),
+                    what: "segments",
+                    count: nseg,
+                },
             ));
         }
     }
@@ -421,7 +443,7 @@ fn check_references(program: &Program<'_>, segments: &[SegmentInfo<'_>]) -> Resu
         for (d, del) in plan.delegates.iter().flatten().enumerate() {
             let field = format!("execution_plan[{p}].delegates[{d}].processed");
             let Some(r) = del.processed else {
-                return Err(PteError::layout(0, field, "missing"));
+                return Err(PteError::layout(0, field, LayoutReason::Missing));
             };
             let limit = match r.location {
                 DataLocation::INLINE => ninline,
@@ -430,7 +452,7 @@ fn check_references(program: &Program<'_>, segments: &[SegmentInfo<'_>]) -> Resu
                     return Err(PteError::layout(
                         0,
                         format!("{field}.location"),
-                        format!("unknown data location {}", other.0),
+                        LayoutReason::UnknownLocation(other.0),
                     ))
                 }
             };
@@ -443,7 +465,11 @@ fn check_references(program: &Program<'_>, segments: &[SegmentInfo<'_>]) -> Resu
                 return Err(PteError::layout(
                     0,
                     format!("{field}.index"),
-                    format!("{} >= number of {what} {limit}", r.index),
+                    LayoutReason::IndexOutOfRange {
+                        index: u64::from(r.index),
+                        what,
+                        count: limit,
+                    },
                 ));
             }
         }

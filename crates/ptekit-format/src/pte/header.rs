@@ -1,7 +1,7 @@
 //! The extended header (`eh00`) inserted after byte 8 of the program flatbuffer.
 
-use super::util::len64;
 use super::PteError;
+use crate::write::len64;
 
 /// Magic bytes at the start of the extended header.
 pub const HEADER_MAGIC: [u8; 4] = *b"eh00";

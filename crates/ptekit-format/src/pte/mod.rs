@@ -34,9 +34,8 @@ mod header;
 mod map;
 mod restore;
 mod serialize;
-mod util;
-mod write;
 
+pub use crate::write::{SourceRef, WriteOptions};
 pub use error::PteError;
 pub use exact::{infer_pack_options, plan_exact, relayout};
 pub use file::{PteFile, ReadOptions, SegmentInfo};
@@ -44,5 +43,3 @@ pub use header::{ExtendedHeader, HEADER_MAGIC, HEADER_OFFSET};
 pub use map::PteMap;
 pub use restore::{restore, DataEntry, NamedDataStore, PteModel};
 pub use serialize::{plan, Piece, PlannedPte, SerializeOptions, DEFAULT_SEGMENT_ALIGNMENT};
-pub use util::{align_up, padding_required};
-pub use write::{SourceRef, WriteOptions};

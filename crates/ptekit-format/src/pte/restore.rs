@@ -147,7 +147,7 @@ fn py_slice(data: &[u8], start: u64, end: u64) -> &[u8] {
 /// The reference's `_restore_constant_segment`: entry `i` spans from `offsets[i]` to
 /// `offsets[i + 1]` (so it keeps the padding after it) or to the segment end.
 fn split_subsegments<'a>(offsets: &[u64], data: &'a [u8]) -> Vec<Buffer<'a>> {
-    let total = super::util::len64(data.len());
+    let total = crate::write::len64(data.len());
     offsets
         .iter()
         .enumerate()
