@@ -6,8 +6,8 @@ use crate::program::{pack_program, PackOptions};
 
 use super::file::PteFile;
 use super::header::HEADER_OFFSET;
+use super::plan::{plan, program_pieces, Piece, PlannedPte, SerializeOptions};
 use super::restore::restore;
-use super::serialize::{plan, program_pieces, Piece, PlannedPte, SerializeOptions};
 use super::PteError;
 use crate::align::align_up;
 use crate::error::LayoutReason;

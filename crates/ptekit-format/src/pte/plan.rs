@@ -14,7 +14,7 @@ use std::io::Write;
 use std::path::Path;
 
 use super::header::ExtendedHeader;
-use super::restore::PteModel;
+use super::model::PteModel;
 use super::PteError;
 use crate::align::{add, align_up, lcm, padding_required};
 pub use crate::write::Piece;
