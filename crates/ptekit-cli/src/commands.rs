@@ -12,14 +12,14 @@ use ptekit_format::mapped::MappedFile;
 use ptekit_format::npz::{self, NpzError};
 use ptekit_format::program::validate;
 use ptekit_format::pte::{
-    infer_pack_options, plan_exact, relayout, PteError, PteFile, ReadOptions, SerializeOptions,
+    self, infer_pack_options, plan_exact, relayout, PteError, PteFile, ReadOptions,
+    SerializeOptions,
 };
 use ptekit_format::write::{write_bytes_atomic, WriteOptions};
 use serde_json::Value;
 
 use crate::progress::bytes_bar;
 use crate::render::render_program;
-use crate::summary::{summarize, FileSummary, HeaderSummary};
 use crate::{BundleSpec, RewriteArgs};
 
 /// An error of a subcommand; displayed as one line that starts with the file's path.
@@ -163,24 +163,6 @@ fn parse_program(map: &MappedFile) -> Result<PteFile<'_>, PteError> {
     Ok(PteFile::parse(map.bytes(), &ReadOptions::default())?.with_source(map.source()))
 }
 
-fn header_summary(file: &PteFile<'_>) -> Option<HeaderSummary> {
-    file.header().map(|h| HeaderSummary {
-        length: h.length,
-        program_size: h.program_size,
-        segment_base_offset: h.segment_base_offset,
-        segment_data_size: h.segment_data_size.unwrap_or(0),
-    })
-}
-
-fn program_summary(file: &PteFile<'_>) -> FileSummary {
-    summarize(
-        file.program(),
-        file.file_identifier(),
-        header_summary(file),
-        file.bytes().len() as u64,
-    )
-}
-
 /// Adds `"kind": kind` in front of a serialized summary.
 fn with_kind(kind: &str, value: Value) -> Value {
     let mut out = serde_json::Map::new();
@@ -199,7 +181,7 @@ pub fn inspect(path: &Path, json: bool) -> Result<(), CliError> {
     let (value, text) = match detect(path, bytes)? {
         Kind::Program => {
             let file = parse_program(&map).map_err(pte_err(path))?;
-            let s = program_summary(&file);
+            let s = pte::summary(&file);
             let mut text = if json {
                 String::new()
             } else {
@@ -213,7 +195,7 @@ pub fn inspect(path: &Path, json: bool) -> Result<(), CliError> {
             let options = ReadOptions::default();
             let file = BundledFile::parse(bytes, &options.limits).map_err(bundled_err(path))?;
             let program = file.program_file(&options).map_err(bundled_err(path))?;
-            let program_s = program_summary(&program);
+            let program_s = pte::summary(&program);
             let s = bundled::summary(&file);
             let mut value = with_kind("bundled_program", serde_json::to_value(&s)?);
             if let Value::Object(map) = &mut value {

@@ -7,7 +7,6 @@ mod cache;
 mod commands;
 mod progress;
 mod render;
-mod summary;
 mod xnnpack;
 
 use std::path::PathBuf;

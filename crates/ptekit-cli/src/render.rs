@@ -1,8 +1,9 @@
-//! Human-readable rendering of a [`FileSummary`]: aligned tables for a terminal.
+//! Human-readable rendering of a `.pte` [`PteSummary`] (built by the library):
+//! aligned tables for a terminal.
 
 use std::fmt::Write as _;
 
-use crate::summary::FileSummary;
+use ptekit_format::pte::{MethodSummary, PteSummary};
 
 /// Formats a byte count with thousands separators (`1,234,567`).
 pub fn thousands(n: u64) -> String {
@@ -96,9 +97,21 @@ fn indices(v: &[i32]) -> String {
     format!("[{}{more}]", shown.join(", "))
 }
 
-/// Renders the summary of a program file as text.
-pub fn render_program(path: &str, s: &FileSummary) -> String {
+/// Renders the summary of a program file as text: the file line and header, each
+/// method, the segments, the named data and the size breakdown.
+pub fn render_program(path: &str, s: &PteSummary) -> String {
     let mut out = String::new();
+    render_file(&mut out, path, s);
+    for method in &s.execution_plans {
+        render_method(&mut out, method);
+    }
+    render_segments(&mut out, s);
+    render_named_data(&mut out, s);
+    render_size_breakdown(&mut out, s);
+    out
+}
+
+fn render_file(out: &mut String, path: &str, s: &PteSummary) {
     let _ = writeln!(
         out,
         "{path}: ExecuTorch program ({}), schema version {}",
@@ -125,122 +138,136 @@ pub fn render_program(path: &str, s: &FileSummary) -> String {
             let _ = writeln!(out, "  header    none (no segment data)");
         }
     }
+}
 
-    for plan in &s.execution_plans {
-        let _ = writeln!(out, "\nmethod {}", plan.name);
-        let _ = writeln!(out, "  inputs        {}", indices(&plan.inputs));
-        let _ = writeln!(out, "  outputs       {}", indices(&plan.outputs));
-        let _ = writeln!(
-            out,
-            "  values        {} ({})",
-            plan.values,
-            counts(&plan.value_kinds)
-        );
-        let total: usize = plan.instructions.values().sum();
-        let _ = writeln!(
-            out,
-            "  instructions  {} in {} chain(s) ({})",
-            total,
-            plan.chains,
-            counts(&plan.instructions)
-        );
-        let _ = writeln!(
-            out,
-            "  planned       {}",
-            plan.non_const_buffer_sizes
-                .iter()
-                .map(|n| thousands((*n).max(0) as u64))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        if plan.operators.is_empty() {
-            let _ = writeln!(out, "  operators     -");
-        } else {
-            let _ = writeln!(out, "  operators     {}", plan.operators.len());
-            let mut t = Table::new(&["#", "operator"]);
-            for (i, op) in plan.operators.iter().enumerate() {
-                t.row(vec![i.to_string(), op.clone()]);
-            }
-            t.render("    ", &mut out);
+fn render_method(out: &mut String, plan: &MethodSummary) {
+    let _ = writeln!(out, "\nmethod {}", plan.name);
+    let _ = writeln!(out, "  inputs        {}", indices(&plan.inputs));
+    let _ = writeln!(out, "  outputs       {}", indices(&plan.outputs));
+    let _ = writeln!(
+        out,
+        "  values        {} ({})",
+        plan.values,
+        counts(&plan.value_kinds)
+    );
+    let total: usize = plan.instructions.values().sum();
+    let _ = writeln!(
+        out,
+        "  instructions  {} in {} chain(s) ({})",
+        total,
+        plan.chains,
+        counts(&plan.instructions)
+    );
+    let _ = writeln!(
+        out,
+        "  planned       {}",
+        plan.non_const_buffer_sizes
+            .iter()
+            .map(|n| thousands((*n).max(0) as u64))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    if plan.operators.is_empty() {
+        let _ = writeln!(out, "  operators     -");
+    } else {
+        let _ = writeln!(out, "  operators     {}", plan.operators.len());
+        let mut t = Table::new(&["#", "operator"]);
+        for (i, op) in plan.operators.iter().enumerate() {
+            t.row(vec![i.to_string(), op.clone()]);
         }
-        if plan.delegates.is_empty() {
-            let _ = writeln!(out, "  delegates     -");
-        } else {
-            let _ = writeln!(out, "  delegates     {}", plan.delegates.len());
-            let mut t = Table::new(&["#", "id", "stored", "bytes", "compile specs"]);
-            for (i, d) in plan.delegates.iter().enumerate() {
-                t.row(vec![
-                    i.to_string(),
-                    d.id.clone(),
-                    format!("{} {}", d.processed.location, d.processed.index),
-                    d.processed.size.map_or("?".into(), thousands),
-                    if d.compile_specs.is_empty() {
-                        "-".into()
-                    } else {
-                        d.compile_specs.join(", ")
-                    },
-                ]);
-            }
-            t.render("    ", &mut out);
-        }
+        t.render("    ", out);
     }
-
-    let _ = writeln!(out, "\nsegments {}", s.segments.len());
-    if !s.segments.is_empty() {
-        let mut t = Table::new(&["#", "offset", "size", "holds"]);
-        for (i, seg) in s.segments.iter().enumerate() {
-            let i32i = i as u32;
-            let mut holds = Vec::new();
-            if s.constant_segment.segment_index == i32i && s.constant_buffer_len == 0 {
-                holds.push(format!(
-                    "constants ({} entries)",
-                    s.constant_segment.offsets
-                ));
-            }
-            for m in &s.mutable_data_segments {
-                if m.segment_index == i32i {
-                    holds.push(format!("mutable state ({} entries)", m.offsets));
-                }
-            }
-            let delegates: usize = s
-                .execution_plans
-                .iter()
-                .flat_map(|p| &p.delegates)
-                .filter(|d| d.processed.location == "segment" && d.processed.index == i32i)
-                .count();
-            if delegates > 0 {
-                holds.push(format!("delegate payload (x{delegates})"));
-            }
-            let named = s
-                .named_data
-                .iter()
-                .filter(|n| n.segment_index == i32i)
-                .count();
-            if named > 0 {
-                holds.push(format!("named data (x{named})"));
-            }
+    if plan.delegates.is_empty() {
+        let _ = writeln!(out, "  delegates     -");
+    } else {
+        let _ = writeln!(out, "  delegates     {}", plan.delegates.len());
+        let mut t = Table::new(&["#", "id", "stored", "bytes", "compile specs"]);
+        for (i, d) in plan.delegates.iter().enumerate() {
             t.row(vec![
                 i.to_string(),
-                thousands(seg.offset),
-                thousands(seg.size),
-                if holds.is_empty() {
+                d.id.clone(),
+                format!("{} {}", d.processed.location, d.processed.index),
+                d.processed.size.map_or("?".into(), thousands),
+                if d.compile_specs.is_empty() {
                     "-".into()
                 } else {
-                    holds.join(", ")
+                    d.compile_specs.join(", ")
                 },
             ]);
         }
-        t.render("  ", &mut out);
+        t.render("    ", out);
     }
-    if !s.named_data.is_empty() {
-        let _ = writeln!(out, "\nnamed data {}", s.named_data.len());
-        let mut t = Table::new(&["segment", "key"]);
-        for n in &s.named_data {
-            t.row(vec![n.segment_index.to_string(), n.key.clone()]);
-        }
-        t.render("  ", &mut out);
-    }
+}
 
+/// What segment `index` holds, as listed in the segments table.
+fn segment_holds(s: &PteSummary, index: u32) -> Vec<String> {
+    let mut holds = Vec::new();
+    if s.constant_segment.segment_index == index && s.constant_buffer_len == 0 {
+        holds.push(format!(
+            "constants ({} entries)",
+            s.constant_segment.offsets
+        ));
+    }
+    for m in &s.mutable_data_segments {
+        if m.segment_index == index {
+            holds.push(format!("mutable state ({} entries)", m.offsets));
+        }
+    }
+    let delegates: usize = s
+        .execution_plans
+        .iter()
+        .flat_map(|p| &p.delegates)
+        .filter(|d| d.processed.location == "segment" && d.processed.index == index)
+        .count();
+    if delegates > 0 {
+        holds.push(format!("delegate payload (x{delegates})"));
+    }
+    let named = s
+        .named_data
+        .iter()
+        .filter(|n| n.segment_index == index)
+        .count();
+    if named > 0 {
+        holds.push(format!("named data (x{named})"));
+    }
+    holds
+}
+
+fn render_segments(out: &mut String, s: &PteSummary) {
+    let _ = writeln!(out, "\nsegments {}", s.segments.len());
+    if s.segments.is_empty() {
+        return;
+    }
+    let mut t = Table::new(&["#", "offset", "size", "holds"]);
+    for (i, seg) in s.segments.iter().enumerate() {
+        let holds = segment_holds(s, i as u32);
+        t.row(vec![
+            i.to_string(),
+            thousands(seg.offset),
+            thousands(seg.size),
+            if holds.is_empty() {
+                "-".into()
+            } else {
+                holds.join(", ")
+            },
+        ]);
+    }
+    t.render("  ", out);
+}
+
+fn render_named_data(out: &mut String, s: &PteSummary) {
+    if s.named_data.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "\nnamed data {}", s.named_data.len());
+    let mut t = Table::new(&["segment", "key"]);
+    for n in &s.named_data {
+        t.row(vec![n.segment_index.to_string(), n.key.clone()]);
+    }
+    t.render("  ", out);
+}
+
+fn render_size_breakdown(out: &mut String, s: &PteSummary) {
     let b = &s.size_breakdown;
     let _ = writeln!(out, "\nsize breakdown");
     let mut t = Table::new(&["part", "bytes", "share"]);
@@ -267,8 +294,7 @@ pub fn render_program(path: &str, s: &FileSummary) -> String {
             t.row(vec![name.into(), thousands(n), share(n)]);
         }
     }
-    t.render("  ", &mut out);
-    out
+    t.render("  ", out);
 }
 
 #[cfg(test)]

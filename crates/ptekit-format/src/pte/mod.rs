@@ -26,6 +26,7 @@
 //! - [`plan_exact`]: re-packs a parsed file and re-emits its exact layout (byte-identical
 //!   for every file the reference writes); [`relayout`]: restore then plan with new
 //!   options (also upgrades legacy layouts).
+//! - [`summary()`](fn@summary): the [`PteSummary`] `ptekit inspect` prints.
 
 mod error;
 mod exact;
@@ -35,6 +36,7 @@ mod map;
 mod model;
 mod plan;
 mod restore;
+mod summary;
 
 pub use crate::write::{SourceRef, WriteOptions};
 pub use error::PteError;
@@ -45,3 +47,8 @@ pub use map::PteMap;
 pub use model::{DataEntry, NamedDataStore, PteModel};
 pub use plan::{plan, Piece, PlannedPte, SerializeOptions, DEFAULT_SEGMENT_ALIGNMENT};
 pub use restore::restore;
+pub use summary::{
+    delegate_summary, method_summary, segments, size_breakdown, subsegments, summary,
+    DelegatePayload, DelegateSummary, HeaderSummary, MethodSummary, NamedDataSummary, Parts,
+    PteSummary, SegmentSummary, SizeBreakdown, SubsegmentSummary,
+};

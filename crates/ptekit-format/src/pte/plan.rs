@@ -5,8 +5,8 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 
 use crate::program::{
-    max_alignment, pack_program, BackendDelegateDataReference, DataLocation, DataSegment,
-    NamedData, PackOptions, SubsegmentOffsets,
+    max_alignment, pack_program, BackendDelegateDataReference, BackendDelegateInlineData, Buffer,
+    DataLocation, DataSegment, NamedData, PackOptions, Program, SubsegmentOffsets,
 };
 
 use std::fs::File;
@@ -14,7 +14,7 @@ use std::io::Write;
 use std::path::Path;
 
 use super::header::ExtendedHeader;
-use super::model::PteModel;
+use super::model::{NamedDataStore, PteModel};
 use super::PteError;
 use crate::align::{add, align_up, lcm, padding_required};
 pub use crate::write::Piece;
@@ -288,198 +288,286 @@ pub fn plan<'a>(
     }
     let pack = options.pack_options();
     pack.validate()?;
-    let tensor_alignment = len64(pack.tensor_alignment);
     let src = &model.program;
     let mut program = src.clone();
-    let mut segments: Vec<SegmentPlan<'a>> = Vec::new();
-    let next_index = |segments: &Vec<SegmentPlan<'a>>| {
-        u32::try_from(segments.len()).map_err(|_| PteError::model("segments", "too many segments"))
-    };
-
-    // 1. Constant segment.
-    if let Some(list) = src.constant_buffer.as_deref().filter(|l| !l.is_empty()) {
-        let mut data = Pieces::default();
-        let mut offsets = Vec::with_capacity(list.len());
-        let mut current: u64 = 0;
-        let last = list.len().saturating_sub(1);
-        for (i, buffer) in list.iter().enumerate() {
-            let storage = buffer.storage.as_ref();
-            let len = len64(storage.map_or(0, |s| s.len()));
-            let pad = padding_required(len, tensor_alignment)?;
-            push_cow(&mut data, storage.unwrap_or(&empty()))?;
-            if i < last {
-                data.push(Piece::Zeros(pad))?;
-            }
-            offsets.push(current);
-            current = add(current, len, || "constant segment size".into())?;
-            current = add(current, pad, || "constant segment size".into())?;
-        }
-        program.constant_segment = Some(SubsegmentOffsets {
-            segment_index: next_index(&segments)?,
-            offsets: Some(offsets),
-        });
-        program.constant_buffer = Some(Vec::new());
-        segments.push(SegmentPlan { data, alignment: 1 });
-    }
-
-    // 2. Mutable data segment.
+    let mut segments = NewSegments::default();
+    constant_segment(
+        src,
+        &mut program,
+        &mut segments,
+        len64(pack.tensor_alignment),
+    )?;
     if let Some(list) = &model.mutable_data {
-        let mut data = Pieces::default();
-        let mut offsets = Vec::with_capacity(list.len());
-        let mut current: u64 = 0;
-        for buffer in list {
-            let storage = buffer.storage.as_ref();
-            push_cow(&mut data, storage.unwrap_or(&empty()))?;
-            offsets.push(current);
-            current = add(current, len64(storage.map_or(0, |s| s.len())), || {
-                "mutable data segment size".into()
-            })?;
-        }
-        if data.len > 0 {
-            program.mutable_data_segments = Some(vec![SubsegmentOffsets {
-                segment_index: next_index(&segments)?,
-                offsets: Some(offsets),
-            }]);
-            segments.push(SegmentPlan { data, alignment: 1 });
-        }
+        mutable_data_segment(list, &mut program, &mut segments)?;
     }
-
-    // 3. Delegate segments.
     if options.extract_delegate_segments {
-        let inline_src = src.backend_delegate_data.as_deref().unwrap_or(&[]);
-        let mut seen = vec![false; inline_src.len()];
-        let mut remaining = Vec::new();
-        // (length, prefix) -> [(blob index in inline_src, segment index)]
-        let mut by_fingerprint: FingerprintMap = HashMap::new();
-        for (p, plan) in program.execution_plan.iter_mut().flatten().enumerate() {
-            for (d, del) in plan.delegates.iter_mut().flatten().enumerate() {
-                let field = || format!("execution_plan[{p}].delegates[{d}].processed");
-                let Some(r) = del.processed else {
-                    return Err(PteError::model(field(), "missing"));
-                };
-                if r.location != DataLocation::INLINE {
-                    return Err(PteError::model(
-                        field(),
-                        format!(
-                            "program must only contain inline delegate data, saw location {:?}",
-                            r.location
-                        ),
-                    ));
-                }
-                let idx = usize::try_from(r.index).unwrap_or(usize::MAX);
-                let Some(inline) = inline_src.get(idx) else {
-                    return Err(PteError::model(
-                        field(),
-                        format!(
-                            "delegate processed index {} >= len(Program.backend_delegate_data) {}",
-                            r.index,
-                            inline_src.len()
-                        ),
-                    ));
-                };
-                if let Some(s) = seen.get_mut(idx) {
-                    *s = true;
-                }
-                match inline.data.as_ref().filter(|d| !d.is_empty()) {
-                    Some(blob) => {
-                        let key = (blob.len(), blob.get(..32).unwrap_or(blob).to_vec());
-                        let bucket = by_fingerprint.entry(key).or_default();
-                        let existing = bucket.iter().find(|(j, _)| {
-                            inline_src
-                                .get(*j)
-                                .and_then(|e| e.data.as_deref())
-                                .is_some_and(|e| e == &blob[..])
-                        });
-                        let segment_index = match existing {
-                            Some(&(_, s)) => s,
-                            None => {
-                                let s = next_index(&segments)?;
-                                let mut data = Pieces::default();
-                                push_cow(&mut data, blob)?;
-                                segments.push(SegmentPlan { data, alignment: 1 });
-                                bucket.push((idx, s));
-                                s
-                            }
-                        };
-                        del.processed = Some(BackendDelegateDataReference {
-                            location: DataLocation::SEGMENT,
-                            index: segment_index,
-                        });
-                    }
-                    None => {
-                        let new_index = u32::try_from(remaining.len())
-                            .map_err(|_| PteError::model(field(), "too many inline entries"))?;
-                        remaining.push(inline.clone());
-                        del.processed = Some(BackendDelegateDataReference {
-                            location: r.location,
-                            index: new_index,
-                        });
-                    }
-                }
-            }
-        }
-        let unvisited: Vec<usize> = seen
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| !**s)
-            .map(|(i, _)| i)
-            .collect();
-        if !unvisited.is_empty() {
-            return Err(PteError::model(
-                "backend_delegate_data",
-                format!("did not handle all elements of backend_delegate_data; remaining: {unvisited:?}"),
-            ));
-        }
-        if program.backend_delegate_data.is_some() {
-            program.backend_delegate_data = Some(remaining);
-        }
+        extract_delegate_segments(src, &mut program, &mut segments)?;
+    }
+    if let Some(store) = &model.named_data {
+        named_data_segments(store, &mut program, &mut segments)?;
+    }
+    let segment_data = lay_out_segments(&mut program, segments, segment_alignment)?;
+    assemble(&program, pack, segment_data, segment_alignment)
+}
+
+/// The segments the planner adds, in order, each with its own alignment.
+#[derive(Default)]
+struct NewSegments<'a> {
+    list: Vec<SegmentPlan<'a>>,
+}
+
+impl<'a> NewSegments<'a> {
+    /// The index the next segment will get.
+    fn next_index(&self) -> Result<u32, PteError> {
+        u32::try_from(self.list.len()).map_err(|_| PteError::model("segments", "too many segments"))
     }
 
-    // 4. Named data.
-    if let Some(store) = &model.named_data {
-        if program.named_data.as_ref().is_some_and(|l| !l.is_empty()) {
-            return Err(PteError::model(
-                "named_data",
-                "program already has named data",
-            ));
+    /// Appends a segment; returns its index.
+    fn push(&mut self, data: Pieces<'a>, alignment: u64) -> Result<u32, PteError> {
+        let index = self.next_index()?;
+        self.list.push(SegmentPlan { data, alignment });
+        Ok(index)
+    }
+}
+
+/// Step 1: a non-empty `constant_buffer` becomes one segment (entries padded to the
+/// tensor alignment, except the last).
+fn constant_segment<'a>(
+    src: &Program<'a>,
+    program: &mut Program<'a>,
+    segments: &mut NewSegments<'a>,
+    tensor_alignment: u64,
+) -> Result<(), PteError> {
+    let Some(list) = src.constant_buffer.as_deref().filter(|l| !l.is_empty()) else {
+        return Ok(());
+    };
+    let mut data = Pieces::default();
+    let mut offsets = Vec::with_capacity(list.len());
+    let mut current: u64 = 0;
+    let last = list.len().saturating_sub(1);
+    for (i, buffer) in list.iter().enumerate() {
+        let storage = buffer.storage.as_ref();
+        let len = len64(storage.map_or(0, |s| s.len()));
+        let pad = padding_required(len, tensor_alignment)?;
+        push_cow(&mut data, storage.unwrap_or(&empty()))?;
+        if i < last {
+            data.push(Piece::Zeros(pad))?;
         }
-        let mut segment_of_buffer: HashMap<usize, u32> = HashMap::new();
-        let mut named = Vec::with_capacity(store.pte_data.len());
-        for (key, entry) in &store.pte_data {
-            let segment_index = match segment_of_buffer.get(&entry.buffer_index) {
-                Some(&s) => s,
+        offsets.push(current);
+        current = add(current, len, || "constant segment size".into())?;
+        current = add(current, pad, || "constant segment size".into())?;
+    }
+    program.constant_segment = Some(SubsegmentOffsets {
+        segment_index: segments.push(data, 1)?,
+        offsets: Some(offsets),
+    });
+    program.constant_buffer = Some(Vec::new());
+    Ok(())
+}
+
+/// Step 2: mutable data, when non-empty in total, becomes one segment without padding.
+fn mutable_data_segment<'a>(
+    list: &[Buffer<'a>],
+    program: &mut Program<'a>,
+    segments: &mut NewSegments<'a>,
+) -> Result<(), PteError> {
+    let mut data = Pieces::default();
+    let mut offsets = Vec::with_capacity(list.len());
+    let mut current: u64 = 0;
+    for buffer in list {
+        let storage = buffer.storage.as_ref();
+        push_cow(&mut data, storage.unwrap_or(&empty()))?;
+        offsets.push(current);
+        current = add(current, len64(storage.map_or(0, |s| s.len())), || {
+            "mutable data segment size".into()
+        })?;
+    }
+    if data.len > 0 {
+        program.mutable_data_segments = Some(vec![SubsegmentOffsets {
+            segment_index: segments.push(data, 1)?,
+            offsets: Some(offsets),
+        }]);
+    }
+    Ok(())
+}
+
+/// Step 3: every non-empty inline delegate blob moves to a segment (identical blobs share
+/// one); empty blobs stay inline, renumbered in visiting order.
+fn extract_delegate_segments<'a>(
+    src: &Program<'a>,
+    program: &mut Program<'a>,
+    segments: &mut NewSegments<'a>,
+) -> Result<(), PteError> {
+    let inline_src = src.backend_delegate_data.as_deref().unwrap_or(&[]);
+    let mut seen = vec![false; inline_src.len()];
+    let mut remaining = Vec::new();
+    let mut by_fingerprint: FingerprintMap = HashMap::new();
+    for (p, plan) in program.execution_plan.iter_mut().flatten().enumerate() {
+        for (d, del) in plan.delegates.iter_mut().flatten().enumerate() {
+            let field = || format!("execution_plan[{p}].delegates[{d}].processed");
+            let (idx, inline) = inline_delegate(del.processed, inline_src, field)?;
+            if let Some(s) = seen.get_mut(idx) {
+                *s = true;
+            }
+            let location = match inline.data.as_ref().filter(|d| !d.is_empty()) {
+                Some(blob) => {
+                    let index =
+                        delegate_segment(blob, idx, inline_src, &mut by_fingerprint, segments)?;
+                    BackendDelegateDataReference {
+                        location: DataLocation::SEGMENT,
+                        index,
+                    }
+                }
                 None => {
-                    let Some(buffer) = store.buffers.get(entry.buffer_index) else {
-                        return Err(PteError::model(
-                            format!("named data {key:?}"),
-                            format!(
-                                "buffer index {} >= number of buffers {}",
-                                entry.buffer_index,
-                                store.buffers.len()
-                            ),
-                        ));
-                    };
-                    let s = next_index(&segments)?;
-                    let mut data = Pieces::default();
-                    push_cow(&mut data, buffer)?;
-                    // AlignedData(alignment or 1)
-                    let alignment = entry.alignment.max(1);
-                    segments.push(SegmentPlan { data, alignment });
-                    segment_of_buffer.insert(entry.buffer_index, s);
-                    s
+                    let index = u32::try_from(remaining.len())
+                        .map_err(|_| PteError::model(field(), "too many inline entries"))?;
+                    remaining.push(inline.clone());
+                    BackendDelegateDataReference {
+                        location: DataLocation::INLINE,
+                        index,
+                    }
                 }
             };
-            named.push(NamedData {
-                key: Some(key.clone()),
-                segment_index,
-            });
+            del.processed = Some(location);
         }
-        program.named_data = Some(named);
     }
+    let unvisited: Vec<usize> = seen
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| !**s)
+        .map(|(i, _)| i)
+        .collect();
+    if !unvisited.is_empty() {
+        return Err(PteError::model(
+            "backend_delegate_data",
+            format!(
+                "did not handle all elements of backend_delegate_data; remaining: {unvisited:?}"
+            ),
+        ));
+    }
+    if program.backend_delegate_data.is_some() {
+        program.backend_delegate_data = Some(remaining);
+    }
+    Ok(())
+}
 
-    // 5. Segment layout.
+/// The inline blob a delegate's `processed` reference names (the reference's checks:
+/// present, inline, in range).
+fn inline_delegate<'m, 'a>(
+    processed: Option<BackendDelegateDataReference>,
+    inline_src: &'m [BackendDelegateInlineData<'a>],
+    field: impl Fn() -> String,
+) -> Result<(usize, &'m BackendDelegateInlineData<'a>), PteError> {
+    let Some(r) = processed else {
+        return Err(PteError::model(field(), "missing"));
+    };
+    if r.location != DataLocation::INLINE {
+        return Err(PteError::model(
+            field(),
+            format!(
+                "program must only contain inline delegate data, saw location {:?}",
+                r.location
+            ),
+        ));
+    }
+    let idx = usize::try_from(r.index).unwrap_or(usize::MAX);
+    match inline_src.get(idx) {
+        Some(inline) => Ok((idx, inline)),
+        None => Err(PteError::model(
+            field(),
+            format!(
+                "delegate processed index {} >= len(Program.backend_delegate_data) {}",
+                r.index,
+                inline_src.len()
+            ),
+        )),
+    }
+}
+
+/// The segment holding `blob` (inline entry `idx`): an earlier segment with identical
+/// bytes, or a new one. (The `Cow` keeps a borrowed blob's `'a` lifetime: no copy.)
+#[allow(clippy::ptr_arg)]
+fn delegate_segment<'a>(
+    blob: &Cow<'a, [u8]>,
+    idx: usize,
+    inline_src: &[BackendDelegateInlineData<'a>],
+    by_fingerprint: &mut FingerprintMap,
+    segments: &mut NewSegments<'a>,
+) -> Result<u32, PteError> {
+    let key = (blob.len(), blob.get(..32).unwrap_or(blob).to_vec());
+    let bucket = by_fingerprint.entry(key).or_default();
+    let existing = bucket.iter().find(|(j, _)| {
+        inline_src
+            .get(*j)
+            .and_then(|e| e.data.as_deref())
+            .is_some_and(|e| e == &blob[..])
+    });
+    if let Some(&(_, s)) = existing {
+        return Ok(s);
+    }
+    let mut data = Pieces::default();
+    push_cow(&mut data, blob)?;
+    let s = segments.push(data, 1)?;
+    bucket.push((idx, s));
+    Ok(s)
+}
+
+/// Step 4: one segment per distinct named buffer, in key order of first use, with that
+/// key's alignment; `named_data = [{key, segment_index}]`.
+fn named_data_segments<'a>(
+    store: &NamedDataStore<'a>,
+    program: &mut Program<'a>,
+    segments: &mut NewSegments<'a>,
+) -> Result<(), PteError> {
+    if program.named_data.as_ref().is_some_and(|l| !l.is_empty()) {
+        return Err(PteError::model(
+            "named_data",
+            "program already has named data",
+        ));
+    }
+    let mut segment_of_buffer: HashMap<usize, u32> = HashMap::new();
+    let mut named = Vec::with_capacity(store.pte_data.len());
+    for (key, entry) in &store.pte_data {
+        let segment_index = match segment_of_buffer.get(&entry.buffer_index) {
+            Some(&s) => s,
+            None => {
+                let Some(buffer) = store.buffers.get(entry.buffer_index) else {
+                    return Err(PteError::model(
+                        format!("named data {key:?}"),
+                        format!(
+                            "buffer index {} >= number of buffers {}",
+                            entry.buffer_index,
+                            store.buffers.len()
+                        ),
+                    ));
+                };
+                let mut data = Pieces::default();
+                push_cow(&mut data, buffer)?;
+                // AlignedData(alignment or 1)
+                let s = segments.push(data, entry.alignment.max(1))?;
+                segment_of_buffer.insert(entry.buffer_index, s);
+                s
+            }
+        };
+        named.push(NamedData {
+            key: Some(key.clone()),
+            segment_index,
+        });
+    }
+    program.named_data = Some(named);
+    Ok(())
+}
+
+/// Step 5: each new segment is appended to `Program.segments` at `align_up(previous
+/// entry's end, lcm(segment_alignment, alignment))`, and its data padded by the same rule
+/// relative to the data written so far. Returns the segment data.
+fn lay_out_segments<'a>(
+    program: &mut Program<'a>,
+    segments: NewSegments<'a>,
+    segment_alignment: u64,
+) -> Result<Pieces<'a>, PteError> {
     let mut segment_data = Pieces::default();
-    for (i, seg) in segments.into_iter().enumerate() {
+    for (i, seg) in segments.list.into_iter().enumerate() {
         let list = program.segments.get_or_insert_with(Vec::new);
         let prev_end = match list.last() {
             Some(s) => add(s.offset, s.size, || {
@@ -499,9 +587,19 @@ pub fn plan<'a>(
             .extend(seg.data)
             .map_err(|_| PteError::overflow(format!("segment data size at new segment {i}")))?;
     }
+    Ok(segment_data)
+}
 
-    // 6. Pack and assemble.
-    let flatbuffer = pack_program(&program, &pack)?;
+/// Step 6: packs the program and assembles the file: without segment data the bare
+/// flatbuffer; otherwise the 32-byte header padded to `align_up(32, max alignment)`, zeros
+/// up to `segment_base_offset = align_up(program_size, segment_alignment)`, the data.
+fn assemble<'a>(
+    program: &Program<'a>,
+    pack: PackOptions,
+    segment_data: Pieces<'a>,
+    segment_alignment: u64,
+) -> Result<PlannedPte<'a>, PteError> {
+    let flatbuffer = pack_program(program, &pack)?;
     if segment_data.len == 0 {
         let out = program_pieces(&flatbuffer, None)?;
         return Ok(PlannedPte {
