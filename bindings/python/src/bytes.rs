@@ -13,6 +13,11 @@
 //! stable ABI since 3.11, with the same `Py_buffer` layout in every CPython 3 release)
 //! are declared here.
 
+#![allow(
+    unsafe_code,
+    reason = "memory-maps files and exposes buffers through the Python buffer protocol"
+)]
+
 use std::ffi::{c_char, c_int, c_void};
 use std::fs::File;
 

@@ -287,8 +287,7 @@ impl<'py> Builder<'py> {
             None => self.none(),
             Some(s) => self.subsegment(s)?,
         };
-        let mutable_data_segments =
-            self.opt_list(&p.mutable_data_segments, |b, x| b.subsegment(x))?;
+        let mutable_data_segments = self.opt_list(&p.mutable_data_segments, Builder::subsegment)?;
         let named_data = self.opt_list(&p.named_data, |b, x| {
             let key = b.string(&x.key);
             let segment_index = b.int(x.segment_index)?;
@@ -354,10 +353,10 @@ impl<'py> Builder<'py> {
                 )?
             }
         };
-        let values = self.opt_list(&p.values, |b, v| b.evalue(v))?;
+        let values = self.opt_list(&p.values, Builder::evalue)?;
         let inputs = self.int_list(&p.inputs)?;
         let outputs = self.int_list(&p.outputs)?;
-        let chains = self.opt_list(&p.chains, |b, c| b.chain(c))?;
+        let chains = self.opt_list(&p.chains, Builder::chain)?;
         let operators = self.opt_list(&p.operators, |b, o| {
             let name = b.string(&o.name);
             let overload = b.string(&o.overload);
@@ -568,9 +567,9 @@ impl<'py> Builder<'py> {
         let py = self.py;
         let inputs = self.int_list(&c.inputs)?;
         let outputs = self.int_list(&c.outputs)?;
-        let instructions = self.opt_list(&c.instructions, |b, i| b.instruction(i))?;
+        let instructions = self.opt_list(&c.instructions, Builder::instruction)?;
         let stacktrace = self.opt_list(&c.stacktrace, |b, fl| {
-            let items = b.opt_list(&fl.items, |b, f| b.frame(f))?;
+            let items = b.opt_list(&fl.items, Builder::frame)?;
             let cls = b.classes.FrameList.clone();
             b.make(&cls, &[(intern!(py, "items"), items)])
         })?;

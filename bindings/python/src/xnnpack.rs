@@ -432,7 +432,7 @@ impl<'py> Conv<'py> {
                             c.tensor(t)
                         }
                     })?;
-                    let qp = c.field(u, "quant_params", |c, q| c.quant(q))?;
+                    let qp = c.field(u, "quant_params", Conv::quant)?;
                     Ok(x::XValueUnion::XNNQuantizedTensorValue(
                         x::XNNQuantizedTensorValue {
                             tensor_value: Some(tv),

@@ -47,17 +47,17 @@ fn parse() -> Result<Args, String> {
             "--layers" => {
                 a.layers = val("--layers")?
                     .parse()
-                    .map_err(|e| format!("--layers: {e}"))?
+                    .map_err(|e| format!("--layers: {e}"))?;
             }
             "--width" => {
                 a.width = val("--width")?
                     .parse()
-                    .map_err(|e| format!("--width: {e}"))?
+                    .map_err(|e| format!("--width: {e}"))?;
             }
             "--weights-seed" => {
                 a.seed = val("--weights-seed")?
                     .parse()
-                    .map_err(|e| format!("--weights-seed: {e}"))?
+                    .map_err(|e| format!("--weights-seed: {e}"))?;
             }
             "--json" => a.json = true,
             "--no-sync" => a.no_sync = true,

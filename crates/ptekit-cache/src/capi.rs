@@ -12,6 +12,11 @@
 //!    to set up operators of a runtime whose cache is not finalized);
 //! 5. `ptekit_cache_free(c)` after the last runtime using it is deleted.
 
+#![allow(
+    unsafe_code,
+    reason = "the C ABI: exported functions take raw pointers from C callers"
+)]
+
 use std::ffi::{c_char, c_void, CStr};
 use std::path::PathBuf;
 use std::time::Duration;

@@ -16,6 +16,11 @@
 //!
 //! The offsets we return are indices into a per-process table of pointers.
 
+#![allow(
+    unsafe_code,
+    reason = "XNNPACK's weights-cache provider: C callbacks receiving raw pointers"
+)]
+
 use std::alloc::Layout;
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::c_void;
@@ -276,7 +281,10 @@ unsafe impl Send for WeightsCache {}
 unsafe impl Sync for WeightsCache {}
 
 fn lock(shared: &Shared) -> MutexGuard<'_, Inner> {
-    shared.inner.lock().unwrap_or_else(|p| p.into_inner())
+    shared
+        .inner
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl WeightsCache {

@@ -76,7 +76,7 @@ fn random_id() -> [u8; 16] {
 fn tmp_path(path: &Path, tag: &str) -> PathBuf {
     let mut name = path
         .file_name()
-        .map(|n| n.to_os_string())
+        .map(std::ffi::OsStr::to_os_string)
         .unwrap_or_default();
     name.push(format!(".{tag}.{}.tmp", std::process::id()));
     path.with_file_name(name)

@@ -4,6 +4,11 @@
 //! Every `unsafe` block of the crate that touches the OS lives here or in
 //! [`crate::provider`] (the FFI callbacks), each with a `SAFETY:` comment.
 
+#![allow(
+    unsafe_code,
+    reason = "mmap, file locks and page-level system calls wrapped in a safe API"
+)]
+
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;

@@ -4,6 +4,11 @@
 //! with or without a weights cache, and run them. Used by the example and the
 //! tests; the cache itself does not depend on it.
 
+#![allow(
+    unsafe_code,
+    reason = "loading and calling the real XNNPACK through its C API"
+)]
+
 use std::ffi::c_void;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -128,10 +133,10 @@ fn check(call: &'static str, status: Status) -> Result<(), XnnError> {
 
 macro_rules! sym {
     ($lib:expr, $dir:expr, $name:literal) => {{
-        // SAFETY: the symbol is an XNNPACK C function whose signature is
-        // declared by the field this value is assigned to, matching
-        // include/xnnpack.h of the XNNPACK version in the ExecuTorch 1.5.1 wheel.
         let s: Symbol<_> =
+            // SAFETY: the symbol is an XNNPACK C function whose signature is
+            // declared by the field this value is assigned to, matching
+            // include/xnnpack.h of the XNNPACK version in the ExecuTorch 1.5.1 wheel.
             unsafe { $lib.get(concat!($name, "\0").as_bytes()) }.map_err(|source| {
                 XnnError::Symbol {
                     symbol: $name,
@@ -346,7 +351,7 @@ impl Runtime {
     /// the cache must outlive the runtime; it is finalized after creation.
     pub fn create(sg: &Subgraph, cache: Option<&WeightsCache>) -> Result<Runtime, XnnError> {
         let wc = cache
-            .map(|c| c.as_xnn_weights_cache())
+            .map(super::provider::WeightsCache::as_xnn_weights_cache)
             .unwrap_or(std::ptr::null_mut());
         let mut raw = std::ptr::null_mut();
         // SAFETY: live subgraph; `wc` is null or a provider that lives as long

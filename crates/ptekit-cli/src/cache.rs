@@ -206,7 +206,7 @@ fn inspect(path: &Path, json: bool) -> i32 {
                                 e.data_offset, e.data_len, e.seed, e.fingerprint_id, e.name
                             ),
                             (i, SlotState::Reserve { data_offset, data_len, .. }) => {
-                                println!("  [{i:>5}] reserve {data_offset:>12} {data_len:>12}")
+                                println!("  [{i:>5}] reserve {data_offset:>12} {data_len:>12}");
                             }
                             (i, SlotState::Drop { slot }) => println!("  [{i:>5}] drop    slot {slot}"),
                             (i, SlotState::Torn(e)) => println!("  [{i:>5}] torn    {e}"),

@@ -42,7 +42,10 @@ struct Table {
 impl Table {
     fn new(header: &[&str]) -> Self {
         Table {
-            rows: vec![header.iter().map(|s| s.to_string()).collect()],
+            rows: vec![header
+                .iter()
+                .map(std::string::ToString::to_string)
+                .collect()],
         }
     }
 

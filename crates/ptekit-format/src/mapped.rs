@@ -1,6 +1,11 @@
 //! A file opened read-only through a memory map: the one way every container reads its
 //! input (`.pte`, `.bpte`, `.ptd`), so writes can copy the input's bytes file to file.
 
+#![allow(
+    unsafe_code,
+    reason = "memory-maps the input file (the one mmap of the format crate)"
+)]
+
 use std::fs::File;
 use std::path::{Path, PathBuf};
 

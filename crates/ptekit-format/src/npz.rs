@@ -374,9 +374,8 @@ impl Lexer<'_> {
         }
     }
     fn string(&mut self) -> Result<String, String> {
-        let q = match self.peek() {
-            Some(q @ (b'\'' | b'"')) => q,
-            _ => return Err(format!("expected a string at header byte {}", self.i)),
+        let Some(q @ (b'\'' | b'"')) = self.peek() else {
+            return Err(format!("expected a string at header byte {}", self.i));
         };
         self.i += 1;
         let start = self.i;

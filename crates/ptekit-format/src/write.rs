@@ -367,7 +367,7 @@ impl<'a> PlannedFile<'a> {
         };
         let existing_permissions = fs::metadata(path)
             .ok()
-            .filter(|m| m.is_file())
+            .filter(std::fs::Metadata::is_file)
             .map(|m| m.permissions());
         let mut prefix = std::ffi::OsString::from(".");
         prefix.push(name);

@@ -214,7 +214,7 @@ fn targeted_ptd_damage() {
     b[40..48].copy_from_slice(&100u64.to_le_bytes());
     match FlatTensorFile::parse(&b, &opts) {
         Err(FlatTensorError::Container(ContainerError::Layout { field, .. })) => {
-            assert!(field.starts_with("segments["), "{field}")
+            assert!(field.starts_with("segments["), "{field}");
         }
         other => panic!("{other:?}"),
     }

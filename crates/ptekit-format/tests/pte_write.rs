@@ -214,7 +214,7 @@ fn write_to_reports_the_failing_offset() {
         let mut w = Failing { written: 0, limit };
         match planned.write_to(&mut w) {
             Err(PteError::Container(ContainerError::Write { offset, .. })) => {
-                assert!(offset <= limit as u64)
+                assert!(offset <= limit as u64);
             }
             other => panic!("limit {limit}: {other:?}"),
         }

@@ -448,7 +448,7 @@ impl Emitter {
             match &t.fields[i] {
                 Field::Scalar(x, d) => {
                     self.ops
-                        .push(json!(["add", x.ty(), slot, x.to_json(), d.to_json()]))
+                        .push(json!(["add", x.ty(), slot, x.to_json(), d.to_json()]));
                 }
                 Field::Child(_) => {
                     let r = children[i].map_or(-1, |r| r as i64);
@@ -602,7 +602,7 @@ pub fn run_rust(ops: &[Value], capacity: usize) -> Vec<u8> {
             ),
             "addoff" => {
                 let off = r(&results, &op[2]);
-                b.add_offset(num(&op[1]), off)
+                b.add_offset(num(&op[1]), off);
             }
             "eo" => results.push(b.end_object()),
             "str" => results.push(b.create_string(op[1].as_str().unwrap())),

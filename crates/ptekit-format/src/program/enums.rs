@@ -19,6 +19,7 @@ macro_rules! schema_enum {
 
         impl $name {
             $(
+                #[doc = concat!("`", stringify!($variant), "` (", stringify!($value), ")")]
                 $(#[$vmeta])*
                 pub const $variant: $name = $name($value);
             )+

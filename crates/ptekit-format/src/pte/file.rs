@@ -59,9 +59,8 @@ impl<'a> PteFile<'a> {
     /// reference's `deserialize_pte_binary`); it may then have only empty segments.
     pub fn parse(bytes: &'a [u8], options: &ReadOptions) -> Result<Self, PteError> {
         let file_len = len64(bytes.len());
-        let identifier = match bytes.get(4..8).and_then(|b| <[u8; 4]>::try_from(b).ok()) {
-            Some(id) => id,
-            None => return Err(PteError::TooShort { len: file_len }),
+        let Some(identifier) = bytes.get(4..8).and_then(|b| <[u8; 4]>::try_from(b).ok()) else {
+            return Err(PteError::TooShort { len: file_len });
         };
         let header = ExtendedHeader::parse(bytes)?;
         let program_size = header.map_or(file_len, |h| h.program_size);

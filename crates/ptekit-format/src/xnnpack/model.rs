@@ -140,7 +140,7 @@ macro_rules! node_tables {
         $(#[$m])*
         #[derive(Debug, Clone, PartialEq, Default)]
         pub struct $name {
-            $( $(#[$fm])* pub $field: $ty, )*
+            $( #[doc = concat!("The schema field `", stringify!($field), "`.")] $(#[$fm])* pub $field: $ty, )*
         }
 
         impl NodeTable for $name {
