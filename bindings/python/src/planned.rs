@@ -9,6 +9,11 @@
 //!   the memory they already live in (no copy), and gathers small pieces (headers,
 //!   padding, small tensors) into one `bytes` per few MiB to keep `write` calls few.
 
+#![allow(
+    unsafe_code,
+    reason = "fills an uninitialized Python bytes object and builds memoryviews through the C API"
+)]
+
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;

@@ -128,7 +128,12 @@ fn size_hint(bp: &BundledProgram<'_>, program_len: usize) -> usize {
         .saturating_add(program_len)
         .saturating_add(bp.program.as_ref().map_or(0, |p| p.len()));
     for suite in bp.method_test_suites.iter().flatten() {
-        n = n.saturating_add(64 + suite.method_name.as_ref().map_or(0, |m| m.len()));
+        n = n.saturating_add(
+            64 + suite
+                .method_name
+                .as_ref()
+                .map_or(0, std::string::String::len),
+        );
         for case in suite.test_cases.iter().flatten() {
             n = n.saturating_add(64);
             let values = case
@@ -143,7 +148,7 @@ fn size_hint(bp: &BundledProgram<'_>, program_len: usize) -> usize {
                         .saturating_add(
                             t.data.as_ref().map_or(0, |d| d.len()) + TENSOR_DATA_ALIGNMENT,
                         )
-                        .saturating_add(t.dim_order.as_ref().map_or(0, |d| d.len()) + 8)
+                        .saturating_add(t.dim_order.as_ref().map_or(0, std::vec::Vec::len) + 8)
                         .saturating_add(t.sizes.as_ref().map_or(0, |s| s.len() * 4) + 8);
                 }
             }
