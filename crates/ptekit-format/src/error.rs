@@ -294,3 +294,145 @@ impl fmt::Display for LayoutReason {
         }
     }
 }
+
+/// Why a container header (the `.pte` `eh00` or the `.ptd` `FH01` header) is malformed or
+/// inconsistent with the file (the message is built by `Display`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HeaderReason {
+    /// The file ends inside the header.
+    Truncated {
+        /// File length.
+        file_len: u64,
+    },
+    /// A header length the format does not define.
+    UnsupportedLength {
+        /// The length found.
+        length: u32,
+        /// The current length.
+        expected: u32,
+        /// The legacy length.
+        legacy: u32,
+    },
+    /// `program_size` smaller than root offset, identifier and header.
+    SmallerThanHeader {
+        /// The value found.
+        value: u64,
+        /// The minimum.
+        min: u64,
+    },
+    /// An offset past the end of the file.
+    PastEndOfFile {
+        /// The value found.
+        value: u64,
+        /// File length.
+        file_len: u64,
+    },
+    /// `segment_base_offset` inside the program.
+    InsideProgram {
+        /// The segment base offset.
+        base: u64,
+        /// The program size.
+        program_size: u64,
+    },
+    /// `segment_data_size` bytes from the segment base run past the end of the file.
+    DataPastEnd {
+        /// The segment data size.
+        size: u64,
+        /// The segment base offset.
+        base: u64,
+        /// File length.
+        file_len: u64,
+    },
+    /// The `FH01` magic is missing.
+    BadMagic {
+        /// What was found (lossy UTF-8).
+        found: String,
+    },
+    /// The `FH01` length is below the minimum.
+    LengthTooSmall {
+        /// The length found.
+        length: u32,
+        /// The minimum.
+        min: u32,
+    },
+    /// `first + second` runs past the end of the file (`.ptd` header fields).
+    SumPastEnd {
+        /// Name of the first field.
+        first: &'static str,
+        /// Its value.
+        first_value: u64,
+        /// Name of the second field.
+        second: &'static str,
+        /// Its value.
+        second_value: u64,
+        /// File length.
+        file_len: u64,
+    },
+    /// `segment_base_offset` overlaps the flatbuffer.
+    OverlapsFlatbuffer {
+        /// The segment base offset.
+        base: u64,
+        /// Where the flatbuffer ends.
+        flatbuffer_end: u64,
+    },
+}
+
+impl fmt::Display for HeaderReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Truncated { file_len } => {
+                write!(f, "truncated: the file ends at {file_len} bytes")
+            }
+            Self::UnsupportedLength {
+                length,
+                expected,
+                legacy,
+            } => write!(
+                f,
+                "unsupported header length {length} (expected {expected} or legacy {legacy})"
+            ),
+            Self::SmallerThanHeader { value, min } => write!(
+                f,
+                "{value} (0x{value:x}) is smaller than root offset, identifier and header \
+                 ({min} bytes)"
+            ),
+            Self::PastEndOfFile { value, file_len } => {
+                write!(f, "0x{value:x} past end of file (size {file_len})")
+            }
+            Self::InsideProgram { base, program_size } => write!(
+                f,
+                "0x{base:x} lies inside the program (program_size 0x{program_size:x})"
+            ),
+            Self::DataPastEnd {
+                size,
+                base,
+                file_len,
+            } => write!(
+                f,
+                "{size} (0x{size:x}) bytes from segment_base_offset 0x{base:x} run past end of \
+                 file (size {file_len})"
+            ),
+            Self::BadMagic { found } => write!(f, "{found:?}, expected \"FH01\""),
+            Self::LengthTooSmall { length, min } => write!(f, "{length} is less than {min}"),
+            Self::SumPastEnd {
+                first,
+                first_value,
+                second,
+                second_value,
+                file_len,
+            } => write!(
+                f,
+                "{first} {first_value} + {second} {second_value} is past the end of the file \
+                 ({file_len} bytes)"
+            ),
+            Self::OverlapsFlatbuffer {
+                base,
+                flatbuffer_end,
+            } => write!(
+                f,
+                "{base} overlaps the flatbuffer (which ends at {flatbuffer_end})"
+            ),
+        }
+    }
+}

@@ -39,7 +39,7 @@ use std::borrow::Cow;
 use ptekit_flatbuffers::{BuildError, Limits};
 
 use crate::align::{align_up, lcm};
-use crate::error::{ContainerError, LayoutReason};
+use crate::error::{ContainerError, HeaderReason, LayoutReason};
 use crate::program::DecodeError;
 use crate::write::{len64, Pieces};
 pub use crate::write::{Piece, PlannedFile};
@@ -81,14 +81,14 @@ pub enum FlatTensorError {
         found: String,
     },
     /// The `FH01` header is malformed or inconsistent with the file.
-    #[error("FH01 header {field} (file offset 0x{offset:x}): {message}")]
+    #[error("FH01 header {field} (file offset 0x{offset:x}): {reason}")]
     Header {
         /// File offset of the field.
         offset: u64,
         /// Header field name.
         field: &'static str,
         /// What is wrong.
-        message: String,
+        reason: HeaderReason,
     },
     /// The flatbuffer failed verification.
     #[error("FlatTensor flatbuffer: {0}")]
@@ -149,7 +149,9 @@ impl FlatTensorHeader {
             return Err(FlatTensorError::Header {
                 offset: HEADER_OFFSET as u64,
                 field: "magic",
-                message: format!("{:?}, expected \"FH01\"", String::from_utf8_lossy(magic)),
+                reason: HeaderReason::BadMagic {
+                    found: String::from_utf8_lossy(magic).into_owned(),
+                },
             });
         }
         let u32_at = |o: usize| {
@@ -173,7 +175,10 @@ impl FlatTensorHeader {
             return Err(FlatTensorError::Header {
                 offset: HEADER_OFFSET as u64 + 4,
                 field: "length",
-                message: format!("{} is less than {HEADER_LENGTH}", header.length),
+                reason: HeaderReason::LengthTooSmall {
+                    length: header.length,
+                    min: HEADER_LENGTH,
+                },
             });
         }
         Ok(header)
@@ -256,37 +261,44 @@ impl<'a> FlatTensorFile<'a> {
             });
         }
         let header = FlatTensorHeader::parse(bytes)?;
-        let fb_end = header
-            .flatbuffer_end()
-            .filter(|e| *e <= len)
-            .ok_or_else(|| FlatTensorError::Header {
-                offset: 24,
-                field: "flatbuffer_size",
-                message: format!(
-                    "flatbuffer_offset {} + flatbuffer_size {} is past the end of the file ({len} bytes)",
-                    header.flatbuffer_offset, header.flatbuffer_size
-                ),
-            })?;
+        let fb_end =
+            header
+                .flatbuffer_end()
+                .filter(|e| *e <= len)
+                .ok_or(FlatTensorError::Header {
+                    offset: 24,
+                    field: "flatbuffer_size",
+                    reason: HeaderReason::SumPastEnd {
+                        first: "flatbuffer_offset",
+                        first_value: header.flatbuffer_offset,
+                        second: "flatbuffer_size",
+                        second_value: header.flatbuffer_size,
+                        file_len: len,
+                    },
+                })?;
         header
             .segment_base_offset
             .checked_add(header.segment_data_size)
             .filter(|e| *e <= len)
-            .ok_or_else(|| FlatTensorError::Header {
+            .ok_or(FlatTensorError::Header {
                 offset: 40,
                 field: "segment_data_size",
-                message: format!(
-                    "segment_base_offset {} + segment_data_size {} is past the end of the file ({len} bytes)",
-                    header.segment_base_offset, header.segment_data_size
-                ),
+                reason: HeaderReason::SumPastEnd {
+                    first: "segment_base_offset",
+                    first_value: header.segment_base_offset,
+                    second: "segment_data_size",
+                    second_value: header.segment_data_size,
+                    file_len: len,
+                },
             })?;
         if header.segment_base_offset < fb_end {
             return Err(FlatTensorError::Header {
                 offset: 32,
                 field: "segment_base_offset",
-                message: format!(
-                    "{} overlaps the flatbuffer (which ends at {fb_end})",
-                    header.segment_base_offset
-                ),
+                reason: HeaderReason::OverlapsFlatbuffer {
+                    base: header.segment_base_offset,
+                    flatbuffer_end: fb_end,
+                },
             });
         }
         // fb_end <= len, so it fits usize.

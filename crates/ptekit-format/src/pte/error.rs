@@ -1,6 +1,6 @@
 //! Errors of the `.pte` container code.
 
-use crate::error::{ContainerError, LayoutReason};
+use crate::error::{ContainerError, HeaderReason, LayoutReason};
 use crate::program::{DecodeError, PackError};
 
 /// Everything that can go wrong reading, restoring, planning or writing a `.pte` file.
@@ -16,14 +16,14 @@ pub enum PteError {
         len: u64,
     },
     /// The extended header at byte 8 is malformed or inconsistent with the file.
-    #[error("extended header {field} (file offset 0x{offset:x}): {message}")]
+    #[error("extended header {field} (file offset 0x{offset:x}): {reason}")]
     Header {
         /// File offset of the field.
         offset: u64,
         /// Header field name (`length`, `program_size`, ...).
         field: &'static str,
         /// What is wrong, with the values involved.
-        message: String,
+        reason: HeaderReason,
     },
     /// The program flatbuffer failed verification.
     #[error("program flatbuffer (file bytes 0x0..0x{end:x}): {source}")]

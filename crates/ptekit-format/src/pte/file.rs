@@ -6,7 +6,7 @@ use crate::program::{decode_program, DataLocation, Program};
 
 use super::header::{read_u32_at, ExtendedHeader, HEADER_OFFSET};
 use super::PteError;
-use crate::error::LayoutReason;
+use crate::error::{HeaderReason, LayoutReason};
 use crate::write::{len64, SourceRef};
 
 /// Options of [`PteFile::parse`].
@@ -67,10 +67,13 @@ impl<'a> PteFile<'a> {
         let program_bytes = usize::try_from(program_size)
             .ok()
             .and_then(|n| bytes.get(..n))
-            .ok_or_else(|| PteError::Header {
+            .ok_or(PteError::Header {
                 offset: 16,
                 field: "program_size",
-                message: format!("0x{program_size:x} past end of file (size {file_len})"),
+                reason: HeaderReason::PastEndOfFile {
+                    value: program_size,
+                    file_len,
+                },
             })?;
         let program =
             decode_program(program_bytes, &options.limits).map_err(|source| PteError::Decode {

@@ -1,6 +1,7 @@
 //! The extended header (`eh00`) inserted after byte 8 of the program flatbuffer.
 
 use super::PteError;
+use crate::error::HeaderReason;
 use crate::write::len64;
 
 /// Magic bytes at the start of the extended header.
@@ -69,11 +70,11 @@ impl ExtendedHeader {
             return Err(PteError::Header {
                 offset: 12,
                 field: "length",
-                message: format!(
-                    "unsupported header length {length} (expected {} or legacy {})",
-                    Self::LENGTH,
-                    Self::LEGACY_LENGTH
-                ),
+                reason: HeaderReason::UnsupportedLength {
+                    length,
+                    expected: Self::LENGTH,
+                    legacy: Self::LEGACY_LENGTH,
+                },
             });
         }
         let program_size =
@@ -102,40 +103,40 @@ impl ExtendedHeader {
             return Err(PteError::Header {
                 offset: 16,
                 field: "program_size",
-                message: format!(
-                    "{} (0x{:x}) is smaller than root offset, identifier and header ({min_program} bytes)",
-                    self.program_size, self.program_size
-                ),
+                reason: HeaderReason::SmallerThanHeader {
+                    value: self.program_size,
+                    min: min_program,
+                },
             });
         }
         if self.program_size > file_len {
             return Err(PteError::Header {
                 offset: 16,
                 field: "program_size",
-                message: format!(
-                    "0x{:x} past end of file (size {file_len})",
-                    self.program_size
-                ),
+                reason: HeaderReason::PastEndOfFile {
+                    value: self.program_size,
+                    file_len,
+                },
             });
         }
         if self.segment_base_offset < self.program_size {
             return Err(PteError::Header {
                 offset: 24,
                 field: "segment_base_offset",
-                message: format!(
-                    "0x{:x} lies inside the program (program_size 0x{:x})",
-                    self.segment_base_offset, self.program_size
-                ),
+                reason: HeaderReason::InsideProgram {
+                    base: self.segment_base_offset,
+                    program_size: self.program_size,
+                },
             });
         }
         if self.segment_base_offset > file_len {
             return Err(PteError::Header {
                 offset: 24,
                 field: "segment_base_offset",
-                message: format!(
-                    "0x{:x} past end of file (size {file_len})",
-                    self.segment_base_offset
-                ),
+                reason: HeaderReason::PastEndOfFile {
+                    value: self.segment_base_offset,
+                    file_len,
+                },
             });
         }
         if let Some(size) = self.segment_data_size {
@@ -145,10 +146,11 @@ impl ExtendedHeader {
                 return Err(PteError::Header {
                     offset: 32,
                     field: "segment_data_size",
-                    message: format!(
-                        "{size} (0x{size:x}) bytes from segment_base_offset 0x{:x} run past end of file (size {file_len})",
-                        self.segment_base_offset
-                    ),
+                    reason: HeaderReason::DataPastEnd {
+                        size,
+                        base: self.segment_base_offset,
+                        file_len,
+                    },
                 });
             }
         }
@@ -180,7 +182,7 @@ fn truncated(offset: u64, field: &'static str, file_len: u64) -> PteError {
     PteError::Header {
         offset,
         field,
-        message: format!("truncated: the file ends at {file_len} bytes"),
+        reason: HeaderReason::Truncated { file_len },
     }
 }
 
