@@ -39,7 +39,7 @@ mod restore;
 mod summary;
 
 pub use crate::write::{SourceRef, WriteOptions};
-pub use error::PteError;
+pub use error::{ModelReason, PteError};
 pub use exact::{infer_pack_options, plan_exact, relayout};
 pub use file::{PteFile, ReadOptions, SegmentInfo};
 pub use header::{ExtendedHeader, HEADER_MAGIC, HEADER_OFFSET};

@@ -6,7 +6,7 @@ use std::borrow::Cow;
 
 use crate::program::{Buffer, Program};
 
-use super::PteError;
+use super::{ModelReason, PteError};
 
 /// What the reference serializer takes as input (its `PTEFile`): the program with
 /// constants and delegate blobs inline, plus the data that goes into segments of its own.
@@ -82,7 +82,7 @@ impl<'a> NamedDataStore<'a> {
         if alignment == 0 {
             return Err(PteError::model(
                 format!("named data {key:?}"),
-                "alignment must be greater than 0",
+                ModelReason::ZeroAlignment,
             ));
         }
         if let Some(entry) = self.entry(&key) {
@@ -92,11 +92,10 @@ impl<'a> NamedDataStore<'a> {
             }
             return Err(PteError::model(
                 format!("named data {key:?}"),
-                format!(
-                    "duplicate key with different data (existing {} bytes, new {} bytes)",
-                    existing.map_or(0, <[u8]>::len),
-                    data.len()
-                ),
+                ModelReason::DuplicateKey {
+                    existing: existing.map_or(0, <[u8]>::len),
+                    new: data.len(),
+                },
             ));
         }
         let buffer_index = match self.buffers.iter().position(|b| same_bytes(b, &data)) {

@@ -15,7 +15,7 @@ use std::path::Path;
 
 use super::header::ExtendedHeader;
 use super::model::{NamedDataStore, PteModel};
-use super::PteError;
+use super::{ModelReason, PteError};
 use crate::align::{add, align_up, lcm, padding_required};
 pub use crate::write::Piece;
 use crate::write::{len64, Pieces, PlannedFile, Progress, SourceRef, WriteOptions};
@@ -216,14 +216,16 @@ pub(crate) fn program_pieces<'a>(
     let (Some(root), Some(ident)) = (flatbuffer.get(0..4), flatbuffer.get(4..8)) else {
         return Err(PteError::model(
             "flatbuffer",
-            format!("{} bytes is too short to insert a header", flatbuffer.len()),
+            ModelReason::FlatbufferTooShort {
+                len: flatbuffer.len(),
+            },
         ));
     };
     let id: [u8; 4] = ident.try_into().unwrap_or([0; 4]);
     if !crate::program::decode::is_et_identifier(id) {
         return Err(PteError::model(
             "flatbuffer",
-            format!("file identifier {id:?} does not match /ET[0-9a-zA-Z][0-9a-zA-Z]/"),
+            ModelReason::BadIdentifier(id),
         ));
     }
     let root = u32::from_le_bytes(root.try_into().unwrap_or([0; 4]));
@@ -235,7 +237,7 @@ pub(crate) fn program_pieces<'a>(
     let pad = block_len.checked_sub(len64(encoded.len())).ok_or_else(|| {
         PteError::model(
             "extended header",
-            format!("inserted block of {block_len} bytes is shorter than the header"),
+            ModelReason::BlockShorterThanHeader { block_len },
         )
     })?;
     let mut head = Vec::with_capacity(8);
@@ -319,7 +321,8 @@ struct NewSegments<'a> {
 impl<'a> NewSegments<'a> {
     /// The index the next segment will get.
     fn next_index(&self) -> Result<u32, PteError> {
-        u32::try_from(self.list.len()).map_err(|_| PteError::model("segments", "too many segments"))
+        u32::try_from(self.list.len())
+            .map_err(|_| PteError::model("segments", ModelReason::TooMany("segments")))
     }
 
     /// Appends a segment; returns its index.
@@ -419,8 +422,9 @@ fn extract_delegate_segments<'a>(
                     }
                 }
                 None => {
-                    let index = u32::try_from(remaining.len())
-                        .map_err(|_| PteError::model(field(), "too many inline entries"))?;
+                    let index = u32::try_from(remaining.len()).map_err(|_| {
+                        PteError::model(field(), ModelReason::TooMany("inline entries"))
+                    })?;
                     remaining.push(inline.clone());
                     BackendDelegateDataReference {
                         location: DataLocation::INLINE,
@@ -440,9 +444,9 @@ fn extract_delegate_segments<'a>(
     if !unvisited.is_empty() {
         return Err(PteError::model(
             "backend_delegate_data",
-            format!(
-                "did not handle all elements of backend_delegate_data; remaining: {unvisited:?}"
-            ),
+            ModelReason::UnhandledDelegateData {
+                remaining: unvisited,
+            },
         ));
     }
     if program.backend_delegate_data.is_some() {
@@ -459,27 +463,20 @@ fn inline_delegate<'m, 'a>(
     field: impl Fn() -> String,
 ) -> Result<(usize, &'m BackendDelegateInlineData<'a>), PteError> {
     let Some(r) = processed else {
-        return Err(PteError::model(field(), "missing"));
+        return Err(PteError::model(field(), ModelReason::Missing));
     };
     if r.location != DataLocation::INLINE {
-        return Err(PteError::model(
-            field(),
-            format!(
-                "program must only contain inline delegate data, saw location {:?}",
-                r.location
-            ),
-        ));
+        return Err(PteError::model(field(), ModelReason::NotInline(r.location)));
     }
     let idx = usize::try_from(r.index).unwrap_or(usize::MAX);
     match inline_src.get(idx) {
         Some(inline) => Ok((idx, inline)),
         None => Err(PteError::model(
             field(),
-            format!(
-                "delegate processed index {} >= len(Program.backend_delegate_data) {}",
-                r.index,
-                inline_src.len()
-            ),
+            ModelReason::DelegateIndexOutOfRange {
+                index: r.index,
+                len: inline_src.len(),
+            },
         )),
     }
 }
@@ -522,7 +519,7 @@ fn named_data_segments<'a>(
     if program.named_data.as_ref().is_some_and(|l| !l.is_empty()) {
         return Err(PteError::model(
             "named_data",
-            "program already has named data",
+            ModelReason::AlreadyHasNamedData,
         ));
     }
     let mut segment_of_buffer: HashMap<usize, u32> = HashMap::new();
@@ -534,11 +531,10 @@ fn named_data_segments<'a>(
                 let Some(buffer) = store.buffers.get(entry.buffer_index) else {
                     return Err(PteError::model(
                         format!("named data {key:?}"),
-                        format!(
-                            "buffer index {} >= number of buffers {}",
-                            entry.buffer_index,
-                            store.buffers.len()
-                        ),
+                        ModelReason::BufferIndexOutOfRange {
+                            index: entry.buffer_index,
+                            count: store.buffers.len(),
+                        },
                     ));
                 };
                 let mut data = Pieces::default();

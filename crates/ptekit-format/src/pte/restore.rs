@@ -11,7 +11,7 @@ use crate::program::{
 
 use super::file::PteFile;
 use super::model::{same_bytes, DataEntry, NamedDataStore, PteModel};
-use super::PteError;
+use super::{ModelReason, PteError};
 
 /// Python slice semantics `data[start:end]` (clamped; empty when `start >= end`).
 fn py_slice(data: &[u8], start: u64, end: u64) -> &[u8] {
@@ -49,7 +49,10 @@ fn segment<'a>(
         .ok_or_else(|| {
             PteError::model(
                 what(),
-                format!("segment index {index} >= num segments {}", segments.len()),
+                ModelReason::SegmentIndexOutOfRange {
+                    index,
+                    count: segments.len(),
+                },
             )
         })
 }
@@ -92,7 +95,7 @@ pub fn restore<'a>(file: &PteFile<'a>) -> Result<PteModel<'a>, PteError> {
         for (d, del) in plan.delegates.iter_mut().flatten().enumerate() {
             let field = || format!("execution_plan[{p}].delegates[{d}].processed");
             let Some(r) = del.processed else {
-                return Err(PteError::model(field(), "missing"));
+                return Err(PteError::model(field(), ModelReason::Missing));
             };
             if r.location == DataLocation::INLINE {
                 continue;
@@ -100,13 +103,17 @@ pub fn restore<'a>(file: &PteFile<'a>) -> Result<PteModel<'a>, PteError> {
             if r.location != DataLocation::SEGMENT {
                 return Err(PteError::model(
                     field(),
-                    format!("unknown data location {}", r.location.0),
+                    ModelReason::UnknownLocation(r.location.0),
                 ));
             }
             let data = segment(&segments, r.index, field)?;
             let list = inline.get_or_insert_with(Vec::new);
-            let index = u32::try_from(list.len())
-                .map_err(|_| PteError::model(field(), "too many backend_delegate_data entries"))?;
+            let index = u32::try_from(list.len()).map_err(|_| {
+                PteError::model(
+                    field(),
+                    ModelReason::TooMany("backend_delegate_data entries"),
+                )
+            })?;
             list.push(BackendDelegateInlineData {
                 data: Some(Cow::Borrowed(data)),
             });
@@ -139,10 +146,7 @@ pub fn restore<'a>(file: &PteFile<'a>) -> Result<PteModel<'a>, PteError> {
         if list.len() > 1 {
             return Err(PteError::model(
                 "mutable_data_segments",
-                format!(
-                    "can't handle more than 1 mutable data segment (found {})",
-                    list.len()
-                ),
+                ModelReason::TooManyMutableSegments { found: list.len() },
             ));
         }
         if let Some(ms) = list.first() {
@@ -166,7 +170,10 @@ pub fn restore<'a>(file: &PteFile<'a>) -> Result<PteModel<'a>, PteError> {
                 format!("named_data[{k}].segment_index")
             })?;
             let Some(key) = nd.key.as_deref() else {
-                return Err(PteError::model(format!("named_data[{k}].key"), "missing"));
+                return Err(PteError::model(
+                    format!("named_data[{k}].key"),
+                    ModelReason::Missing,
+                ));
             };
             builder.add(key, data, 1)?;
         }
@@ -200,11 +207,10 @@ impl<'a> StoreBuilder<'a> {
             }
             return Err(PteError::model(
                 format!("named data {key:?}"),
-                format!(
-                    "duplicate key with different data (existing {} bytes, new {} bytes)",
-                    existing.map_or(0, <[u8]>::len),
-                    data.len()
-                ),
+                ModelReason::DuplicateKey {
+                    existing: existing.map_or(0, <[u8]>::len),
+                    new: data.len(),
+                },
             ));
         }
         let prefix = data.get(..32).unwrap_or(data);
