@@ -130,15 +130,29 @@ fn ptd_err(path: &Path) -> impl Fn(FlatTensorError) -> CliError + '_ {
     }
 }
 
+/// Writes command output to standard output.
+pub fn print_out(text: &str) -> Result<(), CliError> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|source| CliError::Io {
+            path: PathBuf::from("<stdout>"),
+            source,
+        })
+}
+
 /// What a file is, by its identifier.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
+pub enum Kind {
+    /// A program (`ET12`).
     Program,
+    /// A bundled program (`BP08`).
     Bundled,
+    /// A tensor-data file (`FT01`).
     TensorData,
 }
 
-fn detect(path: &Path, bytes: &[u8]) -> Result<Kind, CliError> {
+pub fn detect(path: &Path, bytes: &[u8]) -> Result<Kind, CliError> {
     if bundled::is_bundled(bytes) {
         return Ok(Kind::Bundled);
     }

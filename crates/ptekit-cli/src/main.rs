@@ -5,6 +5,9 @@
 
 mod cache;
 mod commands;
+mod diff;
+mod input;
+mod ops;
 mod progress;
 mod render;
 mod xnnpack;
@@ -48,6 +51,34 @@ enum Command {
     /// Parse a file completely and write it back, keeping its layout unless options
     /// ask for another one. The destination is replaced atomically.
     Rewrite(RewriteArgs),
+    /// List the operators of programs; with --yaml, the selective-build YAML that
+    /// `gen_oplist --model_file_path` writes (several files merge into one list).
+    Ops {
+        /// Programs (.pte or .bpte; `-` for standard input).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Print the selective-build YAML (selected_operators.yaml) with kernel metadata.
+        #[arg(long, conflicts_with = "json")]
+        yaml: bool,
+        /// Print operators and kernel metadata as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Compare two programs (.pte, or .bpte through their programs): methods, operators,
+    /// delegates, values, tensors with data statistics, named data and layout. Exit 0
+    /// when equivalent, 1 when different, 2 on trouble (like diff).
+    Diff {
+        /// The first file (`-` for standard input).
+        a: PathBuf,
+        /// The second file.
+        b: PathBuf,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+        /// Differing elements to show per tensor.
+        #[arg(long, default_value_t = 10, value_name = "N")]
+        max_samples: usize,
+    },
     /// Make bundled programs (.bpte: a program plus test cases) and take them apart.
     #[command(subcommand)]
     Bundle(BundleCommand),
@@ -184,6 +215,31 @@ fn main() -> ExitCode {
         Command::Inspect { file, json } => commands::inspect(&file, json),
         Command::Verify { file, data } => commands::verify(&file, data.as_deref()),
         Command::Xnnpack(XnnpackCommand::Dump { file, delegate }) => xnnpack::dump(&file, delegate),
+        Command::Ops { files, yaml, json } => {
+            let format = if yaml {
+                ops::OpsFormat::Yaml
+            } else if json {
+                ops::OpsFormat::Json
+            } else {
+                ops::OpsFormat::Lines
+            };
+            ops::ops(&files, format)
+        }
+        Command::Diff {
+            a,
+            b,
+            json,
+            max_samples,
+        } => {
+            return match diff::diff(&a, &b, json, max_samples) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::from(1),
+                Err(err) => {
+                    eprintln!("ptekit: {err}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Rewrite(args) => commands::rewrite(&args),
         Command::Bundle(BundleCommand::ExtractProgram { input, output }) => {
             commands::bundle_extract(&input, &output)

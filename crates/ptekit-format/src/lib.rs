@@ -22,6 +22,7 @@
 //!   error wraps.
 
 pub mod align;
+pub mod analysis;
 pub mod bundled;
 pub mod error;
 mod fields;
