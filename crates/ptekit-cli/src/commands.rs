@@ -132,6 +132,7 @@ fn ptd_err(path: &Path) -> impl Fn(FlatTensorError) -> CliError + '_ {
 
 /// Writes command output to standard output.
 pub fn print_out(text: &str) -> Result<(), CliError> {
+    use std::io::Write as _;
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())
         .and_then(|()| out.flush())

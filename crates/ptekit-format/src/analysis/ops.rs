@@ -110,7 +110,7 @@ pub fn kernel_keys(plan: &ExecutionPlan<'_>) -> Vec<(String, String)> {
                         .dim_order
                         .iter()
                         .flatten()
-                        .map(|d| d.to_string())
+                        .map(ToString::to_string)
                         .collect();
                     key.push_str(&format!("{};{}|", t.scalar_type.0, order.join(",")));
                 }
