@@ -176,11 +176,14 @@ struct PtekitCache *ptekit_cache_open(const char *path, const struct PtekitCache
 void ptekit_cache_free(struct PtekitCache *c);
 
 /**
- * Registers a static weight buffer before runtime creation. With `key32`
- * NULL the bytes are hashed now; otherwise `key32` (32 bytes) must identify
- * the content (e.g. its SHA-256) and the bytes are not read. `name` (may be
- * NULL) is stored with the entry; a later entry with the same name, seed and
- * fingerprint supersedes an older one. Returns 0, or -1 on a NULL argument.
+ * Registers a static weight buffer before runtime creation, without a
+ * packing descriptor: only for callers whose buffers never appear with two
+ * shapes, datatypes or quantization parameters (prefer
+ * [`ptekit_cache_register_v2`]). With `key32` NULL the bytes are hashed now;
+ * otherwise `key32` (32 bytes) must identify the content (e.g. its SHA-256)
+ * and the bytes are not read. `name` (may be NULL) is stored with the entry;
+ * a later entry with the same name, seed and fingerprint supersedes an older
+ * one. Returns 0, or -1 on a NULL argument.
  *
  * # Safety
  * `data` points to `len` readable bytes (when `key32` is NULL); `name` is
@@ -193,6 +196,24 @@ int32_t ptekit_cache_register(struct PtekitCache *c,
                               const uint8_t *key32);
 
 /**
+ * Like [`ptekit_cache_register`], with `desc32` (32 bytes, may be NULL): a
+ * digest of everything besides the bytes that changes XNNPACK's packing of
+ * this buffer — at least its datatype, dimensions and every quantization
+ * parameter (scale contents, zero points, channel dimension, block size),
+ * and the parameters of the node consuming it. Buffers with equal bytes and
+ * different descriptors never share an entry.
+ *
+ * # Safety
+ * As [`ptekit_cache_register`]; `desc32` is NULL or 32 readable bytes.
+ */
+int32_t ptekit_cache_register_v2(struct PtekitCache *c,
+                                 const void *data,
+                                 uintptr_t len,
+                                 const char *name,
+                                 const uint8_t *key32,
+                                 const uint8_t *desc32);
+
+/**
  * The `xnn_weights_cache_t` to pass to `xnn_create_runtime_v4` (a pointer to
  * an `xnn_weights_cache_provider` laid out as [`crate::provider::XnnWeightsCacheProvider`]).
  *
@@ -202,7 +223,8 @@ int32_t ptekit_cache_register(struct PtekitCache *c,
 void *ptekit_cache_xnn_weights_cache(struct PtekitCache *c);
 
 /**
- * Call after `xnn_create_runtime_v4`: releases the writer lock and marks the
+ * Call after `xnn_create_runtime_v4` (on the thread that created the
+ * runtime): commits the weights packed for it in one batch and marks the
  * cache finalized (required by XNNPACK operator setup). Returns 0.
  *
  * # Safety

@@ -130,11 +130,14 @@ pub unsafe extern "C" fn ptekit_cache_free(c: *mut PtekitCache) {
     }
 }
 
-/// Registers a static weight buffer before runtime creation. With `key32`
-/// NULL the bytes are hashed now; otherwise `key32` (32 bytes) must identify
-/// the content (e.g. its SHA-256) and the bytes are not read. `name` (may be
-/// NULL) is stored with the entry; a later entry with the same name, seed and
-/// fingerprint supersedes an older one. Returns 0, or -1 on a NULL argument.
+/// Registers a static weight buffer before runtime creation, without a
+/// packing descriptor: only for callers whose buffers never appear with two
+/// shapes, datatypes or quantization parameters (prefer
+/// [`ptekit_cache_register_v2`]). With `key32` NULL the bytes are hashed now;
+/// otherwise `key32` (32 bytes) must identify the content (e.g. its SHA-256)
+/// and the bytes are not read. `name` (may be NULL) is stored with the entry;
+/// a later entry with the same name, seed and fingerprint supersedes an older
+/// one. Returns 0, or -1 on a NULL argument.
 ///
 /// # Safety
 /// `data` points to `len` readable bytes (when `key32` is NULL); `name` is
@@ -146,6 +149,28 @@ pub unsafe extern "C" fn ptekit_cache_register(
     len: usize,
     name: *const c_char,
     key32: *const u8,
+) -> i32 {
+    // SAFETY: same contract as ptekit_cache_register_v2 with no descriptor.
+    unsafe { ptekit_cache_register_v2(c, data, len, name, key32, std::ptr::null()) }
+}
+
+/// Like [`ptekit_cache_register`], with `desc32` (32 bytes, may be NULL): a
+/// digest of everything besides the bytes that changes XNNPACK's packing of
+/// this buffer — at least its datatype, dimensions and every quantization
+/// parameter (scale contents, zero points, channel dimension, block size),
+/// and the parameters of the node consuming it. Buffers with equal bytes and
+/// different descriptors never share an entry.
+///
+/// # Safety
+/// As [`ptekit_cache_register`]; `desc32` is NULL or 32 readable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn ptekit_cache_register_v2(
+    c: *mut PtekitCache,
+    data: *const c_void,
+    len: usize,
+    name: *const c_char,
+    key32: *const u8,
+    desc32: *const u8,
 ) -> i32 {
     // SAFETY: caller passes a live handle or NULL.
     let Some(c) = (unsafe { c.as_ref() }) else {
@@ -164,6 +189,11 @@ pub unsafe extern "C" fn ptekit_cache_register(
                 .into_owned(),
         )
     };
+    let mut desc = [0u8; 32];
+    if !desc32.is_null() {
+        // SAFETY: caller guarantees 32 readable bytes at desc32.
+        desc.copy_from_slice(unsafe { std::slice::from_raw_parts(desc32, 32) });
+    }
     let key = if key32.is_null() {
         // SAFETY: caller guarantees `len` readable bytes at `data`.
         let bytes = unsafe { std::slice::from_raw_parts(data.cast::<u8>(), len) };
@@ -171,6 +201,7 @@ pub unsafe extern "C" fn ptekit_cache_register(
             key: *blake3::hash(bytes).as_bytes(),
             source: KeySource::Hashed,
             len: len as u64,
+            desc,
         }
     } else {
         let mut k = [0u8; 32];
@@ -180,6 +211,7 @@ pub unsafe extern "C" fn ptekit_cache_register(
             key: k,
             source: KeySource::Caller,
             len: len as u64,
+            desc,
         }
     };
     c.inner.register_key(data.cast(), key, name.as_deref());
@@ -200,7 +232,8 @@ pub unsafe extern "C" fn ptekit_cache_xnn_weights_cache(c: *mut PtekitCache) -> 
     }
 }
 
-/// Call after `xnn_create_runtime_v4`: releases the writer lock and marks the
+/// Call after `xnn_create_runtime_v4` (on the thread that created the
+/// runtime): commits the weights packed for it in one batch and marks the
 /// cache finalized (required by XNNPACK operator setup). Returns 0.
 ///
 /// # Safety

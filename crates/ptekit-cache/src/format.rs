@@ -1,7 +1,9 @@
 //! The on-disk format of a ptekit packed-weight cache file (`PTKWC` v1).
 //!
 //! ```text
-//! offset 0            header (64 bytes, checksummed), written once at creation
+//! offset 0            header (128 bytes, checksummed), written once at creation:
+//!                     layout, file id, and the identity of the environment the
+//!                     packed bytes are valid for (XNNPACK build, CPU features)
 //! header.index_offset index log: `slot_count` slots of 256 bytes, append-only
 //! header.data_offset  packed data, allocated in 64-byte aligned ranges
 //! ```
@@ -25,10 +27,13 @@ use crate::error::FormatError;
 
 /// File magic: the first 8 bytes of a cache file.
 pub const MAGIC: [u8; 8] = *b"PTKWC\0\0\x01";
-/// Format version written in the header.
-pub const VERSION: u32 = 1;
+/// Format version written in the header (2: environment identity in the
+/// header, packing descriptors in the keys).
+pub const VERSION: u32 = 2;
 /// Bytes of header that carry data (the rest up to `index_offset` is zero).
-pub const HEADER_LEN: usize = 64;
+pub const HEADER_LEN: usize = 128;
+/// Offset of the header checksum.
+const HEADER_CRC_AT: usize = 120;
 /// Size of one index slot.
 pub const SLOT_SIZE: usize = 256;
 /// Default number of index slots (2 MiB of index, sparse until written).
@@ -47,6 +52,11 @@ const KIND_ENTRY: u8 = 1;
 const KIND_RESERVE: u8 = 2;
 const KIND_DROP: u8 = 3;
 const CRC_AT: usize = 248;
+
+/// The first 8 bytes of `b` in hex (for messages).
+pub fn short_hex(b: &[u8]) -> String {
+    b.iter().take(8).map(|x| format!("{x:02x}")).collect()
+}
 
 /// Rounds `v` up to a multiple of `a` (a power of two), `None` on overflow.
 pub fn align_up(v: u64, a: u64) -> Option<u64> {
@@ -87,11 +97,16 @@ pub struct Header {
     pub data_offset: u64,
     /// Random identity of this file (a compacted file gets a new one).
     pub file_id: [u8; 16],
+    /// Identity of the environment the packed bytes were made by and for
+    /// (see [`crate::env::EnvIdentity`]): a file from another XNNPACK build or
+    /// CPU is never served.
+    pub env_digest: [u8; 32],
 }
 
 impl Header {
-    /// A header for a new file with `slot_count` index slots.
-    pub fn new(slot_count: u32, file_id: [u8; 16]) -> Header {
+    /// A header for a new file with `slot_count` index slots, valid for the
+    /// environment `env_digest`.
+    pub fn new(slot_count: u32, file_id: [u8; 16], env_digest: [u8; 32]) -> Header {
         let index_bytes = slot_count as u64 * SLOT_SIZE as u64;
         let data_offset = align_up(INDEX_OFFSET + index_bytes, 65536).unwrap_or(u64::MAX);
         Header {
@@ -99,10 +114,11 @@ impl Header {
             index_offset: INDEX_OFFSET,
             data_offset,
             file_id,
+            env_digest,
         }
     }
 
-    /// Serializes the header (64 bytes).
+    /// Serializes the header (128 bytes).
     pub fn encode(&self) -> [u8; HEADER_LEN] {
         let mut b = [0u8; HEADER_LEN];
         b[0..8].copy_from_slice(&MAGIC);
@@ -112,8 +128,9 @@ impl Header {
         b[24..32].copy_from_slice(&self.index_offset.to_le_bytes());
         b[32..40].copy_from_slice(&self.data_offset.to_le_bytes());
         b[40..56].copy_from_slice(&self.file_id);
-        let c = digest8(&b[..56]);
-        b[56..64].copy_from_slice(&c.to_le_bytes());
+        b[56..88].copy_from_slice(&self.env_digest);
+        let c = digest8(&b[..HEADER_CRC_AT]);
+        b[HEADER_CRC_AT..HEADER_LEN].copy_from_slice(&c.to_le_bytes());
         b
     }
 
@@ -139,16 +156,16 @@ impl Header {
                 hint: "not a ptekit cache file",
             });
         }
-        let stored = rd_u64(b, 56);
-        if digest8(&b[..56]) != stored {
-            return Err(FormatError::Checksum {
-                what: "header",
-                offset: 56,
-            });
-        }
         let version = rd_u32(b, 8);
         if version != VERSION {
             return Err(FormatError::Version { found: version });
+        }
+        let stored = rd_u64(b, HEADER_CRC_AT);
+        if digest8(&b[..HEADER_CRC_AT]) != stored {
+            return Err(FormatError::Checksum {
+                what: "header",
+                offset: HEADER_CRC_AT as u64,
+            });
         }
         let slot_size = rd_u32(b, 12);
         if slot_size as usize != SLOT_SIZE {
@@ -193,11 +210,14 @@ impl Header {
         }
         let mut file_id = [0u8; 16];
         file_id.copy_from_slice(&b[40..56]);
+        let mut env_digest = [0u8; 32];
+        env_digest.copy_from_slice(&b[56..88]);
         Ok(Header {
             slot_count,
             index_offset,
             data_offset,
             file_id,
+            env_digest,
         })
     }
 
@@ -447,7 +467,9 @@ pub struct EntryKey {
     pub digest: [u8; 32],
 }
 
-/// Content key of one registered buffer: its 32-byte key and where it came from.
+/// Content key of one registered buffer: its 32-byte key, where it came
+/// from, and the digest of everything besides its bytes that determines how
+/// XNNPACK packs it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ContentKey {
     /// 32 bytes: BLAKE3 of the bytes, or the caller's key.
@@ -456,14 +478,21 @@ pub struct ContentKey {
     pub source: KeySource,
     /// Length of the buffer.
     pub len: u64,
+    /// Packing descriptor: a digest of the tensor's datatype, dimensions and
+    /// every quantization parameter (scale contents included), and of the
+    /// nodes that consume it (see `ptekit-xnnpack-preload`). All zero: the
+    /// caller vouches that the content key alone determines the packing.
+    pub desc: [u8; 32],
 }
 
 /// Combines the content keys of kernel and (optional) bias into one digest.
 /// Caller keys and computed hashes are domain-separated, so a caller key can
-/// never collide with a hash of other bytes.
+/// never collide with a hash of other bytes; the packing descriptors are part
+/// of the digest, so equal bytes with another shape or other scales never
+/// share an entry.
 pub fn key_digest(kernel: &ContentKey, bias: Option<&ContentKey>) -> [u8; 32] {
     let mut h = blake3::Hasher::new();
-    h.update(b"ptekit packed-weight key v1\0");
+    h.update(b"ptekit packed-weight key v2\0");
     let mut part = |k: &ContentKey| {
         h.update(&[match k.source {
             KeySource::Hashed => 1u8,
@@ -471,6 +500,7 @@ pub fn key_digest(kernel: &ContentKey, bias: Option<&ContentKey>) -> [u8; 32] {
         }]);
         h.update(&k.len.to_le_bytes());
         h.update(&k.key);
+        h.update(&k.desc);
     };
     part(kernel);
     match bias {
@@ -669,9 +699,12 @@ impl Index {
             && off % DATA_ALIGN == 0
             && len > 0
             && off.checked_add(len).is_some_and(|e| e <= self.file_len);
-        // Every range any valid record claims is off limits to new
-        // allocations, even past the end of a truncated file.
-        if len > 0 && off >= self.header.data_offset {
+        // Ranges inside the file are off limits to new allocations. A record
+        // past the end of the file never moves the allocation mark (a forged
+        // or stale record must not make the next writer extend the file to
+        // it); entries there are withdrawn by a DROP record before the file
+        // grows over them (see `CacheFile::reserve`).
+        if in_bounds {
             self.alloc_end = self.alloc_end.max(off.saturating_add(len));
         }
         match rec {
@@ -686,6 +719,10 @@ impl Index {
                         };
                         if self.live_by_key.get(&key) == Some(&target) {
                             self.live_by_key.remove(&key);
+                        }
+                        // The withdrawn range may be written again.
+                        if self.ranges.get(&e.data_offset).map(|r| r.1) == Some(target) {
+                            self.ranges.remove(&e.data_offset);
                         }
                         *st = SlotState::Dead(e, DeadReason::Dropped { by_slot: slot });
                     }

@@ -29,6 +29,8 @@
 
 pub mod capi;
 pub mod check;
+pub mod desc;
+pub mod env;
 pub mod error;
 pub mod format;
 pub mod provider;
@@ -37,6 +39,7 @@ pub mod sys;
 pub mod xnnpack;
 pub mod xpwc;
 
+pub use env::EnvIdentity;
 pub use error::{CacheError, FormatError, XnnError};
 pub use provider::{CacheOptions, FallbackReason, Stats, WeightsCache};
 pub use store::{compact, CacheFile, CompactReport, FileOptions};

@@ -6,15 +6,19 @@
 //! were verified):
 //!
 //! 1. `look_up(key)`: a hit returns an offset and XNNPACK skips packing;
-//! 2. on a miss `reserve_space(n)`: we hand out memory to pack into, inside
-//!    the shared mapping of the cache file (under the writer lock), or on the
-//!    heap with a recorded reason;
-//! 3. `look_up_or_insert(key, ptr, n)`: we flush the bytes and append the
-//!    index record, then return the offset;
-//! 4. at setup/reshape: `is_finalized()` must be true and `offset_to_addr`
+//! 2. on a miss `reserve_space(n)`: we hand out ordinary memory to pack into
+//!    (as fast as packing without a cache);
+//! 3. `look_up_or_insert(key, ptr, n)`: the packed bytes are kept for the
+//!    commit and the offset returned;
+//! 4. [`WeightsCache::finalize`] after runtime creation writes every new
+//!    entry of this thread's runtime in one batch (one `fdatasync`), then
+//!    points the offsets at the committed file pages and frees the memory;
+//! 5. at setup/reshape: `is_finalized()` must be true and `offset_to_addr`
 //!    turns offsets into pointers.
 //!
-//! The offsets we return are indices into a per-process table of pointers.
+//! The offsets we return are indices into this cache's table of pointers.
+//! Each cache file is opened and mapped once per process, whatever the
+//! number of [`WeightsCache`]s using it.
 
 #![allow(
     unsafe_code,
@@ -26,7 +30,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::ffi::c_void;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::thread::ThreadId;
 
 use crate::error::CacheError;
@@ -167,8 +171,11 @@ pub struct Stats {
     pub unregistered_lookups: u64,
     /// Entries rejected on load (failed verification).
     pub rejected_entries: u64,
-    /// Automatic compactions run.
+    /// Compactions run by [`WeightsCache::maintain`].
     pub compactions: u64,
+    /// Why the cache file was rebuilt empty when opened (another XNNPACK
+    /// build or CPU, another format version, a broken header).
+    pub rebuilt: Option<String>,
     /// Size of the cache file (0 without a file).
     pub file_bytes: u64,
     /// Dead bytes in the file.
@@ -186,8 +193,9 @@ pub struct CacheOptions {
     pub file: FileOptions,
     /// Check packed bytes against their digest before serving a hit.
     pub verify_on_load: bool,
-    /// Compact on [`WeightsCache::finalize`] when dead bytes exceed this share
-    /// of the data region (`None`: never).
+    /// [`WeightsCache::maintain`] compacts when dead bytes exceed this share
+    /// of the data region (`None`: never). Compaction never runs while a
+    /// runtime is being created.
     pub auto_compact_dead_share: Option<f64>,
     /// ... and exceed this many bytes.
     pub auto_compact_min_dead_bytes: u64,
@@ -225,9 +233,10 @@ enum Miss {
 }
 
 enum PendingKind {
-    File { offset: u64, miss: MissInfo },
+    /// Packed for the file: committed at finalize.
+    ToFile { miss: MissInfo },
+    /// Packed for this process only.
     Heap { key: Option<EntryKey> },
-    Dedupe { slot: u32, miss: MissInfo },
 }
 
 struct Pending {
@@ -236,30 +245,117 @@ struct Pending {
     kind: PendingKind,
 }
 
+struct ToCommit {
+    slot: usize,
+    size: usize,
+    miss: MissInfo,
+}
+
 struct HeapBlock {
     ptr: *mut u8,
     layout: Layout,
 }
 
+/// One cache file, opened and mapped once per process and shared by every
+/// [`WeightsCache`] over it.
+struct SharedFile {
+    path: PathBuf,
+    opts: FileOptions,
+    state: Mutex<FileState>,
+}
+
+struct FileState {
+    file: Option<CacheFile>,
+    error: Option<String>,
+    rebuilt: Option<String>,
+}
+
+impl SharedFile {
+    fn state(&self) -> MutexGuard<'_, FileState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl FileState {
+    /// Re-opens the file when compaction or a rebuild replaced it.
+    fn ensure_current(&mut self, path: &Path, opts: &FileOptions) {
+        let current = self.file.as_ref().is_some_and(|f| f.is_current());
+        if current {
+            return;
+        }
+        match CacheFile::open(path, opts) {
+            Ok(f) => {
+                if let Some(r) = f.rebuilt() {
+                    self.rebuilt = Some(r.to_string());
+                }
+                self.file = Some(f);
+                self.error = None;
+            }
+            Err(e) => {
+                if self.file.is_none() {
+                    self.error = Some(e.to_string());
+                }
+            }
+        }
+    }
+}
+
+type FileKey = (PathBuf, bool);
+
+fn open_files() -> &'static Mutex<HashMap<FileKey, Weak<SharedFile>>> {
+    static FILES: OnceLock<Mutex<HashMap<FileKey, Weak<SharedFile>>>> = OnceLock::new();
+    FILES.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// The process-wide handle of the cache file at `path` (opened on first use).
+fn shared_file(path: &Path, opts: &FileOptions) -> Arc<SharedFile> {
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let key = (abs, opts.read_only);
+    let mut files = open_files().lock().unwrap_or_else(|p| p.into_inner());
+    files.retain(|_, w| w.strong_count() > 0);
+    if let Some(f) = files.get(&key).and_then(Weak::upgrade) {
+        f.state().ensure_current(path, &f.opts);
+        return f;
+    }
+    let (file, error, rebuilt) = match CacheFile::open(path, opts) {
+        Ok(f) => {
+            let r = f.rebuilt().map(str::to_string);
+            (Some(f), None, r)
+        }
+        Err(e) => (None, Some(e.to_string()), None),
+    };
+    let sf = Arc::new(SharedFile {
+        path: path.to_path_buf(),
+        opts: opts.clone(),
+        state: Mutex::new(FileState {
+            file,
+            error,
+            rebuilt,
+        }),
+    });
+    files.insert(key, Arc::downgrade(&sf));
+    sf
+}
+
 struct Inner {
     path: Option<PathBuf>,
     opts: CacheOptions,
-    file: Option<CacheFile>,
-    file_reason: Option<FallbackReason>,
-    retired: Vec<Arc<SharedMap>>,
+    shared: Option<Arc<SharedFile>>,
+    /// Mappings that pointers handed out point into (kept alive with us).
+    maps: Vec<Arc<SharedMap>>,
     regs: HashMap<usize, Registration>,
     table: Vec<*mut u8>,
+    /// Whether a table slot still points at memory of a pack not yet
+    /// committed, and whether another thread was given it.
+    uncommitted_shared: HashMap<usize, bool>,
     local: HashMap<EntryKey, usize>,
     pending: HashMap<ThreadId, Pending>,
     last_miss: HashMap<ThreadId, Miss>,
+    to_commit: HashMap<ThreadId, Vec<ToCommit>>,
     heap: Vec<HeapBlock>,
     stats: Stats,
     finalized: bool,
 }
-
-// SAFETY: the raw pointers in Inner point into mappings and heap blocks that
-// Inner owns; all access goes through the Mutex in Shared.
-unsafe impl Send for Inner {}
 
 struct Shared {
     inner: Mutex<Inner>,
@@ -269,7 +365,10 @@ struct Shared {
 /// A packed-weight cache for XNNPACK, backed by a file (or the heap only).
 ///
 /// Keep it alive for as long as any runtime created with it: XNNPACK asks it
-/// for weight addresses whenever a runtime is reshaped or set up.
+/// for weight addresses whenever a runtime is reshaped or set up. Several
+/// runtimes may share one cache (also from several threads: each thread's
+/// creation is finalized separately); the preload library gives each runtime
+/// its own, all sharing one open file.
 pub struct WeightsCache {
     shared: Box<Shared>,
 }
@@ -292,36 +391,29 @@ impl WeightsCache {
     /// `path` is `None`. An unusable file never fails construction: packing
     /// falls back to the heap and [`Stats::file_error`] says why.
     pub fn new(path: Option<&Path>, opts: CacheOptions) -> WeightsCache {
-        let mut inner = Inner {
+        let shared_file = path.map(|p| shared_file(p, &opts.file));
+        let mut stats = Stats::default();
+        if let Some(sf) = &shared_file {
+            let st = sf.state();
+            stats.file_error = st.error.clone();
+            stats.rebuilt = st.rebuilt.clone();
+        }
+        let inner = Inner {
             path: path.map(Path::to_path_buf),
             opts,
-            file: None,
-            file_reason: None,
-            retired: Vec::new(),
+            shared: shared_file,
+            maps: Vec::new(),
             regs: HashMap::new(),
             table: Vec::new(),
+            uncommitted_shared: HashMap::new(),
             local: HashMap::new(),
             pending: HashMap::new(),
             last_miss: HashMap::new(),
+            to_commit: HashMap::new(),
             heap: Vec::new(),
-            stats: Stats::default(),
+            stats,
             finalized: false,
         };
-        match &inner.path {
-            None => inner.file_reason = Some(FallbackReason::NoPath),
-            Some(p) => match CacheFile::open(p, &inner.opts.file) {
-                Ok(f) => {
-                    if !f.writable() {
-                        inner.file_reason = Some(FallbackReason::ReadOnly);
-                    }
-                    inner.file = Some(f);
-                }
-                Err(e) => {
-                    inner.stats.file_error = Some(e.to_string());
-                    inner.file_reason = Some(FallbackReason::FileUnusable(e.to_string()));
-                }
-            },
-        }
         let mut shared = Box::new(Shared {
             inner: Mutex::new(inner),
             provider: XnnWeightsCacheProvider {
@@ -340,7 +432,7 @@ impl WeightsCache {
         WeightsCache { shared }
     }
 
-    /// The value to pass as `xnn_weights_cache_t` to `xnn_create_runtime_v3/v4`.
+    /// The value to pass as `xnn_weights_cache_t` to `xnn_create_runtime_v4`.
     pub fn as_xnn_weights_cache(&self) -> *mut c_void {
         let p: *const XnnWeightsCacheProvider = &self.shared.provider;
         p as *mut c_void
@@ -349,17 +441,22 @@ impl WeightsCache {
     /// Registers an unpacked buffer that will be given to XNNPACK as static
     /// tensor data. Its content key is computed now (BLAKE3), unless `key` is
     /// given: a caller key must identify the content (e.g. a SHA-256 of it).
-    pub fn register(&self, data: &[u8], name: Option<&str>, key: Option<[u8; 32]>) {
+    /// `desc` is the packing descriptor (see [`ContentKey::desc`]): everything
+    /// besides the bytes that changes how XNNPACK packs them (datatype,
+    /// dimensions, quantization parameters, consuming node).
+    pub fn register(&self, data: &[u8], desc: [u8; 32], name: Option<&str>, key: Option<[u8; 32]>) {
         let ck = match key {
             Some(k) => ContentKey {
                 key: k,
                 source: KeySource::Caller,
                 len: data.len() as u64,
+                desc,
             },
             None => ContentKey {
                 key: *blake3::hash(data).as_bytes(),
                 source: KeySource::Hashed,
                 len: data.len() as u64,
+                desc,
             },
         };
         self.register_key(data.as_ptr(), ck, name);
@@ -378,20 +475,35 @@ impl WeightsCache {
         );
     }
 
-    /// Marks the end of runtime creation: XNNPACK operator setup requires a
-    /// finalized cache. Releases the writer lock, and compacts the file when
-    /// dead bytes exceed the configured share.
+    /// Marks the end of a runtime's creation on this thread (XNNPACK
+    /// operator setup requires a finalized cache): commits the entries this
+    /// thread packed in one batch, then serves them from the file mapping and
+    /// frees their memory. Other threads' creations in progress are not
+    /// affected.
     pub fn finalize(&self) -> Stats {
         let mut g = lock(&self.shared);
         g.finalized = true;
-        g.pending.clear();
-        g.last_miss.clear();
-        if let Some(f) = g.file.as_mut() {
-            f.unlock();
+        let tid = std::thread::current().id();
+        if let Some(p) = g.pending.remove(&tid) {
+            // A reservation XNNPACK never inserted (it failed in between).
+            g.free_heap(p.ptr);
         }
-        g.maybe_compact();
+        g.last_miss.remove(&tid);
+        let batch = g.to_commit.remove(&tid).unwrap_or_default();
+        g.commit(batch);
         g.refresh_file_stats();
         g.stats.clone()
+    }
+
+    /// Housekeeping to run when no runtime of this process is being created
+    /// (never inside a model load): compacts the file when dead bytes exceed
+    /// [`CacheOptions::auto_compact_dead_share`] or the index is nearly full.
+    /// Returns whether it compacted.
+    pub fn maintain(&self) -> bool {
+        let mut g = lock(&self.shared);
+        let done = g.maybe_compact();
+        g.refresh_file_stats();
+        done
     }
 
     /// Current counters.
@@ -421,7 +533,11 @@ impl Drop for WeightsCache {
 
 impl Inner {
     fn refresh_file_stats(&mut self) {
-        if let Some(f) = self.file.as_mut() {
+        let Some(sf) = self.shared.clone() else {
+            return;
+        };
+        let mut st = sf.state();
+        if let Some(f) = st.file.as_mut() {
             let _ = f.refresh();
             let s = f.summary();
             self.stats.file_bytes = s.file_bytes;
@@ -430,13 +546,19 @@ impl Inner {
         }
     }
 
-    fn maybe_compact(&mut self) {
+    fn maybe_compact(&mut self) -> bool {
         let Some(share) = self.opts.auto_compact_dead_share else {
-            return;
+            return false;
         };
-        let Some(f) = self.file.as_mut() else { return };
+        let Some(sf) = self.shared.clone() else {
+            return false;
+        };
+        let mut st = sf.state();
+        let Some(f) = st.file.as_mut() else {
+            return false;
+        };
         if !f.writable() {
-            return;
+            return false;
         }
         let _ = f.refresh();
         let s = f.summary();
@@ -445,37 +567,20 @@ impl Inner {
         let dead_heavy = s.dead_bytes >= self.opts.auto_compact_min_dead_bytes
             && (s.dead_bytes as f64) / (data as f64) > share;
         if !(dead_heavy || slots_tight) {
-            return;
+            return false;
         }
-        let Some(path) = self.path.clone() else {
-            return;
-        };
-        match store::compact(&path, &self.opts.file) {
+        match store::compact(&sf.path, &sf.opts) {
             Ok(_) => {
                 self.stats.compactions += 1;
-                self.reopen();
-            }
-            Err(e) => self.stats.last_fallback = Some(format!("auto-compaction failed: {e}")),
-        }
-    }
-
-    /// Re-opens the file at our path (after a compaction replaced it), keeping
-    /// the old mapping alive for pointers already handed out.
-    fn reopen(&mut self) -> bool {
-        let Some(path) = self.path.clone() else {
-            return false;
-        };
-        match CacheFile::open(&path, &self.opts.file) {
-            Ok(nf) => {
-                if let Some(old) = self.file.take() {
-                    self.retired.push(old.map().clone());
+                // Keep the old mapping alive for the pointers already served.
+                if let Some(old) = st.file.as_ref() {
+                    self.maps.push(old.map().clone());
                 }
-                self.file = Some(nf);
+                st.ensure_current(&sf.path, &sf.opts);
                 true
             }
             Err(e) => {
-                self.file_reason = Some(FallbackReason::FileUnusable(e.to_string()));
-                self.stats.file_error = Some(e.to_string());
+                self.stats.last_fallback = Some(format!("compaction failed: {e}"));
                 false
             }
         }
@@ -516,27 +621,37 @@ impl Inner {
         self.table.len() - 1
     }
 
-    /// Serves a committed file entry (slot) as a hit.
-    fn map_entry(&mut self, slot: u32) -> Option<usize> {
-        let verify = self.opts.verify_on_load;
-        let f = self.file.as_ref()?;
-        let e = match f.index().slots.get(slot as usize) {
-            Some(crate::format::SlotState::Live(e)) => e.clone(),
-            _ => return None,
-        };
-        if verify && !f.verify_entry(&e) {
+    fn keep_map(&mut self, m: &Arc<SharedMap>) {
+        if !self.maps.iter().any(|x| Arc::ptr_eq(x, m)) {
+            self.maps.push(m.clone());
+        }
+    }
+
+    /// Looks `key` up in the file (re-reading its index once on a miss) and
+    /// returns a pointer to the committed bytes.
+    fn file_hit(&mut self, key: &EntryKey) -> Option<*mut u8> {
+        let sf = self.shared.clone()?;
+        let mut st = sf.state();
+        let f = st.file.as_mut()?;
+        if f.index().find(key).is_none() {
+            let _ = f.refresh();
+        }
+        let e = f.index().find(key).map(|(_, e)| e.clone())?;
+        if self.opts.verify_on_load && !f.verify_entry(&e) {
             self.stats.rejected_entries += 1;
             return None;
         }
         let p = f.entry_bytes(&e)?.as_ptr() as *mut u8;
+        let m = f.map().clone();
+        drop(st);
+        self.keep_map(&m);
         self.stats.bytes_mapped += e.data_len;
-        Some(self.push_ptr(p))
+        Some(p)
     }
 
     fn look_up(&mut self, key: &XnnLookUpKey) -> usize {
         let tid = std::thread::current().id();
-        let miss = self.resolve(key);
-        let info = match miss {
+        let info = match self.resolve(key) {
             Miss::Unregistered => {
                 self.stats.unregistered_lookups += 1;
                 self.stats.misses += 1;
@@ -546,27 +661,17 @@ impl Inner {
             Miss::Keyed(i) => i,
         };
         if let Some(&i) = self.local.get(&info.key) {
+            if let Some(shared) = self.uncommitted_shared.get_mut(&i) {
+                *shared = true;
+            }
             self.stats.hits += 1;
             return i;
         }
-        if self.file.is_some() {
-            let mut found = self
-                .file
-                .as_ref()
-                .and_then(|f| f.index().find(&info.key).map(|(s, _)| s));
-            if found.is_none() {
-                if let Some(f) = self.file.as_mut() {
-                    let _ = f.refresh();
-                    found = f.index().find(&info.key).map(|(s, _)| s);
-                }
-            }
-            if let Some(slot) = found {
-                if let Some(i) = self.map_entry(slot) {
-                    self.local.insert(info.key, i);
-                    self.stats.hits += 1;
-                    return i;
-                }
-            }
+        if let Some(p) = self.file_hit(&info.key) {
+            let i = self.push_ptr(p);
+            self.local.insert(info.key, i);
+            self.stats.hits += 1;
+            return i;
         }
         self.stats.misses += 1;
         self.last_miss.insert(tid, Miss::Keyed(info));
@@ -604,14 +709,44 @@ impl Inner {
         self.stats.last_fallback = Some(format!("{reason:?}"));
     }
 
-    fn heap_pending(
-        &mut self,
-        tid: ThreadId,
-        n: usize,
-        reason: FallbackReason,
-        key: Option<EntryKey>,
-    ) -> *mut u8 {
-        self.count_fallback(&reason);
+    /// Why packs cannot go to the file, if they cannot.
+    fn file_unusable(&self) -> Option<FallbackReason> {
+        let Some(sf) = &self.shared else {
+            return Some(FallbackReason::NoPath);
+        };
+        let st = sf.state();
+        match st.file.as_ref() {
+            None => Some(FallbackReason::FileUnusable(
+                st.error.clone().unwrap_or_else(|| "not open".into()),
+            )),
+            Some(f) if !f.writable() => Some(FallbackReason::ReadOnly),
+            Some(_) => None,
+        }
+    }
+
+    fn reserve_space(&mut self, n: usize) -> *mut u8 {
+        let tid = std::thread::current().id();
+        if let Some(old) = self.pending.remove(&tid) {
+            // An abandoned reservation (XNNPACK failed between reserve and insert).
+            self.free_heap(old.ptr);
+        }
+        let kind = match self.last_miss.remove(&tid) {
+            None => {
+                self.count_fallback(&FallbackReason::NoLookUp);
+                PendingKind::Heap { key: None }
+            }
+            Some(Miss::Unregistered) => {
+                self.count_fallback(&FallbackReason::Unregistered);
+                PendingKind::Heap { key: None }
+            }
+            Some(Miss::Keyed(m)) => match self.file_unusable() {
+                Some(r) => {
+                    self.count_fallback(&r);
+                    PendingKind::Heap { key: Some(m.key) }
+                }
+                None => PendingKind::ToFile { miss: m },
+            },
+        };
         let p = self.alloc_heap(n);
         if !p.is_null() {
             self.pending.insert(
@@ -619,135 +754,11 @@ impl Inner {
                 Pending {
                     ptr: p,
                     cap: n,
-                    kind: PendingKind::Heap { key },
+                    kind,
                 },
             );
         }
         p
-    }
-
-    fn release_lock_if_idle(&mut self) {
-        let file_pending = self
-            .pending
-            .values()
-            .any(|p| matches!(p.kind, PendingKind::File { .. }));
-        if !file_pending {
-            if let Some(f) = self.file.as_mut() {
-                f.unlock();
-            }
-        }
-    }
-
-    fn reserve_space(&mut self, n: usize) -> *mut u8 {
-        let tid = std::thread::current().id();
-        if let Some(old) = self.pending.remove(&tid) {
-            // An abandoned reservation (XNNPACK failed between reserve and
-            // insert). A file range stays recorded as an orphan reservation.
-            if !matches!(old.kind, PendingKind::File { .. }) {
-                self.free_heap(old.ptr);
-            }
-            self.release_lock_if_idle();
-        }
-        let miss = match self.last_miss.remove(&tid) {
-            None => return self.heap_pending(tid, n, FallbackReason::NoLookUp, None),
-            Some(Miss::Unregistered) => {
-                return self.heap_pending(tid, n, FallbackReason::Unregistered, None)
-            }
-            Some(Miss::Keyed(m)) => m,
-        };
-        if let Some(r) = self.file_reason.clone() {
-            if r != FallbackReason::ReadOnly || self.file.is_none() {
-                return self.heap_pending(tid, n, r, Some(miss.key));
-            }
-        }
-        let Some(f) = self.file.as_mut() else {
-            return self.heap_pending(tid, n, FallbackReason::NoPath, Some(miss.key));
-        };
-        if !f.writable() {
-            return self.heap_pending(tid, n, FallbackReason::ReadOnly, Some(miss.key));
-        }
-        match f.lock() {
-            Ok(true) => {}
-            Ok(false) => {
-                return self.heap_pending(tid, n, FallbackReason::LockTimeout, Some(miss.key))
-            }
-            Err(e) => {
-                let r = FallbackReason::from_error(&e);
-                return self.heap_pending(tid, n, r, Some(miss.key));
-            }
-        }
-        if !f.is_current() {
-            // Compaction replaced the file: move to the new one.
-            f.unlock();
-            if !self.reopen() {
-                let r = self.file_reason.clone().unwrap_or(FallbackReason::NoPath);
-                return self.heap_pending(tid, n, r, Some(miss.key));
-            }
-            let Some(f) = self.file.as_mut() else {
-                return self.heap_pending(tid, n, FallbackReason::NoPath, Some(miss.key));
-            };
-            match f.lock() {
-                Ok(true) => {}
-                _ => return self.heap_pending(tid, n, FallbackReason::LockTimeout, Some(miss.key)),
-            }
-        }
-        let Some(f) = self.file.as_mut() else {
-            return self.heap_pending(tid, n, FallbackReason::NoPath, Some(miss.key));
-        };
-        if let Err(e) = f.refresh() {
-            let r = FallbackReason::from_error(&e);
-            self.release_lock_if_idle();
-            return self.heap_pending(tid, n, r, Some(miss.key));
-        }
-        if let Some((slot, _)) = f.index().find(&miss.key) {
-            // Another process committed this key since our look-up: pack into
-            // scratch memory and use theirs.
-            self.release_lock_if_idle();
-            let p = self.alloc_heap(n);
-            if !p.is_null() {
-                self.pending.insert(
-                    tid,
-                    Pending {
-                        ptr: p,
-                        cap: n,
-                        kind: PendingKind::Dedupe { slot, miss },
-                    },
-                );
-            }
-            return p;
-        }
-        match f.reserve(n as u64) {
-            Ok(off) => {
-                let p = f.map().addr(off, n as u64);
-                match p {
-                    Some(p) => {
-                        self.pending.insert(
-                            tid,
-                            Pending {
-                                ptr: p,
-                                cap: n,
-                                kind: PendingKind::File { offset: off, miss },
-                            },
-                        );
-                        p
-                    }
-                    None => {
-                        self.release_lock_if_idle();
-                        self.heap_pending(
-                            tid,
-                            n,
-                            FallbackReason::Io("reserved range outside mapping".into()),
-                            Some(miss.key),
-                        )
-                    }
-                }
-            }
-            Err(e) => {
-                let r = FallbackReason::from_error(&e);
-                self.release_lock_if_idle();
-                self.heap_pending(tid, n, r, Some(miss.key))
-            }
-        }
     }
 
     fn look_up_or_insert(&mut self, key: &XnnLookUpKey, ptr: *mut u8, size: usize) -> usize {
@@ -755,107 +766,159 @@ impl Inner {
             return self.look_up(key);
         }
         let tid = std::thread::current().id();
-        let pending = match self.pending.remove(&tid) {
-            Some(p) if p.ptr == ptr => Some(p),
-            Some(p) => {
-                self.pending.insert(tid, p);
-                None
-            }
-            None => None,
+        let owner = if self.pending.get(&tid).is_some_and(|p| p.ptr == ptr) {
+            Some(tid)
+        } else {
+            // Not memory we handed out on this thread; look for another
+            // thread's reservation with this pointer.
+            self.pending
+                .iter()
+                .find(|(_, p)| p.ptr == ptr)
+                .map(|(t, _)| *t)
         };
-        let pending = match pending {
-            Some(p) => p,
-            None => {
-                // Not memory we handed out on this thread; look for another
-                // thread's reservation with this pointer.
-                let other = self
-                    .pending
-                    .iter()
-                    .find(|(_, p)| p.ptr == ptr)
-                    .map(|(t, _)| *t);
-                match other.and_then(|t| self.pending.remove(&t)) {
-                    Some(p) => p,
-                    None => return NOT_FOUND,
-                }
-            }
+        let Some(pending) = owner.and_then(|t| self.pending.remove(&t)) else {
+            return NOT_FOUND;
         };
         if size > pending.cap {
             // XNNPACK wrote more than it reserved: never commit such bytes.
-            self.release_lock_if_idle();
+            self.free_heap(pending.ptr);
             return NOT_FOUND;
         }
-        // SAFETY: ptr .. ptr+size lies inside the reservation we handed out
-        // (size <= cap checked above) and XNNPACK has finished writing it.
-        let bytes = unsafe { std::slice::from_raw_parts(ptr as *const u8, size) };
+        let i = self.push_ptr(ptr);
         match pending.kind {
             PendingKind::Heap { key } => {
                 self.stats.bytes_heap += size as u64;
-                let i = self.push_ptr(ptr);
                 if let Some(k) = key {
                     self.local.insert(k, i);
                 }
-                i
             }
-            PendingKind::Dedupe { slot, miss } => {
-                let same = self
-                    .file
-                    .as_ref()
-                    .and_then(|f| match f.index().slots.get(slot as usize) {
-                        Some(crate::format::SlotState::Live(e)) => f.entry_bytes(e),
-                        _ => None,
-                    })
-                    .is_some_and(|theirs| theirs == bytes);
-                if same {
-                    if let Some(i) = self.map_entry(slot) {
-                        self.free_heap(ptr);
-                        self.stats.deduplicated += 1;
-                        self.local.insert(miss.key, i);
-                        return i;
-                    }
-                }
-                self.count_fallback(&FallbackReason::Io(
-                    "another process committed different bytes for this key".into(),
-                ));
-                self.stats.bytes_heap += size as u64;
-                let i = self.push_ptr(ptr);
+            PendingKind::ToFile { miss } => {
                 self.local.insert(miss.key, i);
-                i
+                self.uncommitted_shared.insert(i, false);
+                self.to_commit.entry(tid).or_default().push(ToCommit {
+                    slot: i,
+                    size,
+                    miss,
+                });
             }
-            PendingKind::File { offset, miss } => {
-                let entry = Entry {
-                    data_offset: offset,
-                    data_len: size as u64,
-                    seed: miss.key.seed,
-                    fingerprint_id: miss.key.fingerprint_id,
-                    kernel_len: miss.kernel_len,
-                    bias_len: miss.bias_len,
-                    key_digest: miss.key.digest,
-                    data_digest: data_digest(bytes),
-                    kernel_key: miss.kernel_source,
-                    name: miss.name.clone(),
-                    pid: std::process::id(),
-                };
-                let res = match self.file.as_mut() {
-                    Some(f) => f.commit(entry),
-                    None => Err(CacheError::Invalid("file closed".into())),
-                };
-                let i = self.push_ptr(ptr);
-                match res {
-                    Ok(_) => {
-                        self.stats.committed += 1;
-                        self.stats.bytes_packed += size as u64;
-                    }
-                    Err(e) => {
-                        // The bytes are valid for this process but not
-                        // recorded: count it like a heap fallback.
-                        let r = FallbackReason::from_error(&e);
-                        self.count_fallback(&r);
-                    }
+        }
+        i
+    }
+
+    /// Writes the packs of one runtime creation to the file and serves them
+    /// from the mapping afterwards.
+    fn commit(&mut self, batch: Vec<ToCommit>) {
+        if batch.is_empty() {
+            return;
+        }
+        let Some(sf) = self.shared.clone() else {
+            return;
+        };
+        let mut st = sf.state();
+        st.ensure_current(&sf.path, &sf.opts);
+        let result = match st.file.as_mut() {
+            None => Err(FallbackReason::FileUnusable(
+                st.error.clone().unwrap_or_else(|| "not open".into()),
+            )),
+            Some(f) => match f.lock() {
+                Ok(true) => {
+                    let pid = std::process::id();
+                    let items: Vec<(&[u8], Entry)> = batch
+                        .iter()
+                        .filter_map(|c| {
+                            let p = *self.table.get(c.slot)?;
+                            // SAFETY: p is a heap block of at least c.size
+                            // bytes (checked against its reservation in
+                            // look_up_or_insert) that XNNPACK finished writing.
+                            let bytes =
+                                unsafe { std::slice::from_raw_parts(p as *const u8, c.size) };
+                            Some((
+                                bytes,
+                                Entry {
+                                    data_offset: 0,
+                                    data_len: c.size as u64,
+                                    seed: c.miss.key.seed,
+                                    fingerprint_id: c.miss.key.fingerprint_id,
+                                    kernel_len: c.miss.kernel_len,
+                                    bias_len: c.miss.bias_len,
+                                    key_digest: c.miss.key.digest,
+                                    data_digest: data_digest(bytes),
+                                    kernel_key: c.miss.kernel_source,
+                                    name: c.miss.name.clone(),
+                                    pid,
+                                },
+                            ))
+                        })
+                        .collect();
+                    let r = if items.len() == batch.len() {
+                        f.commit_batch(&items)
+                            .map_err(|e| FallbackReason::from_error(&e))
+                    } else {
+                        Err(FallbackReason::Io("lost track of a pack".into()))
+                    };
+                    f.unlock();
+                    r
                 }
-                self.local.insert(miss.key, i);
-                self.release_lock_if_idle();
-                i
+                Ok(false) => Err(FallbackReason::LockTimeout),
+                Err(e) => Err(FallbackReason::from_error(&e)),
+            },
+        };
+        let committed = match result {
+            Ok(c) => c,
+            Err(r) => {
+                drop(st);
+                for c in &batch {
+                    self.count_fallback(&r);
+                    self.stats.bytes_heap += c.size as u64;
+                    self.uncommitted_shared.remove(&c.slot);
+                }
+                return;
             }
+        };
+        let Some(f) = st.file.as_ref() else { return };
+        let map = f.map().clone();
+        let mut swaps = Vec::new();
+        for (c, (entry, written)) in batch.iter().zip(committed) {
+            let mine = self
+                .table
+                .get(c.slot)
+                .copied()
+                .unwrap_or(std::ptr::null_mut());
+            // SAFETY: as above, the heap block holds c.size packed bytes.
+            let ours = unsafe { std::slice::from_raw_parts(mine as *const u8, c.size) };
+            let theirs = f.entry_bytes(&entry);
+            let same = theirs.is_some_and(|t| t == ours);
+            if written {
+                self.stats.committed += 1;
+                self.stats.bytes_packed += c.size as u64;
+            } else if same {
+                self.stats.deduplicated += 1;
+            }
+            match theirs {
+                Some(t) if same => swaps.push((c.slot, t.as_ptr() as *mut u8, mine)),
+                _ => {
+                    if !written {
+                        self.count_fallback(&FallbackReason::Io(
+                            "another process committed different bytes for this key".into(),
+                        ));
+                    }
+                    self.stats.bytes_heap += c.size as u64;
+                    self.uncommitted_shared.remove(&c.slot);
+                }
+            }
+        }
+        drop(st);
+        self.keep_map(&map);
+        for (slot, file_ptr, heap_ptr) in swaps {
+            let given_away = self.uncommitted_shared.remove(&slot).unwrap_or(true);
+            if given_away {
+                // Another thread's runtime may hold the heap pointer already.
+                continue;
+            }
+            if let Some(t) = self.table.get_mut(slot) {
+                *t = file_ptr;
+            }
+            self.free_heap(heap_ptr);
         }
     }
 

@@ -24,13 +24,19 @@ pub struct FileOptions {
     pub slot_count: u32,
     /// How long a writer waits for the lock before falling back to the heap.
     pub lock_timeout: Duration,
-    /// Address space reserved for the file mapping (the largest file size the
-    /// process can use without remapping).
+    /// The largest size the file may reach (writers fall back to the heap
+    /// beyond it). Every offset and size read from the file is bounded by the
+    /// file's real size, so a forged record can never make a writer extend
+    /// the file; this bounds legitimate growth. 0: the file's current size.
     pub max_file_bytes: u64,
     /// Flush packed bytes and the index record to stable storage before an
     /// entry counts as committed (protects against power loss, not only
     /// against a crashed process).
     pub durable: bool,
+    /// Identity of the environment packing for this file: a file made by
+    /// another XNNPACK build or for other CPU features is rebuilt (when
+    /// writable) or refused, never served.
+    pub env: crate::env::EnvIdentity,
 }
 
 impl Default for FileOptions {
@@ -40,8 +46,9 @@ impl Default for FileOptions {
             create: true,
             slot_count: crate::format::DEFAULT_SLOT_COUNT,
             lock_timeout: Duration::from_secs(10),
-            max_file_bytes: 1 << 40,
+            max_file_bytes: 64 << 30,
             durable: true,
+            env: crate::env::EnvIdentity::default(),
         }
     }
 }
@@ -56,6 +63,9 @@ pub struct CacheFile {
     ino: (u64, u64),
     locked: bool,
     opts: FileOptions,
+    real_len: u64,
+    retired: Vec<Arc<SharedMap>>,
+    rebuilt: Option<String>,
 }
 
 fn random_id() -> [u8; 16] {
@@ -73,6 +83,8 @@ fn random_id() -> [u8; 16] {
     id
 }
 
+/// Name of a temporary file of kind `tag` beside `path`, owned by this process:
+/// `NAME.TAG.PID.tmp`. [`remove_stale_temps`] recognises these names.
 fn tmp_path(path: &Path, tag: &str) -> PathBuf {
     let mut name = path
         .file_name()
@@ -80,6 +92,53 @@ fn tmp_path(path: &Path, tag: &str) -> PathBuf {
         .unwrap_or_default();
     name.push(format!(".{tag}.{}.tmp", std::process::id()));
     path.with_file_name(name)
+}
+
+/// Removes temporary files beside `path` that a killed cache writer or
+/// compaction left behind: only names `NAME.new.PID.tmp` and
+/// `NAME.compact.PID.tmp` of this cache file, and only when process `PID` no
+/// longer exists. Returns how many were removed.
+pub fn remove_stale_temps(path: &Path) -> usize {
+    let (Some(dir), Some(base)) = (path.parent(), path.file_name()) else {
+        return 0;
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let Some(base) = base.to_str() else { return 0 };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for ent in rd.flatten() {
+        let name = ent.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Some(rest) = name
+            .strip_prefix(base)
+            .and_then(|r| r.strip_prefix('.'))
+            .and_then(|r| r.strip_suffix(".tmp"))
+        else {
+            continue;
+        };
+        let Some((kind, pid)) = rest.split_once('.') else {
+            continue;
+        };
+        if kind != "new" && kind != "compact" {
+            continue;
+        }
+        let Ok(pid) = pid.parse::<u32>() else {
+            continue;
+        };
+        if pid == std::process::id() || sys::process_alive(pid) {
+            continue;
+        }
+        if std::fs::remove_file(ent.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
 }
 
 fn sync_dir(path: &Path) {
@@ -95,84 +154,173 @@ fn sync_dir(path: &Path) {
     }
 }
 
-/// Writes a fresh, empty cache file at `path` atomically: the file appears
-/// fully formed or not at all. Returns `false` if a file already exists.
-fn create_new(path: &Path, slot_count: u32) -> Result<bool, CacheError> {
-    let tmp = tmp_path(path, "new");
-    let header = Header::new(slot_count, random_id());
-    let res = (|| -> std::io::Result<bool> {
-        let f = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .open(&tmp)?;
+/// Writes `header` as a new empty cache file and returns it unlinked
+/// (`O_TMPFILE`) or under a temporary name (removed by the caller, or by
+/// [`remove_stale_temps`] after a kill).
+fn write_fresh(
+    path: &Path,
+    header: &Header,
+    tag: &str,
+) -> std::io::Result<(File, Option<PathBuf>)> {
+    let (f, tmp) = match sys::open_tmpfile(path) {
+        Ok(f) => (f, None),
+        Err(_) => {
+            let tmp = tmp_path(path, tag);
+            let f = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .mode(0o644)
+                .open(&tmp)?;
+            (f, Some(tmp))
+        }
+    };
+    let res = (|| {
         f.write_all_at(&header.encode(), 0)?;
         f.set_len(header.data_offset)?;
-        f.sync_all()?;
-        match std::fs::hard_link(&tmp, path) {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
-            Err(e) => Err(e),
-        }
+        f.sync_all()
     })();
-    let _ = std::fs::remove_file(&tmp);
-    let created = res.map_err(|e| CacheError::io("create", path, e))?;
+    if let Err(e) = res {
+        if let Some(t) = &tmp {
+            let _ = std::fs::remove_file(t);
+        }
+        return Err(e);
+    }
+    Ok((f, tmp))
+}
+
+/// Writes a fresh, empty cache file at `path` atomically: the file appears
+/// fully formed or not at all. Returns `false` if a file already exists.
+fn create_new(path: &Path, slot_count: u32, env: &[u8; 32]) -> Result<bool, CacheError> {
+    remove_stale_temps(path);
+    let header = Header::new(slot_count, random_id(), *env);
+    let (f, tmp) =
+        write_fresh(path, &header, "new").map_err(|e| CacheError::io("create", path, e))?;
+    let res = match &tmp {
+        None => sys::link_tmpfile(&f, path),
+        Some(t) => std::fs::hard_link(t, path),
+    };
+    if let Some(t) = &tmp {
+        let _ = std::fs::remove_file(t);
+    }
+    let created = match res {
+        Ok(()) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
+        Err(e) => return Err(CacheError::io("create", path, e)),
+    };
     if created {
         sync_dir(path);
     }
     Ok(created)
 }
 
+/// Replaces the file at `path` with `f` (a fresh file from [`write_fresh`]) by
+/// rename, so the change is atomic for every reader.
+fn replace_with(path: &Path, f: &File, tmp: Option<PathBuf>) -> std::io::Result<()> {
+    let tmp = match tmp {
+        Some(t) => t,
+        None => {
+            let t = tmp_path(path, "new");
+            let _ = std::fs::remove_file(&t);
+            sys::link_tmpfile(f, &t)?;
+            t
+        }
+    };
+    let r = std::fs::rename(&tmp, path);
+    if r.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    r?;
+    sync_dir(path);
+    Ok(())
+}
+
+/// Why a file with our magic cannot be used as it is (it is rebuilt when
+/// writable): another format version, a broken header, another environment.
+fn rebuild_reason(hb: &[u8], file_len: u64, env: &crate::env::EnvIdentity) -> Option<String> {
+    match Header::decode(hb, file_len) {
+        Ok(h) if h.env_digest != env.digest => Some(format!(
+            "packed by another XNNPACK build or CPU (file environment {}, this process {})",
+            crate::format::short_hex(&h.env_digest),
+            crate::format::short_hex(&env.digest)
+        )),
+        Ok(_) => None,
+        Err(e) => Some(e.to_string()),
+    }
+}
+
 impl CacheFile {
-    /// Opens (and if allowed, creates) the cache file at `path`.
+    /// Opens (and if allowed, creates) the cache file at `path`. A file
+    /// with our magic that was made by another format version, another
+    /// XNNPACK build or for other CPU features, or whose header is broken, is
+    /// rebuilt empty when writable ([`CacheFile::rebuilt`] says why) and
+    /// refused otherwise.
     pub fn open(path: &Path, opts: &FileOptions) -> Result<CacheFile, CacheError> {
         let want_write = !opts.read_only;
         if want_write && opts.create && !path.exists() {
-            create_new(path, opts.slot_count)?;
+            create_new(path, opts.slot_count, &opts.env.digest)?;
         }
-        let (file, writable) = if want_write {
-            match OpenOptions::new().read(true).write(true).open(path) {
-                Ok(f) => (f, true),
-                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => (
-                    File::open(path).map_err(|e| CacheError::io("open", path, e))?,
-                    false,
-                ),
-                Err(e) => return Err(CacheError::io("open", path, e)),
+        let mut rebuilt = None;
+        for attempt in 0..3 {
+            let (file, writable) = open_file(path, want_write)?;
+            let meta = file
+                .metadata()
+                .map_err(|e| CacheError::io("stat", path, e))?;
+            let file_len = meta.len();
+            let mut hb = [0u8; HEADER_LEN];
+            let n = read_full_at(&file, &mut hb, 0).map_err(|e| CacheError::io("read", path, e))?;
+            let magic_ok = n >= 8 && hb[..8] == crate::format::MAGIC;
+            let reason = if magic_ok {
+                rebuild_reason(&hb[..n], file_len, &opts.env)
+            } else {
+                None
+            };
+            if let Some(reason) = reason {
+                if !writable || attempt == 2 {
+                    return Err(CacheError::Format {
+                        path: path.to_path_buf(),
+                        source: FormatError::Field {
+                            field: "header",
+                            offset: 0,
+                            reason: format!("{reason}; not rebuilt (read-only)"),
+                        },
+                    });
+                }
+                rebuild(path, &file, opts)?;
+                rebuilt = Some(reason);
+                continue;
             }
-        } else {
-            (
-                File::open(path).map_err(|e| CacheError::io("open", path, e))?,
-                false,
-            )
-        };
-        let meta = file
-            .metadata()
-            .map_err(|e| CacheError::io("stat", path, e))?;
-        let file_len = meta.len();
-        let mut hb = [0u8; HEADER_LEN];
-        let n = read_full_at(&file, &mut hb, 0).map_err(|e| CacheError::io("read", path, e))?;
-        let header = Header::decode(&hb[..n], file_len).map_err(|source| CacheError::Format {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let window = opts.max_file_bytes.max(file_len).max(header.data_offset);
-        let window = usize::try_from(window).unwrap_or(usize::MAX / 2);
-        let min = usize::try_from(file_len.max(header.data_offset)).unwrap_or(usize::MAX / 2);
-        let map = SharedMap::new_window(&file, min, window, writable)
-            .map_err(|e| CacheError::io("mmap", path, e))?;
-        let mut cf = CacheFile {
-            path: path.to_path_buf(),
-            file,
-            writable,
-            map: Arc::new(map),
-            index: Index::new(header, file_len),
-            ino: (meta.dev(), meta.ino()),
-            locked: false,
-            opts: opts.clone(),
-        };
-        cf.refresh()?;
-        Ok(cf)
+            let header =
+                Header::decode(&hb[..n], file_len).map_err(|source| CacheError::Format {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+            let map = map_window(&file, file_len.max(header.data_offset), path)?;
+            let mut cf = CacheFile {
+                path: path.to_path_buf(),
+                file,
+                writable,
+                map: Arc::new(map),
+                index: Index::new(header, file_len),
+                ino: (meta.dev(), meta.ino()),
+                locked: false,
+                opts: opts.clone(),
+                real_len: file_len,
+                retired: Vec::new(),
+                rebuilt: rebuilt.clone(),
+            };
+            cf.refresh()?;
+            return Ok(cf);
+        }
+        Err(CacheError::Invalid(format!(
+            "{}: could not open a usable cache file",
+            path.display()
+        )))
+    }
+
+    /// Why the file was rebuilt when it was opened, if it was.
+    pub fn rebuilt(&self) -> Option<&str> {
+        self.rebuilt.as_deref()
     }
 
     /// The file's path.
@@ -182,7 +330,7 @@ impl CacheFile {
 
     /// Whether this process may write the file.
     pub fn writable(&self) -> bool {
-        self.writable && self.map.writable()
+        self.writable
     }
 
     /// The mapping (kept alive by the caller as long as pointers into it live).
@@ -208,6 +356,7 @@ impl CacheFile {
             .map_err(|e| CacheError::io("stat", &self.path, e))?
             .len();
         self.index.file_len = len.max(self.index.file_len);
+        self.real_len = len;
         let header = self.index.header.clone();
         let batch = 64u32;
         let mut buf = vec![0u8; batch as usize * SLOT_SIZE];
@@ -324,10 +473,10 @@ impl CacheFile {
         let end = off
             .checked_add(len)
             .ok_or_else(|| CacheError::Invalid("allocation overflow".into()))?;
-        if end > self.map.len() as u64 {
+        let max = self.max_len();
+        if end > max {
             return Err(CacheError::Invalid(format!(
-                "file would exceed the mapped window of {} bytes",
-                self.map.len()
+                "file would exceed its configured maximum of {max} bytes"
             )));
         }
         if self.index.next_slot() + 1 >= self.index.header.slot_count {
@@ -351,11 +500,12 @@ impl CacheFile {
             let step = data.clamp(1 << 20, 64 << 20);
             let target = align_up(end.max(cur.saturating_add(step)), 1 << 20)
                 .unwrap_or(end)
-                .min(self.map.len() as u64)
+                .min(max)
                 .max(end);
             sys::allocate(&self.file, cur, target - cur)
                 .map_err(|e| CacheError::io("allocate", &self.path, e))?;
             self.index.file_len = target;
+            self.real_len = target;
         } else {
             // Blocks may be missing if another tool truncated and regrew the
             // file; allocating an allocated range is cheap.
@@ -377,9 +527,7 @@ impl CacheFile {
             return Err(CacheError::Invalid("commit without the writer lock".into()));
         }
         if self.opts.durable {
-            self.map
-                .flush(entry.data_offset, entry.data_len)
-                .map_err(|e| CacheError::io("msync", &self.path, e))?;
+            sys::datasync(&self.file).map_err(|e| CacheError::io("fdatasync", &self.path, e))?;
         }
         let slot = self.write_record(&Record::Entry(entry))?;
         if self.opts.durable {
@@ -388,23 +536,245 @@ impl CacheFile {
         Ok(slot)
     }
 
-    /// Reads the packed bytes of an entry through the mapping.
+    fn max_len(&self) -> u64 {
+        if self.opts.max_file_bytes == 0 {
+            self.real_len
+        } else {
+            self.opts.max_file_bytes
+        }
+    }
+
+    /// The packed bytes of an entry, through the mapping, if the entry lies
+    /// inside the file as it was at the last [`CacheFile::refresh`] (so
+    /// nothing past the end of a truncated file is touched).
     pub fn entry_bytes(&self, e: &Entry) -> Option<&[u8]> {
         let end = e.data_offset.checked_add(e.data_len)?;
-        if end > self.index.file_len {
+        if end > self.real_len.min(self.index.file_len) {
             return None;
         }
         self.map
             .slice(e.data_offset, usize::try_from(e.data_len).ok()?)
     }
 
-    /// Checks an entry's packed bytes against its digest.
+    /// Checks an entry's packed bytes against its digest, reading them with
+    /// `pread` (a file truncated meanwhile gives a short read, not `SIGBUS`).
     pub fn verify_entry(&self, e: &Entry) -> bool {
-        match self.entry_bytes(e) {
-            Some(b) => data_digest(b) == e.data_digest,
-            None => false,
+        read_digest(&self.file, e.data_offset, e.data_len).is_some_and(|d| d == e.data_digest)
+    }
+
+    /// Writes the packed bytes of several new entries and commits them (lock
+    /// held): the index is re-read; keys some other process committed
+    /// meanwhile are not written again (their result is that entry); the
+    /// bytes of the others go to the end of the data, are flushed with one
+    /// `fdatasync` (when durable), then their records are appended in one
+    /// write. A writer killed at any point leaves no record naming unwritten
+    /// bytes. Returns, per item, the committed entry and whether it was
+    /// written by this call.
+    pub fn commit_batch(
+        &mut self,
+        items: &[(&[u8], Entry)],
+    ) -> Result<Vec<(Entry, bool)>, CacheError> {
+        if !self.locked {
+            return Err(CacheError::Invalid("commit without the writer lock".into()));
+        }
+        self.refresh()?;
+        let mut out: Vec<Option<(Entry, bool)>> = Vec::with_capacity(items.len());
+        let mut new: Vec<(usize, Entry)> = Vec::new();
+        let mut cursor = align_up(
+            self.index.alloc_end.max(self.index.header.data_offset),
+            DATA_ALIGN,
+        )
+        .ok_or_else(|| CacheError::Invalid("allocation mark overflow".into()))?;
+        for (i, (bytes, e)) in items.iter().enumerate() {
+            let key = crate::format::EntryKey {
+                seed: e.seed,
+                fingerprint_id: e.fingerprint_id,
+                digest: e.key_digest,
+            };
+            if let Some((_, found)) = self.index.find(&key) {
+                out.push(Some((found.clone(), false)));
+                continue;
+            }
+            if new.iter().any(|(_, n)| {
+                (n.seed, n.fingerprint_id, n.key_digest) == (e.seed, e.fingerprint_id, e.key_digest)
+            }) {
+                out.push(None);
+                continue;
+            }
+            let mut ne = e.clone();
+            ne.data_offset = cursor;
+            ne.data_len = bytes.len() as u64;
+            cursor = cursor
+                .checked_add(ne.data_len.max(1))
+                .and_then(|c| align_up(c, DATA_ALIGN))
+                .ok_or_else(|| CacheError::Invalid("allocation overflow".into()))?;
+            new.push((i, ne));
+            out.push(None);
+        }
+        if !new.is_empty() {
+            let max = self.max_len();
+            if cursor > max {
+                return Err(CacheError::Invalid(format!(
+                    "file would exceed its configured maximum of {max} bytes"
+                )));
+            }
+            let first_slot = self.index.next_slot();
+            let drops = self.index.out_of_bounds_undropped();
+            let needed = (new.len() + drops.len()) as u64;
+            if u64::from(first_slot) + needed > u64::from(self.index.header.slot_count) {
+                return Err(CacheError::Invalid(format!(
+                    "index of {} is full ({} slots); compact it",
+                    self.path.display(),
+                    self.index.header.slot_count
+                )));
+            }
+            // Withdraw entries a truncation cut off before the file grows
+            // back over their ranges.
+            for slot in drops {
+                self.write_record(&Record::Drop {
+                    slot,
+                    pid: std::process::id(),
+                })?;
+            }
+            for (i, ne) in &new {
+                let Some((bytes, _)) = items.get(*i) else {
+                    continue;
+                };
+                self.file
+                    .write_all_at(bytes, ne.data_offset)
+                    .map_err(|e| CacheError::io("write", &self.path, e))?;
+            }
+            if self.opts.durable {
+                sys::datasync(&self.file)
+                    .map_err(|e| CacheError::io("fdatasync", &self.path, e))?;
+            }
+            let mut recs = Vec::with_capacity(new.len() * SLOT_SIZE);
+            for (_, ne) in &new {
+                recs.extend_from_slice(&Record::Entry(ne.clone()).encode());
+            }
+            let at = self.index.header.slot_offset(self.index.next_slot());
+            self.file
+                .write_all_at(&recs, at)
+                .map_err(|e| CacheError::io("write index", &self.path, e))?;
+            let end = new
+                .iter()
+                .map(|(_, e)| e.data_offset + e.data_len)
+                .max()
+                .unwrap_or(0);
+            self.real_len = self.real_len.max(end);
+            self.index.file_len = self.index.file_len.max(end);
+            for (i, ne) in new {
+                self.index.apply(Ok(Some(Record::Entry(ne.clone()))));
+                if let Some(o) = out.get_mut(i) {
+                    *o = Some((ne, true));
+                }
+            }
+            self.ensure_mapped(end)?;
+        }
+        // Duplicates inside the batch take the entry of their first copy.
+        let mut res = Vec::with_capacity(items.len());
+        for (i, (_, e)) in items.iter().enumerate() {
+            match out.get(i).cloned().flatten() {
+                Some(r) => res.push(r),
+                None => {
+                    let key = crate::format::EntryKey {
+                        seed: e.seed,
+                        fingerprint_id: e.fingerprint_id,
+                        digest: e.key_digest,
+                    };
+                    match self.index.find(&key) {
+                        Some((_, f)) => res.push((f.clone(), false)),
+                        None => {
+                            return Err(CacheError::Invalid("batch entry not committed".into()))
+                        }
+                    }
+                }
+            }
+        }
+        Ok(res)
+    }
+
+    /// Makes sure the mapping covers file offsets below `end`, mapping the
+    /// file again (with room to grow) if needed. The old mapping stays alive
+    /// as long as this file (pointers handed out into it stay valid).
+    pub fn ensure_mapped(&mut self, end: u64) -> Result<(), CacheError> {
+        if end <= self.map.len() as u64 {
+            return Ok(());
+        }
+        let m = map_window(&self.file, end, &self.path)?;
+        let old = std::mem::replace(&mut self.map, Arc::new(m));
+        self.retired.push(old);
+        Ok(())
+    }
+}
+
+/// First 16 bytes of BLAKE3 of `len` bytes of `f` at `off`, read with
+/// `pread`; `None` if the file ends early or a read fails.
+pub fn read_digest(f: &File, off: u64, len: u64) -> Option<[u8; 16]> {
+    let mut h = blake3::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut done = 0u64;
+    while done < len {
+        let n = usize::try_from((len - done).min(buf.len() as u64)).ok()?;
+        let chunk = buf.get_mut(..n)?;
+        let got = read_full_at(f, chunk, off.checked_add(done)?).ok()?;
+        if got != n {
+            return None;
+        }
+        h.update(chunk);
+        done += n as u64;
+    }
+    let mut d = [0u8; 16];
+    d.copy_from_slice(&h.finalize().as_bytes()[..16]);
+    Some(d)
+}
+
+fn open_file(path: &Path, want_write: bool) -> Result<(File, bool), CacheError> {
+    if want_write {
+        match OpenOptions::new().read(true).write(true).open(path) {
+            Ok(f) => return Ok((f, true)),
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {}
+            Err(e) => return Err(CacheError::io("open", path, e)),
         }
     }
+    let f = File::open(path).map_err(|e| CacheError::io("open", path, e))?;
+    Ok((f, false))
+}
+
+/// Maps the file read-only with room to grow: twice its size, at least
+/// 256 MiB (address space only). A larger file is mapped again on demand.
+fn map_window(file: &File, len: u64, path: &Path) -> Result<SharedMap, CacheError> {
+    let want = len.saturating_mul(2).max(256 << 20);
+    let want = usize::try_from(want).unwrap_or(usize::MAX / 2);
+    let min = usize::try_from(len.max(1)).unwrap_or(usize::MAX / 2);
+    SharedMap::new_window(file, min, want, false).map_err(|e| CacheError::io("mmap", path, e))
+}
+
+/// Replaces the file at `path` (open as `old`) with a fresh empty one, under
+/// the writer lock of the old file so that no commit is lost in between.
+fn rebuild(path: &Path, old: &File, opts: &FileOptions) -> Result<(), CacheError> {
+    if !sys::lock_exclusive(old, opts.lock_timeout).map_err(|e| CacheError::io("flock", path, e))? {
+        return Err(CacheError::LockTimeout {
+            path: path.to_path_buf(),
+            waited_ms: opts.lock_timeout.as_millis() as u64,
+        });
+    }
+    let res = (|| {
+        // Someone else may have rebuilt it while we waited for the lock.
+        let same = match (std::fs::metadata(path), old.metadata()) {
+            (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+            _ => false,
+        };
+        if !same {
+            return Ok(());
+        }
+        remove_stale_temps(path);
+        let header = Header::new(opts.slot_count, random_id(), opts.env.digest);
+        let (f, tmp) = write_fresh(path, &header, "new")?;
+        replace_with(path, &f, tmp)
+    })();
+    sys::unlock(old);
+    res.map_err(|e| CacheError::io("rebuild", path, e))
 }
 
 impl Drop for CacheFile {
@@ -484,53 +854,62 @@ pub fn compact(path: &Path, opts: &FileOptions) -> Result<CompactReport, CacheEr
     let live: Vec<Entry> = cf.index().live().map(|(_, e)| e.clone()).collect();
     let slots_needed = (live.len() as u64 * 2).max(cf.index().header.slot_count as u64);
     let slot_count = u32::try_from(slots_needed).unwrap_or(u32::MAX);
-    let header = Header::new(slot_count, random_id());
-    let tmp = tmp_path(path, "compact");
+    let header = Header::new(slot_count, random_id(), opts.env.digest);
+    remove_stale_temps(path);
     let mut kept = 0u64;
     let mut dropped = 0u64;
+    let (out, tmp) =
+        write_fresh(path, &header, "compact").map_err(|e| CacheError::io("create", path, e))?;
     let res = (|| -> Result<(), CacheError> {
-        let out = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .open(&tmp)
-            .map_err(|e| CacheError::io("create", &tmp, e))?;
-        out.write_all_at(&header.encode(), 0)
-            .map_err(|e| CacheError::io("write", &tmp, e))?;
         let mut cursor = header.data_offset;
         let mut slot = 0u32;
+        let mut buf = vec![0u8; 1 << 20];
         for e in &live {
-            let Some(bytes) = cf.entry_bytes(e) else {
-                dropped += 1;
-                continue;
-            };
-            if data_digest(bytes) != e.data_digest {
+            // Copied with pread, not through the mapping: a file truncated
+            // meanwhile gives a short read here instead of SIGBUS.
+            let mut h = blake3::Hasher::new();
+            let mut done = 0u64;
+            let mut ok = true;
+            while done < e.data_len {
+                let n = (e.data_len - done).min(buf.len() as u64) as usize;
+                let chunk = &mut buf[..n];
+                let got = read_full_at(&cf.file, chunk, e.data_offset + done)
+                    .map_err(|err| CacheError::io("read", path, err))?;
+                if got != n {
+                    ok = false;
+                    break;
+                }
+                h.update(chunk);
+                out.write_all_at(chunk, cursor + done)
+                    .map_err(|err| CacheError::io("write", path, err))?;
+                done += n as u64;
+            }
+            if !ok || h.finalize().as_bytes()[..16] != e.data_digest {
                 dropped += 1;
                 continue;
             }
-            out.write_all_at(bytes, cursor)
-                .map_err(|err| CacheError::io("write", &tmp, err))?;
             let mut ne = e.clone();
             ne.data_offset = cursor;
             let rec = Record::Entry(ne).encode();
             out.write_all_at(&rec, header.slot_offset(slot))
-                .map_err(|err| CacheError::io("write", &tmp, err))?;
+                .map_err(|err| CacheError::io("write", path, err))?;
             slot += 1;
             kept += 1;
             cursor = align_up(cursor + e.data_len, DATA_ALIGN)
                 .ok_or_else(|| CacheError::Invalid("offset overflow".into()))?;
         }
-        out.set_len(cursor.max(header.data_offset))
-            .map_err(|e| CacheError::io("truncate", &tmp, e))?;
+        let end = header.slot_offset(0).max(cursor).max(header.data_offset);
+        out.set_len(end)
+            .map_err(|e| CacheError::io("truncate", path, e))?;
         out.sync_all()
-            .map_err(|e| CacheError::io("fsync", &tmp, e))?;
-        std::fs::rename(&tmp, path).map_err(|e| CacheError::io("rename", path, e))?;
-        sync_dir(path);
+            .map_err(|e| CacheError::io("fsync", path, e))?;
+        replace_with(path, &out, tmp.clone()).map_err(|e| CacheError::io("rename", path, e))?;
         Ok(())
     })();
     if res.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+        if let Some(t) = &tmp {
+            let _ = std::fs::remove_file(t);
+        }
     }
     res?;
     drop(cf);

@@ -465,6 +465,8 @@ pub struct DemoModel {
     /// Static buffers with names, in definition order: conv filter, conv
     /// bias, then filter and bias of every FC layer.
     pub weights: Vec<(String, Arc<[f32]>)>,
+    /// Dimensions of each buffer in `weights`.
+    pub dims: Vec<Vec<usize>>,
 }
 
 /// Conv input shape (NHWC).
@@ -504,20 +506,29 @@ impl DemoModel {
             ));
             fan_in = width;
         }
+        let mut dims = vec![vec![CONV_OUT, 3, 3, cin], vec![CONV_OUT]];
+        let mut fan_in = 8 * 8 * CONV_OUT;
+        for _ in 0..layers {
+            dims.push(vec![width, fan_in]);
+            dims.push(vec![width]);
+            fan_in = width;
+        }
         DemoModel {
             layers,
             width,
             seed,
             tag: "demo".to_string(),
             weights,
+            dims,
         }
     }
 
     /// Registers every static buffer with `cache`.
     pub fn register(&self, cache: &WeightsCache) {
-        for (name, w) in &self.weights {
+        for ((name, w), dims) in self.weights.iter().zip(&self.dims) {
             let full = format!("{}/{name}", self.tag);
-            cache.register(f32_bytes(w), Some(&full), None);
+            let desc = crate::desc::plain_tensor(DATATYPE_FP32, dims);
+            cache.register(f32_bytes(w), desc, Some(&full), None);
         }
     }
 
