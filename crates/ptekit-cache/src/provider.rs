@@ -204,7 +204,10 @@ pub struct CacheOptions {
 impl Default for CacheOptions {
     fn default() -> Self {
         CacheOptions {
-            file: FileOptions::default(),
+            file: FileOptions {
+                env: Some(crate::env::EnvIdentity::default()),
+                ..FileOptions::default()
+            },
             verify_on_load: false,
             auto_compact_dead_share: Some(0.5),
             auto_compact_min_dead_bytes: 1 << 20,

@@ -35,8 +35,9 @@ pub struct FileOptions {
     pub durable: bool,
     /// Identity of the environment packing for this file: a file made by
     /// another XNNPACK build or for other CPU features is rebuilt (when
-    /// writable) or refused, never served.
-    pub env: crate::env::EnvIdentity,
+    /// writable) or refused, never served. `None` (tools that only read,
+    /// verify or compact): any environment is accepted and kept.
+    pub env: Option<crate::env::EnvIdentity>,
 }
 
 impl Default for FileOptions {
@@ -48,7 +49,7 @@ impl Default for FileOptions {
             lock_timeout: Duration::from_secs(10),
             max_file_bytes: 64 << 30,
             durable: true,
-            env: crate::env::EnvIdentity::default(),
+            env: None,
         }
     }
 }
@@ -237,7 +238,12 @@ fn replace_with(path: &Path, f: &File, tmp: Option<PathBuf>) -> std::io::Result<
 
 /// Why a file with our magic cannot be used as it is (it is rebuilt when
 /// writable): another format version, a broken header, another environment.
-fn rebuild_reason(hb: &[u8], file_len: u64, env: &crate::env::EnvIdentity) -> Option<String> {
+fn rebuild_reason(
+    hb: &[u8],
+    file_len: u64,
+    env: Option<&crate::env::EnvIdentity>,
+) -> Option<String> {
+    let env = env?;
     match Header::decode(hb, file_len) {
         Ok(h) if h.env_digest != env.digest => Some(format!(
             "packed by another XNNPACK build or CPU (file environment {}, this process {})",
@@ -258,7 +264,7 @@ impl CacheFile {
     pub fn open(path: &Path, opts: &FileOptions) -> Result<CacheFile, CacheError> {
         let want_write = !opts.read_only;
         if want_write && opts.create && !path.exists() {
-            create_new(path, opts.slot_count, &opts.env.digest)?;
+            create_new(path, opts.slot_count, &env_digest(opts))?;
         }
         let mut rebuilt = None;
         for attempt in 0..3 {
@@ -271,7 +277,7 @@ impl CacheFile {
             let n = read_full_at(&file, &mut hb, 0).map_err(|e| CacheError::io("read", path, e))?;
             let magic_ok = n >= 8 && hb[..8] == crate::format::MAGIC;
             let reason = if magic_ok {
-                rebuild_reason(&hb[..n], file_len, &opts.env)
+                rebuild_reason(&hb[..n], file_len, opts.env.as_ref())
             } else {
                 None
             };
@@ -729,6 +735,15 @@ pub fn read_digest(f: &File, off: u64, len: u64) -> Option<[u8; 16]> {
     Some(d)
 }
 
+/// The environment digest new files get: the configured one, else that of
+/// an unspecified build on this CPU.
+fn env_digest(opts: &FileOptions) -> [u8; 32] {
+    match &opts.env {
+        Some(e) => e.digest,
+        None => crate::env::EnvIdentity::default().digest,
+    }
+}
+
 fn open_file(path: &Path, want_write: bool) -> Result<(File, bool), CacheError> {
     if want_write {
         match OpenOptions::new().read(true).write(true).open(path) {
@@ -769,7 +784,7 @@ fn rebuild(path: &Path, old: &File, opts: &FileOptions) -> Result<(), CacheError
             return Ok(());
         }
         remove_stale_temps(path);
-        let header = Header::new(opts.slot_count, random_id(), opts.env.digest);
+        let header = Header::new(opts.slot_count, random_id(), env_digest(opts));
         let (f, tmp) = write_fresh(path, &header, "new")?;
         replace_with(path, &f, tmp)
     })();
@@ -854,7 +869,8 @@ pub fn compact(path: &Path, opts: &FileOptions) -> Result<CompactReport, CacheEr
     let live: Vec<Entry> = cf.index().live().map(|(_, e)| e.clone()).collect();
     let slots_needed = (live.len() as u64 * 2).max(cf.index().header.slot_count as u64);
     let slot_count = u32::try_from(slots_needed).unwrap_or(u32::MAX);
-    let header = Header::new(slot_count, random_id(), opts.env.digest);
+    // The compacted file keeps the environment of the entries it copies.
+    let header = Header::new(slot_count, random_id(), cf.index().header.env_digest);
     remove_stale_temps(path);
     let mut kept = 0u64;
     let mut dropped = 0u64;

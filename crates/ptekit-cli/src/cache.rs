@@ -144,7 +144,7 @@ fn inspect(path: &Path, json: bool) -> i32 {
                         serde_json::json!({"format": "PTKWC", "valid": false, "error": e.to_string()})
                     );
                 } else {
-                    println!("format: PTKWC v1\ninvalid: {e}");
+                    println!("format: PTKWC v2\ninvalid: {e}");
                 }
                 1
             }
@@ -193,7 +193,7 @@ fn inspect(path: &Path, json: bool) -> i32 {
                             "data_offset": idx.header.data_offset, "file_id": hex(&idx.header.file_id)})
                     );
                 } else {
-                    println!("format: PTKWC v1 (ptekit)");
+                    println!("format: PTKWC v2 (ptekit)");
                     print_summary(&s);
                     for st in idx.slots.iter().enumerate() {
                         match st {

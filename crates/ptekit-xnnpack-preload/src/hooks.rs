@@ -1,0 +1,694 @@
+//! The interposed XNNPACK entry points. Each calls the real function first
+//! (found by [`crate::real`]); on success it records what the cache needs.
+//! `xnn_create_runtime_v4` gives the runtime a cache when ExecuTorch passes
+//! none and the cache is turned on; `xnn_delete_runtime` and
+//! `xnn_delete_subgraph` drop what belonged to them.
+//!
+//! Signatures follow include/xnnpack.h of the XNNPACK in ExecuTorch 1.5.1.
+
+use std::ffi::{c_void, CStr};
+
+use ptekit_cache::desc::DescBuilder;
+
+use crate::graph::{data_bytes, ValueDesc};
+use crate::real::Slot;
+use crate::session;
+
+/// `xnn_status_invalid_state`, returned when the real function is missing.
+const INVALID_STATE: u32 = 3;
+
+type Subgraph = *mut c_void;
+
+/// Calls the real function `$name` of type `$ty` with `$args`.
+macro_rules! call_real {
+    ($name:ident, $ty:ty, ($($arg:expr),* $(,)?)) => {{
+        static SLOT: Slot = Slot::new();
+        let sym: &CStr = match CStr::from_bytes_with_nul(concat!(stringify!($name), "\0").as_bytes()) {
+            Ok(s) => s,
+            Err(_) => return INVALID_STATE,
+        };
+        let addr = SLOT.get(sym, $name as *const () as usize);
+        if addr == 0 {
+            return INVALID_STATE;
+        }
+        // SAFETY: addr is the address of the real XNNPACK function named
+        // like this interposer, whose C signature is `$ty` (include/xnnpack.h);
+        // the arguments are passed through unchanged.
+        let f: $ty = unsafe { std::mem::transmute::<usize, $ty>(addr) };
+        // SAFETY: same contract as our caller's call of this function.
+        unsafe { f($($arg),*) }
+    }};
+}
+
+/// `dims[..num_dims]`, or `None` when the pointer is null with dims > 0 or
+/// the rank exceeds XNNPACK's maximum.
+///
+/// # Safety
+/// `dims` points to `num_dims` readable values (XNNPACK accepted them).
+unsafe fn dims_of<'a>(num_dims: usize, dims: *const usize) -> Option<&'a [usize]> {
+    if num_dims == 0 {
+        return Some(&[]);
+    }
+    if dims.is_null() || num_dims > 6 {
+        return None;
+    }
+    // SAFETY: caller contract.
+    Some(unsafe { std::slice::from_raw_parts(dims, num_dims) })
+}
+
+/// Reads `n` items at `p` as bytes (for descriptors), `None` if `p` is null.
+///
+/// # Safety
+/// `p` points to `n` readable items of `T` (XNNPACK accepted them).
+unsafe fn items<'a, T>(p: *const T, n: usize) -> Option<&'a [u8]> {
+    if p.is_null() {
+        return None;
+    }
+    let len = n.checked_mul(std::mem::size_of::<T>())?;
+    // SAFETY: caller contract.
+    Some(unsafe { std::slice::from_raw_parts(p.cast::<u8>(), len) })
+}
+
+fn record(sg: Subgraph, id_out: *const u32, desc: Option<[u8; 32]>, data: *const c_void, datatype: u32, dims: Option<&[usize]>) {
+    if id_out.is_null() {
+        return;
+    }
+    // SAFETY: XNNPACK wrote the id on success.
+    let id = unsafe { *id_out };
+    let Some(desc) = desc else {
+        // A value we cannot describe poisons nothing but itself: record it
+        // without data so it is never keyed.
+        session::with_graph(sg, |g| g.value(id, [0xff; 32], 0, None));
+        return;
+    };
+    let bytes = dims.and_then(|d| data_bytes(datatype, d));
+    session::with_graph(sg, |g| g.value(id, desc, data as usize, bytes));
+}
+
+/// Interposed `xnn_define_tensor_value`.
+///
+/// # Safety
+/// The XNNPACK contract of the real function.
+#[no_mangle]
+pub unsafe extern "C" fn xnn_define_tensor_value(
+    subgraph: Subgraph,
+    datatype: u32,
+    num_dims: usize,
+    dims: *const usize,
+    data: *const c_void,
+    external_id: u32,
+    flags: u32,
+    id_out: *mut u32,
+) -> u32 {
+    let st = call_real!(
+        xnn_define_tensor_value,
+        unsafe extern "C" fn(Subgraph, u32, usize, *const usize, *const c_void, u32, u32, *mut u32) -> u32,
+        (subgraph, datatype, num_dims, dims, data, external_id, flags, id_out)
+    );
+    if st == 0 {
+        // SAFETY: XNNPACK accepted dims.
+        let d = unsafe { dims_of(num_dims, dims) };
+        let desc = d.map(|d| ValueDesc { datatype, dims: d, flags }.builder("plain").finish());
+        record(subgraph, id_out, desc, data, datatype, d);
+    }
+    st
+}
+
+/// Interposed `xnn_define_quantized_tensor_value`.
+///
+/// # Safety
+/// The XNNPACK contract of the real function.
+#[no_mangle]
+pub unsafe extern "C" fn xnn_define_quantized_tensor_value(
+    subgraph: Subgraph,
+    datatype: u32,
+    zero_point: i32,
+    scale: f32,
+    num_dims: usize,
+    dims: *const usize,
+    data: *const c_void,
+    external_id: u32,
+    flags: u32,
+    id_out: *mut u32,
+) -> u32 {
+    let st = call_real!(
+        xnn_define_quantized_tensor_value,
+        unsafe extern "C" fn(Subgraph, u32, i32, f32, usize, *const usize, *const c_void, u32, u32, *mut u32) -> u32,
+        (subgraph, datatype, zero_point, scale, num_dims, dims, data, external_id, flags, id_out)
+    );
+    if st == 0 {
+        // SAFETY: XNNPACK accepted dims.
+        let d = unsafe { dims_of(num_dims, dims) };
+        let desc = d.map(|d| {
+            ValueDesc { datatype, dims: d, flags }
+                .builder("per-tensor")
+                .i64(i64::from(zero_point))
+                .f32(scale)
+                .finish()
+        });
+        record(subgraph, id_out, desc, data, datatype, d);
+    }
+    st
+}
+
+/// Shared body of the channelwise definers.
+#[allow(clippy::too_many_arguments)]
+unsafe fn channelwise_desc(
+    datatype: u32,
+    zero_point: i32,
+    scale: *const f32,
+    num_dims: usize,
+    channel_dim: usize,
+    dims: *const usize,
+    flags: u32,
+    channel_zero_points: *const f32,
+) -> (Option<[u8; 32]>, Option<&'static [usize]>) {
+    // SAFETY: XNNPACK accepted dims.
+    let Some(d) = (unsafe { dims_of(num_dims, dims) }) else {
+        return (None, None);
+    };
+    let Some(&channels) = d.get(channel_dim) else {
+        return (None, Some(d));
+    };
+    let mut b = ValueDesc { datatype, dims: d, flags }.builder("per-channel");
+    b.i64(i64::from(zero_point)).u64(channel_dim as u64);
+    // SAFETY: XNNPACK reads `channels` scales (and zero points) from these.
+    match unsafe { items(scale, channels) } {
+        Some(s) => b.bytes(s),
+        None => return (None, Some(d)),
+    };
+    // SAFETY: as above.
+    if let Some(z) = unsafe { items(channel_zero_points, channels) } {
+        b.bytes(b"zero points").bytes(z);
+    }
+    (Some(b.finish()), Some(d))
+}
+
+/// Interposed `xnn_define_channelwise_quantized_tensor_value`.
+///
+/// # Safety
+/// The XNNPACK contract of the real function.
+#[no_mangle]
+pub unsafe extern "C" fn xnn_define_channelwise_quantized_tensor_value(
+    subgraph: Subgraph,
+    datatype: u32,
+    scale: *const f32,
+    num_dims: usize,
+    channel_dim: usize,
+    dims: *const usize,
+    data: *const c_void,
+    external_id: u32,
+    flags: u32,
+    id_out: *mut u32,
+) -> u32 {
+    let st = call_real!(
+        xnn_define_channelwise_quantized_tensor_value,
+        unsafe extern "C" fn(Subgraph, u32, *const f32, usize, usize, *const usize, *const c_void, u32, u32, *mut u32) -> u32,
+        (subgraph, datatype, scale, num_dims, channel_dim, dims, data, external_id, flags, id_out)
+    );
+    if st == 0 {
+        // SAFETY: XNNPACK accepted these arguments.
+        let (desc, d) = unsafe {
+            channelwise_desc(datatype, 0, scale, num_dims, channel_dim, dims, flags, std::ptr::null())
+        };
+        record(subgraph, id_out, desc, data, datatype, d);
+    }
+    st
+}
+
+/// Interposed `xnn_define_channelwise_quantized_tensor_value_v2`.
+///
+/// # Safety
+/// The XNNPACK contract of the real function.
+#[no_mangle]
+pub unsafe extern "C" fn xnn_define_channelwise_quantized_tensor_value_v2(
+    subgraph: Subgraph,
+    datatype: u32,
+    zero_point: i32,
+    scale: *const f32,
+    num_dims: usize,
+    channel_dim: usize,
+    dims: *const usize,
+    data: *const c_void,
+    external_id: u32,
+    flags: u32,
+    id_out: *mut u32,
+) -> u32 {
+    let st = call_real!(
+        xnn_define_channelwise_quantized_tensor_value_v2,
+        unsafe extern "C" fn(Subgraph, u32, i32, *const f32, usize, usize, *const usize, *const c_void, u32, u32, *mut u32) -> u32,
+        (subgraph, datatype, zero_point, scale, num_dims, channel_dim, dims, data, external_id, flags, id_out)
+    );
+    if st == 0 {
+        // SAFETY: XNNPACK accepted these arguments.
+        let (desc, d) = unsafe {
+            channelwise_desc(datatype, zero_point, scale, num_dims, channel_dim, dims, flags, std::ptr::null())
+        };
+        record(subgraph, id_out, desc, data, datatype, d);
+    }
+    st
+}
+
+/// Interposed `xnn_define_channelwise_quantized_tensor_value_v3`.
+///
+/// # Safety
+/// The XNNPACK contract of the real function.
+#[no_mangle]
+pub unsafe extern "C" fn xnn_define_channelwise_quantized_tensor_value_v3(
+    subgraph: Subgraph,
+    datatype: u32,
+    zero_point: i32,
+    scale: *const f32,
+    num_dims: usize,
+    channel_dim: usize,
+    dims: *const usize,
+    data: *const c_void,
+    external_id: u32,
+    flags: u32,
+    id_out: *mut u32,
+    channelwise_zero_point: *const f32,
+) -> u32 {
+    let st = call_real!(
+        xnn_define_channelwise_quantized_tensor_value_v3,
+        unsafe extern "C" fn(Subgraph, u32, i32, *const f32, usize, usize, *const usize, *const c_void, u32, u32, *mut u32, *const f32) -> u32,
+        (subgraph, datatype, zero_point, scale, num_dims, channel_dim, dims, data, external_id, flags, id_out, channelwise_zero_point)
+    );
+    if st == 0 {
+        // SAFETY: XNNPACK accepted these arguments.
+        let (desc, d) = unsafe {
+            channelwise_desc(datatype, zero_point, scale, num_dims, channel_dim, dims, flags, channelwise_zero_point)
+        };
+        record(subgraph, id_out, desc, data, datatype, d);
+    }
+    st
+}
+
+/// Shared body of the blockwise definers: `scale_bytes` bytes per scale.
+#[allow(clippy::too_many_arguments)]
+unsafe fn blockwise_desc(
+    datatype: u32,
+    zero_point: i32,
+    scale: *const c_void,
+    scale_bytes: usize,
+    scale_type: u32,
+    num_dims: usize,
+    channel_dim: usize,
+    block_size: usize,
+    dims: *const usize,
+    flags: u32,
+) -> (Option<[u8; 32]>, Option<&'static [usize]>) {
+    // SAFETY: XNNPACK accepted dims.
+    let Some(d) = (unsafe { dims_of(num_dims, dims) }) else {
+        return (None, None);
+    };
+    let elems = d.iter().try_fold(1usize, |a, x| a.checked_mul(*x));
+    let Some(count) = elems.and_then(|e| e.checked_div(block_size)) else {
+        return (None, Some(d));
+    };
+    let mut b = ValueDesc { datatype, dims: d, flags }.builder("blockwise");
+    b.i64(i64::from(zero_point))
+        .u64(channel_dim as u64)
+        .u64(block_size as u64)
+        .u64(u64::from(scale_type));
+    // SAFETY: XNNPACK reads one scale per block: elements / block_size.
+    match unsafe { items(scale.cast::<u8>(), count.saturating_mul(scale_bytes)) } {
+        Some(s) => b.bytes(s),
+        None => return (None, Some(d)),
+    };
+    (Some(b.finish()), Some(d))
+}
+
+/// Interposed `xnn_define_blockwise_quantized_tensor_value` (bf16 scales).
+///
+/// # Safety
+/// The XNNPACK contract of the real function.
+#[no_mangle]
+pub unsafe extern "C" fn xnn_define_blockwise_quantized_tensor_value(
+    subgraph: Subgraph,
+    datatype: u32,
+    zero_point: i32,
+    scale: *const u16,
+    num_dims: usize,
+    channel_dim: usize,
+    block_size: usize,
+    dims: *const usize,
+    data: *const c_void,
+    external_id: u32,
+    flags: u32,
+    id_out: *mut u32,
+) -> u32 {
+    let st = call_real!(
+        xnn_define_blockwise_quantized_tensor_value,
+        unsafe extern "C" fn(Subgraph, u32, i32, *const u16, usize, usize, usize, *const usize, *const c_void, u32, u32, *mut u32) -> u32,
+        (subgraph, datatype, zero_point, scale, num_dims, channel_dim, block_size, dims, data, external_id, flags, id_out)
+    );
+    if st == 0 {
+        // SAFETY: XNNPACK accepted these arguments.
+        let (desc, d) = unsafe {
+            blockwise_desc(datatype, zero_point, scale.cast(), 2, 14, num_dims, channel_dim, block_size, dims, flags)
+        };
+        record(subgraph, id_out, desc, data, datatype, d);
+    }
+    st
+}
+
+/// Interposed `xnn_define_blockwise_quantized_tensor_value_v2`.
+///
+/// # Safety
+/// The XNNPACK contract of the real function.
+#[no_mangle]
+pub unsafe extern "C" fn xnn_define_blockwise_quantized_tensor_value_v2(
+    subgraph: Subgraph,
+    datatype: u32,
+    zero_point: i32,
+    scale: *const c_void,
+    num_dims: usize,
+    channel_dim: usize,
+    block_size: usize,
+    dims: *const usize,
+    data: *const c_void,
+    external_id: u32,
+    flags: u32,
+    scale_type: u32,
+    id_out: *mut u32,
+) -> u32 {
+    let st = call_real!(
+        xnn_define_blockwise_quantized_tensor_value_v2,
+        unsafe extern "C" fn(Subgraph, u32, i32, *const c_void, usize, usize, usize, *const usize, *const c_void, u32, u32, u32, *mut u32) -> u32,
+        (subgraph, datatype, zero_point, scale, num_dims, channel_dim, block_size, dims, data, external_id, flags, scale_type, id_out)
+    );
+    if st == 0 {
+        // bf16 and fp16 scales are 2 bytes; anything else is not keyed.
+        let sb = if scale_type == 14 || scale_type == 2 { 2 } else { 0 };
+        // SAFETY: XNNPACK accepted these arguments.
+        let (desc, d) = if sb == 0 {
+            (None, None)
+        } else {
+            unsafe {
+                blockwise_desc(datatype, zero_point, scale, sb, scale_type, num_dims, channel_dim, block_size, dims, flags)
+            }
+        };
+        record(subgraph, id_out, desc, data, datatype, d);
+    }
+    st
+}
+
+/// Interposed `xnn_define_dynamically_quantized_tensor_value`.
+///
+/// # Safety
+/// The XNNPACK contract of the real function.
+#[no_mangle]
+pub unsafe extern "C" fn xnn_define_dynamically_quantized_tensor_value(
+    subgraph: Subgraph,
+    datatype: u32,
+    num_dims: usize,
+    num_nonbatch_dims: usize,
+    dims: *const usize,
+    external_id: u32,
+    flags: u32,
+    id_out: *mut u32,
+) -> u32 {
+    let st = call_real!(
+        xnn_define_dynamically_quantized_tensor_value,
+        unsafe extern "C" fn(Subgraph, u32, usize, usize, *const usize, u32, u32, *mut u32) -> u32,
+        (subgraph, datatype, num_dims, num_nonbatch_dims, dims, external_id, flags, id_out)
+    );
+    if st == 0 {
+        // SAFETY: XNNPACK accepted dims.
+        let d = unsafe { dims_of(num_dims, dims) };
+        let desc = d.map(|d| {
+            ValueDesc { datatype, dims: d, flags }
+                .builder("dynamic")
+                .u64(num_nonbatch_dims as u64)
+                .finish()
+        });
+        record(subgraph, id_out, desc, std::ptr::null(), datatype, d);
+    }
+    st
+}
+
+/// Interposed `xnn_define_fully_connected`.
+///
+/// # Safety
+/// The XNNPACK contract of the real function.
+#[no_mangle]
+pub unsafe extern "C" fn xnn_define_fully_connected(
+    subgraph: Subgraph,
+    output_min: f32,
+    output_max: f32,
+    input_id: u32,
+    filter_id: u32,
+    bias_id: u32,
+    output_id: u32,
+    flags: u32,
+) -> u32 {
+    let st = call_real!(
+        xnn_define_fully_connected,
+        unsafe extern "C" fn(Subgraph, f32, f32, u32, u32, u32, u32, u32) -> u32,
+        (subgraph, output_min, output_max, input_id, filter_id, bias_id, output_id, flags)
+    );
+    if st == 0 {
+        let mut p = DescBuilder::new("fully_connected");
+        p.f32(output_min).f32(output_max).u64(u64::from(flags));
+        session::with_graph(subgraph, |g| g.node(p, input_id, filter_id, bias_id, output_id));
+    }
+    st
+}
+
+/// Interposed `xnn_define_convolution_2d`.
+///
+/// # Safety
+/// The XNNPACK contract of the real function.
+#[no_mangle]
+pub unsafe extern "C" fn xnn_define_convolution_2d(
+    subgraph: Subgraph,
+    pad_top: u32,
+    pad_right: u32,
+    pad_bottom: u32,
+    pad_left: u32,
+    kernel_height: u32,
+    kernel_width: u32,
+    subsampling_height: u32,
+    subsampling_width: u32,
+    dilation_height: u32,
+    dilation_width: u32,
+    groups: u32,
+    group_input_channels: usize,
+    group_output_channels: usize,
+    output_min: f32,
+    output_max: f32,
+    input_id: u32,
+    filter_id: u32,
+    bias_id: u32,
+    output_id: u32,
+    flags: u32,
+) -> u32 {
+    let st = call_real!(
+        xnn_define_convolution_2d,
+        unsafe extern "C" fn(Subgraph, u32, u32, u32, u32, u32, u32, u32, u32, u32, u32, u32, usize, usize, f32, f32, u32, u32, u32, u32, u32) -> u32,
+        (subgraph, pad_top, pad_right, pad_bottom, pad_left, kernel_height, kernel_width, subsampling_height, subsampling_width, dilation_height, dilation_width, groups, group_input_channels, group_output_channels, output_min, output_max, input_id, filter_id, bias_id, output_id, flags)
+    );
+    if st == 0 {
+        let mut p = DescBuilder::new("convolution_2d");
+        for v in [pad_top, pad_right, pad_bottom, pad_left, kernel_height, kernel_width, subsampling_height, subsampling_width, dilation_height, dilation_width, groups, flags] {
+            p.u64(u64::from(v));
+        }
+        p.u64(group_input_channels as u64)
+            .u64(group_output_channels as u64)
+            .f32(output_min)
+            .f32(output_max);
+        session::with_graph(subgraph, |g| g.node(p, input_id, filter_id, bias_id, output_id));
+    }
+    st
+}
+
+/// Interposed `xnn_define_depthwise_convolution_2d`.
+///
+/// # Safety
+/// The XNNPACK contract of the real function.
+#[no_mangle]
+pub unsafe extern "C" fn xnn_define_depthwise_convolution_2d(
+    subgraph: Subgraph,
+    pad_top: u32,
+    pad_right: u32,
+    pad_bottom: u32,
+    pad_left: u32,
+    kernel_height: u32,
+    kernel_width: u32,
+    subsampling_height: u32,
+    subsampling_width: u32,
+    dilation_height: u32,
+    dilation_width: u32,
+    depth_multiplier: u32,
+    input_channels: usize,
+    output_min: f32,
+    output_max: f32,
+    input_id: u32,
+    filter_id: u32,
+    bias_id: u32,
+    output_id: u32,
+    flags: u32,
+) -> u32 {
+    let st = call_real!(
+        xnn_define_depthwise_convolution_2d,
+        unsafe extern "C" fn(Subgraph, u32, u32, u32, u32, u32, u32, u32, u32, u32, u32, u32, usize, f32, f32, u32, u32, u32, u32, u32) -> u32,
+        (subgraph, pad_top, pad_right, pad_bottom, pad_left, kernel_height, kernel_width, subsampling_height, subsampling_width, dilation_height, dilation_width, depth_multiplier, input_channels, output_min, output_max, input_id, filter_id, bias_id, output_id, flags)
+    );
+    if st == 0 {
+        let mut p = DescBuilder::new("depthwise_convolution_2d");
+        for v in [pad_top, pad_right, pad_bottom, pad_left, kernel_height, kernel_width, subsampling_height, subsampling_width, dilation_height, dilation_width, depth_multiplier, flags] {
+            p.u64(u64::from(v));
+        }
+        p.u64(input_channels as u64).f32(output_min).f32(output_max);
+        session::with_graph(subgraph, |g| g.node(p, input_id, filter_id, bias_id, output_id));
+    }
+    st
+}
+
+/// Interposed `xnn_define_deconvolution_2d`.
+///
+/// # Safety
+/// The XNNPACK contract of the real function.
+#[no_mangle]
+pub unsafe extern "C" fn xnn_define_deconvolution_2d(
+    subgraph: Subgraph,
+    padding_top: u32,
+    padding_right: u32,
+    padding_bottom: u32,
+    padding_left: u32,
+    adjustment_height: u32,
+    adjustment_width: u32,
+    kernel_height: u32,
+    kernel_width: u32,
+    upsampling_height: u32,
+    upsampling_width: u32,
+    dilation_height: u32,
+    dilation_width: u32,
+    groups: u32,
+    group_input_channels: usize,
+    group_output_channels: usize,
+    output_min: f32,
+    output_max: f32,
+    input_id: u32,
+    filter_id: u32,
+    bias_id: u32,
+    output_id: u32,
+    flags: u32,
+) -> u32 {
+    let st = call_real!(
+        xnn_define_deconvolution_2d,
+        unsafe extern "C" fn(Subgraph, u32, u32, u32, u32, u32, u32, u32, u32, u32, u32, u32, u32, u32, usize, usize, f32, f32, u32, u32, u32, u32, u32) -> u32,
+        (subgraph, padding_top, padding_right, padding_bottom, padding_left, adjustment_height, adjustment_width, kernel_height, kernel_width, upsampling_height, upsampling_width, dilation_height, dilation_width, groups, group_input_channels, group_output_channels, output_min, output_max, input_id, filter_id, bias_id, output_id, flags)
+    );
+    if st == 0 {
+        let mut p = DescBuilder::new("deconvolution_2d");
+        for v in [padding_top, padding_right, padding_bottom, padding_left, adjustment_height, adjustment_width, kernel_height, kernel_width, upsampling_height, upsampling_width, dilation_height, dilation_width, groups, flags] {
+            p.u64(u64::from(v));
+        }
+        p.u64(group_input_channels as u64)
+            .u64(group_output_channels as u64)
+            .f32(output_min)
+            .f32(output_max);
+        session::with_graph(subgraph, |g| g.node(p, input_id, filter_id, bias_id, output_id));
+    }
+    st
+}
+
+/// Interposed `xnn_define_batch_matrix_multiply` (a static second input is
+/// packed like a filter).
+///
+/// # Safety
+/// The XNNPACK contract of the real function.
+#[no_mangle]
+pub unsafe extern "C" fn xnn_define_batch_matrix_multiply(
+    subgraph: Subgraph,
+    input1_id: u32,
+    input2_id: u32,
+    output_id: u32,
+    flags: u32,
+) -> u32 {
+    let st = call_real!(
+        xnn_define_batch_matrix_multiply,
+        unsafe extern "C" fn(Subgraph, u32, u32, u32, u32) -> u32,
+        (subgraph, input1_id, input2_id, output_id, flags)
+    );
+    if st == 0 {
+        let mut p = DescBuilder::new("batch_matrix_multiply");
+        p.u64(u64::from(flags));
+        session::with_graph(subgraph, |g| g.node(p, input1_id, input2_id, u32::MAX, output_id));
+    }
+    st
+}
+
+/// Interposed `xnn_delete_subgraph`: forgets what was recorded for it.
+///
+/// # Safety
+/// The XNNPACK contract of the real function.
+#[no_mangle]
+pub unsafe extern "C" fn xnn_delete_subgraph(subgraph: Subgraph) -> u32 {
+    let st = call_real!(
+        xnn_delete_subgraph,
+        unsafe extern "C" fn(Subgraph) -> u32,
+        (subgraph)
+    );
+    session::forget_graph(subgraph);
+    st
+}
+
+/// Interposed `xnn_create_runtime_v4`: without a cache from the caller and
+/// with the cache turned on, the runtime gets its own [`ptekit_cache::WeightsCache`]
+/// over the shared cache file, finalized right after creation.
+///
+/// # Safety
+/// The XNNPACK contract of the real function.
+#[no_mangle]
+pub unsafe extern "C" fn xnn_create_runtime_v4(
+    subgraph: Subgraph,
+    weights_cache: *mut c_void,
+    workspace: *mut c_void,
+    threadpool: *mut c_void,
+    flags: u32,
+    runtime_out: *mut *mut c_void,
+) -> u32 {
+    type F = unsafe extern "C" fn(Subgraph, *mut c_void, *mut c_void, *mut c_void, u32, *mut *mut c_void) -> u32;
+    let session = if weights_cache.is_null() {
+        session::prepare(subgraph, flags, xnn_create_runtime_v4 as *const () as usize)
+    } else {
+        session::note_own_cache();
+        None
+    };
+    let cache = session
+        .as_ref()
+        .map(|s| s.as_xnn_weights_cache())
+        .unwrap_or(weights_cache);
+    let st = call_real!(
+        xnn_create_runtime_v4,
+        F,
+        (subgraph, cache, workspace, threadpool, flags, runtime_out)
+    );
+    if let Some(s) = session {
+        let rt = if st == 0 && !runtime_out.is_null() {
+            // SAFETY: XNNPACK wrote the runtime handle on success.
+            unsafe { *runtime_out }
+        } else {
+            std::ptr::null_mut()
+        };
+        session::attach(rt, s);
+    }
+    st
+}
+
+/// Interposed `xnn_delete_runtime`: the runtime's cache goes with it.
+///
+/// # Safety
+/// The XNNPACK contract of the real function.
+#[no_mangle]
+pub unsafe extern "C" fn xnn_delete_runtime(runtime: *mut c_void) -> u32 {
+    let st = call_real!(
+        xnn_delete_runtime,
+        unsafe extern "C" fn(*mut c_void) -> u32,
+        (runtime)
+    );
+    session::detach(runtime);
+    st
+}

@@ -1,0 +1,73 @@
+//! # libptekit_xnnpack.so — the packed-weight cache behind an unmodified ExecuTorch
+//!
+//! ```sh
+//! LD_PRELOAD=target/release/libptekit_xnnpack.so PTEKIT_XNNPACK_CACHE=/path/cache.pwc <program>
+//! ```
+//!
+//! The library defines the XNNPACK entry points ExecuTorch's XNNPACK backend
+//! calls through its PLT (tensor and weight-packing node definitions,
+//! `xnn_create_runtime_v4`, `xnn_delete_runtime`, `xnn_delete_subgraph`),
+//! forwards every call to the real function (found in the object that
+//! defines it, see [`real`]) and, when `PTEKIT_XNNPACK_CACHE` names a file,
+//! gives each runtime that ExecuTorch creates without a weights cache a
+//! [`ptekit_cache::WeightsCache`] over that file. A runtime to which
+//! ExecuTorch passes its own cache is left alone; without the variable
+//! nothing changes.
+//!
+//! Keys: every static buffer used as a filter or bias is keyed by its bytes
+//! (BLAKE3, hashed in parallel) and a packing descriptor — its datatype,
+//! dimensions and all quantization parameters (scale contents included), the
+//! parameters and input/output descriptors of the nodes that use it, the
+//! whole subgraph's definitions and the runtime flags ([`graph`]). Cache
+//! files carry the XNNPACK build identifier and the CPU features; a file
+//! from another build or CPU is rebuilt, never served.
+//!
+//! From Python: `ptekit.runtime.enable_xnnpack_cache(path)` (the same code,
+//! linked into the Python extension). Counters: [`ptekit_xnnpack_stats_json`].
+
+pub mod graph;
+pub mod hooks;
+pub mod real;
+pub mod session;
+
+use std::ffi::{c_char, CStr};
+use std::path::PathBuf;
+
+/// Turns the cache on for runtimes created from now on (`path` NULL: off).
+/// `verify` nonzero checks packed bytes against their digests before serving
+/// them. Returns 0, or -1 if `path` is not UTF-8.
+///
+/// # Safety
+/// `path` is NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn ptekit_xnnpack_enable(path: *const c_char, verify: u32) -> i32 {
+    if path.is_null() {
+        session::enable(None, false);
+        return 0;
+    }
+    // SAFETY: caller guarantees a NUL-terminated string.
+    let Ok(p) = unsafe { CStr::from_ptr(path) }.to_str() else {
+        return -1;
+    };
+    session::enable(Some(PathBuf::from(p)), verify != 0);
+    0
+}
+
+/// Writes the counters as NUL-terminated JSON into `buf` (capacity `cap`);
+/// returns the length without the NUL (nothing written when `>= cap`).
+///
+/// # Safety
+/// `buf` is NULL or has `cap` writable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn ptekit_xnnpack_stats_json(buf: *mut c_char, cap: usize) -> usize {
+    let s = serde_json::to_string(&session::snapshot()).unwrap_or_default();
+    let need = s.len();
+    if !buf.is_null() && need < cap {
+        // SAFETY: need + 1 <= cap bytes are writable at buf.
+        unsafe {
+            std::ptr::copy_nonoverlapping(s.as_ptr(), buf.cast::<u8>(), need);
+            *buf.add(need) = 0;
+        }
+    }
+    need
+}

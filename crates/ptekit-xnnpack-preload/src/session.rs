@@ -1,0 +1,269 @@
+//! Process-wide state of the preload library: whether the cache is on and
+//! where its file is, the subgraphs being defined, the cache of each live
+//! runtime, and the counters `ptekit_xnnpack_stats_json` reports.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ffi::c_void;
+use std::path::PathBuf;
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::Instant;
+
+use ptekit_cache::format::{ContentKey, KeySource};
+use ptekit_cache::{CacheOptions, EnvIdentity, WeightsCache};
+
+use crate::graph::{Graph, Weight};
+
+/// Environment variable naming the cache file; unset: the library changes
+/// nothing.
+pub const ENV_CACHE: &str = "PTEKIT_XNNPACK_CACHE";
+/// `1`: check packed bytes against their digest before serving them.
+pub const ENV_VERIFY: &str = "PTEKIT_XNNPACK_CACHE_VERIFY";
+/// `1`: no `fdatasync` on commit (survives crashed processes, not power loss).
+pub const ENV_NO_SYNC: &str = "PTEKIT_XNNPACK_CACHE_NO_SYNC";
+
+#[derive(Clone, Debug)]
+struct Config {
+    path: Option<PathBuf>,
+    verify: bool,
+    durable: bool,
+}
+
+fn env_flag(k: &str) -> bool {
+    std::env::var(k).is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"))
+}
+
+fn config() -> MutexGuard<'static, Config> {
+    static C: OnceLock<Mutex<Config>> = OnceLock::new();
+    C.get_or_init(|| {
+        Mutex::new(Config {
+            path: std::env::var_os(ENV_CACHE)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from),
+            verify: env_flag(ENV_VERIFY),
+            durable: !env_flag(ENV_NO_SYNC),
+        })
+    })
+    .lock()
+    .unwrap_or_else(|p| p.into_inner())
+}
+
+/// Turns the cache on (a path) or off (`None`) for runtimes created from now on.
+pub fn enable(path: Option<PathBuf>, verify: bool) {
+    let mut c = config();
+    c.path = path;
+    c.verify = verify;
+}
+
+fn graphs() -> MutexGuard<'static, HashMap<usize, Graph>> {
+    static G: OnceLock<Mutex<HashMap<usize, Graph>>> = OnceLock::new();
+    G.get_or_init(|| Mutex::new(HashMap::new()))
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+}
+
+/// Runs `f` on the record of `subgraph`, creating it on first use.
+pub fn with_graph(subgraph: *mut c_void, f: impl FnOnce(&mut Graph)) {
+    if subgraph.is_null() {
+        return;
+    }
+    let mut g = graphs();
+    f(g.entry(subgraph as usize).or_default());
+}
+
+/// Drops the record of a deleted subgraph.
+pub fn forget_graph(subgraph: *mut c_void) {
+    graphs().remove(&(subgraph as usize));
+}
+
+fn runtimes() -> MutexGuard<'static, HashMap<usize, WeightsCache>> {
+    static R: OnceLock<Mutex<HashMap<usize, WeightsCache>>> = OnceLock::new();
+    R.get_or_init(|| Mutex::new(HashMap::new()))
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+}
+
+/// Counters over all runtimes of this process.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Totals {
+    /// The cache file, when on.
+    pub path: Option<String>,
+    /// Runtimes created with our cache.
+    pub runtimes_cached: u64,
+    /// Runtimes to which ExecuTorch passed a cache of its own (left alone).
+    pub runtimes_own_cache: u64,
+    /// Runtimes created while the cache was off.
+    pub runtimes_uncached: u64,
+    /// Runtimes alive with our cache.
+    pub runtimes_live: u64,
+    /// Look-ups served from the file.
+    pub hits: u64,
+    /// Look-ups that packed.
+    pub misses: u64,
+    /// Packed bytes served from the file mapping.
+    pub bytes_mapped: u64,
+    /// Packed bytes written to the file.
+    pub bytes_packed: u64,
+    /// Packed bytes kept in process memory (fallbacks).
+    pub bytes_heap: u64,
+    /// Entries committed.
+    pub committed: u64,
+    /// Packs another process had committed first (served from the file).
+    pub deduplicated: u64,
+    /// Fallbacks to process memory.
+    pub fallbacks: u64,
+    /// Fallbacks by reason.
+    pub fallback_reasons: BTreeMap<String, u64>,
+    /// The latest fallback, with detail.
+    pub last_fallback: Option<String>,
+    /// Static buffers left uncached because one pointer was defined with
+    /// different descriptors.
+    pub ambiguous_buffers: u64,
+    /// Entries whose bytes failed verification (verify mode).
+    pub rejected_entries: u64,
+    /// Milliseconds spent hashing unpacked weights.
+    pub hash_ms: f64,
+    /// Why the file is unusable, if it is.
+    pub file_error: Option<String>,
+    /// Why the file was rebuilt, if it was.
+    pub rebuilt: Option<String>,
+}
+
+fn totals() -> MutexGuard<'static, Totals> {
+    static T: OnceLock<Mutex<Totals>> = OnceLock::new();
+    T.get_or_init(|| Mutex::new(Totals::default()))
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+}
+
+/// A snapshot of the counters.
+pub fn snapshot() -> Totals {
+    let mut t = totals().clone();
+    t.path = config().path.as_ref().map(|p| p.display().to_string());
+    t.runtimes_live = runtimes().len() as u64;
+    t
+}
+
+/// Counts a runtime that came with ExecuTorch's own cache.
+pub fn note_own_cache() {
+    totals().runtimes_own_cache += 1;
+}
+
+fn env_identity(create_fn: usize) -> EnvIdentity {
+    static E: OnceLock<EnvIdentity> = OnceLock::new();
+    E.get_or_init(|| {
+        let real = crate::real::resolve(c"xnn_create_runtime_v4", create_fn).unwrap_or(0);
+        EnvIdentity::new(&crate::real::build_identity(real))
+    })
+    .clone()
+}
+
+/// Hashes every weight's bytes, in parallel over the available cores.
+fn content_keys(ws: &[Weight]) -> Vec<[u8; 32]> {
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 8);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let out: Vec<Mutex<[u8; 32]>> = ws.iter().map(|_| Mutex::new([0u8; 32])).collect();
+    std::thread::scope(|s| {
+        for _ in 0..threads.min(ws.len().max(1)) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(w) = ws.get(i) else { break };
+                // SAFETY: the pointer and size come from a static tensor
+                // XNNPACK accepted; ExecuTorch keeps the data alive for the
+                // life of the subgraph and its runtimes, and nobody writes it.
+                let bytes = unsafe { std::slice::from_raw_parts(w.ptr as *const u8, w.bytes) };
+                let h = *blake3::hash(bytes).as_bytes();
+                if let Some(slot) = out.get(i) {
+                    *slot.lock().unwrap_or_else(|p| p.into_inner()) = h;
+                }
+            });
+        }
+    });
+    out.into_iter()
+        .map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner()))
+        .collect()
+}
+
+/// A cache for the runtime about to be created from `subgraph`, or `None`
+/// when the cache is off.
+pub fn prepare(subgraph: *mut c_void, flags: u32, create_fn: usize) -> Option<WeightsCache> {
+    let cfg = config().clone();
+    let Some(path) = cfg.path else {
+        totals().runtimes_uncached += 1;
+        return None;
+    };
+    let (weights, ambiguous) = graphs()
+        .get(&(subgraph as usize))
+        .map(|g| g.weights(flags))
+        .unwrap_or_default();
+    let mut opts = CacheOptions {
+        verify_on_load: cfg.verify,
+        auto_compact_dead_share: None,
+        ..CacheOptions::default()
+    };
+    opts.file.durable = cfg.durable;
+    opts.file.env = Some(env_identity(create_fn));
+    let cache = WeightsCache::new(Some(&path), opts);
+    let t0 = Instant::now();
+    let keys = content_keys(&weights);
+    let hash_ms = t0.elapsed().as_secs_f64() * 1e3;
+    for (w, k) in weights.iter().zip(keys) {
+        cache.register_key(
+            w.ptr as *const u8,
+            ContentKey {
+                key: k,
+                source: KeySource::Hashed,
+                len: w.bytes as u64,
+                desc: w.desc,
+            },
+            None,
+        );
+    }
+    let mut t = totals();
+    t.ambiguous_buffers += ambiguous;
+    t.hash_ms += hash_ms;
+    Some(cache)
+}
+
+/// Finalizes the cache of a runtime just created (`runtime` null: creation
+/// failed) and keeps it until the runtime is deleted.
+pub fn attach(runtime: *mut c_void, cache: WeightsCache) {
+    let s = cache.finalize();
+    {
+        let mut t = totals();
+        t.runtimes_cached += 1;
+        t.hits += s.hits;
+        t.misses += s.misses;
+        t.bytes_mapped += s.bytes_mapped;
+        t.bytes_packed += s.bytes_packed;
+        t.bytes_heap += s.bytes_heap;
+        t.committed += s.committed;
+        t.deduplicated += s.deduplicated;
+        t.fallbacks += s.heap_fallbacks;
+        for (k, v) in &s.heap_fallback_reasons {
+            *t.fallback_reasons.entry(k.clone()).or_insert(0) += v;
+        }
+        if s.last_fallback.is_some() {
+            t.last_fallback = s.last_fallback.clone();
+        }
+        t.rejected_entries += s.rejected_entries;
+        if s.file_error.is_some() {
+            t.file_error = s.file_error.clone();
+        }
+        if s.rebuilt.is_some() {
+            t.rebuilt = s.rebuilt.clone();
+        }
+    }
+    if runtime.is_null() {
+        return;
+    }
+    runtimes().insert(runtime as usize, cache);
+}
+
+/// Drops the cache of a deleted runtime.
+pub fn detach(runtime: *mut c_void) {
+    let c = runtimes().remove(&(runtime as usize));
+    drop(c);
+}

@@ -1,0 +1,88 @@
+#!/usr/bin/env python3
+"""Loads a .pte with the reference runtime (executorch.runtime), runs one
+method and prints a JSON line: output SHA-256, load/execute times, RSS growth,
+and the ptekit cache counters when the preload library is active.
+
+    [LD_PRELOAD=.../libptekit_xnnpack.so PTEKIT_XNNPACK_CACHE=FILE] \
+        python scripts/xnnpack_cache_run.py MODEL.pte [--method forward] [--inputs X.npz]
+    python scripts/xnnpack_cache_run.py MODEL.pte --enable FILE   # Python path
+
+Inputs come from `--inputs` (`in0, in1, ...`) or are made from a fixed seed
+from the method's input metadata. Used by the tests and the benchmark.
+"""
+import argparse
+import ctypes
+import hashlib
+import json
+import sys
+import time
+
+
+def rss():
+    out = {}
+    with open("/proc/self/status") as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            if k in ("RssAnon", "RssFile"):
+                out[k] = int(v.split()[0])
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("pte")
+    ap.add_argument("--method", default="forward")
+    ap.add_argument("--inputs")
+    ap.add_argument("--enable", help="turn the cache on through ptekit.runtime")
+    ap.add_argument("--repeat", type=int, default=1, help="load and run N times")
+    a = ap.parse_args()
+    if a.enable:
+        import ptekit.runtime
+
+        ptekit.runtime.enable_xnnpack_cache(a.enable)
+    import numpy as np
+    import torch
+    from executorch.runtime import Runtime
+
+    rt = Runtime.get()
+    before = rss()
+    t0 = time.perf_counter()
+    program = rt.load_program(a.pte)
+    method = program.load_method(a.method)
+    load_ms = (time.perf_counter() - t0) * 1e3
+    meta = method.metadata
+    if a.inputs:
+        d = np.load(a.inputs)
+        inputs = [torch.from_numpy(d[f"in{i}"]) for i in range(meta.num_inputs())]
+    else:
+        g = torch.Generator().manual_seed(1234)
+        inputs = []
+        for i in range(meta.num_inputs()):
+            tm = meta.input_tensor_meta(i)
+            inputs.append(torch.rand(tuple(tm.sizes()), generator=g) * 2 - 1)
+    t1 = time.perf_counter()
+    outs = method.execute(inputs)
+    exec_ms = (time.perf_counter() - t1) * 1e3
+    after = rss()
+    h = hashlib.sha256()
+    for o in outs:
+        h.update(o.detach().contiguous().numpy().tobytes())
+    res = {
+        "sha256": h.hexdigest(),
+        "load_ms": load_ms,
+        "execute_ms": exec_ms,
+        "rss_anon_kib": after["RssAnon"] - before["RssAnon"],
+        "rss_file_kib": after["RssFile"] - before["RssFile"],
+        "first": [float(x) for x in outs[0].flatten()[:4]],
+    }
+    try:
+        import ptekit.runtime
+
+        res["cache"] = ptekit.runtime.xnnpack_cache_stats()
+    except Exception as e:  # noqa: BLE001 - reported, not fatal
+        res["cache_error"] = str(e)
+    print(json.dumps(res))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
