@@ -32,6 +32,10 @@ use pyo3::types::{PyBytes, PyDict, PyString};
 use ptekit_format::pte::{plan, restore, PteFile, PteMap, PteModel, ReadOptions, SerializeOptions};
 use ptekit_format::write::PlannedFile;
 
+// Links the XNNPACK interposers into the extension (exported, inactive until
+// `ptekit.runtime.enable_xnnpack_cache` puts the extension in global scope).
+use ptekit_xnnpack as _;
+
 use crate::bytes::Keep;
 use crate::error::{BindError, PteError, Seg};
 use crate::flat_tensor::FlatTensorBinary;

@@ -159,10 +159,26 @@ fn env_identity(create_fn: usize) -> EnvIdentity {
 
 /// Hashes every weight's bytes, in parallel over the available cores.
 fn content_keys(ws: &[Weight]) -> Vec<[u8; 32]> {
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .clamp(1, 8);
+    let total: usize = ws.iter().map(|w| w.bytes).sum();
+    // Threads pay off from a few MiB on.
+    let threads = if total < (8 << 20) {
+        1
+    } else {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .clamp(1, 8)
+    };
+    if threads == 1 {
+        return ws
+            .iter()
+            .map(|w| {
+                // SAFETY: as below.
+                let bytes = unsafe { std::slice::from_raw_parts(w.ptr as *const u8, w.bytes) };
+                *blake3::hash(bytes).as_bytes()
+            })
+            .collect();
+    }
     let next = std::sync::atomic::AtomicUsize::new(0);
     let out: Vec<Mutex<[u8; 32]>> = ws.iter().map(|_| Mutex::new([0u8; 32])).collect();
     std::thread::scope(|s| {
