@@ -106,6 +106,26 @@ pub fn verify_file(path: &Path) -> Result<serde_json::Value, Vec<String>> {
                         "slot {i}: entry at {}+{} invalid: {r:?}",
                         e.data_offset, e.data_len
                     )),
+                    SlotState::Reserve {
+                        data_offset,
+                        data_len,
+                        ..
+                    } => {
+                        // A reservation claims a range inside the data region
+                        // of the file (writers allocate before recording it).
+                        let header = &cf.index().header;
+                        let end = data_offset.checked_add(*data_len);
+                        let file_len = cf.index().summary().file_bytes;
+                        if *data_offset < header.data_offset
+                            || *data_len == 0
+                            || end.is_none_or(|e| e > file_len)
+                        {
+                            reasons.push(format!(
+                                "slot {i}: reservation at {data_offset}+{data_len} lies outside the data region {}..{file_len}",
+                                header.data_offset
+                            ));
+                        }
+                    }
                     _ => {}
                 }
             }

@@ -134,6 +134,12 @@ impl Header {
         b
     }
 
+    /// Recomputes the checksum of a header in place (for the fuzz target).
+    pub fn seal(b: &mut [u8; HEADER_LEN]) {
+        let c = digest8(&b[..HEADER_CRC_AT]);
+        b[HEADER_CRC_AT..HEADER_LEN].copy_from_slice(&c.to_le_bytes());
+    }
+
     /// Parses and validates a header against the file length.
     pub fn decode(b: &[u8], file_len: u64) -> Result<Header, FormatError> {
         if b.len() < HEADER_LEN || file_len < HEADER_LEN as u64 {
@@ -351,6 +357,13 @@ impl Record {
         let c = digest8(&b[..CRC_AT]);
         b[CRC_AT..].copy_from_slice(&c.to_le_bytes());
         b
+    }
+
+    /// Recomputes the checksum of a slot in place (so that a mutated slot
+    /// reaches the record parser; used by the structure-aware fuzz target).
+    pub fn seal(slot: &mut [u8; SLOT_SIZE]) {
+        let c = digest8(&slot[..CRC_AT]);
+        slot[CRC_AT..].copy_from_slice(&c.to_le_bytes());
     }
 
     /// Parses one slot. `Ok(None)`: an all-zero (never written) slot.
@@ -825,7 +838,7 @@ impl Index {
             match st {
                 SlotState::Live(e) => {
                     s.live_entries += 1;
-                    s.live_bytes += e.data_len;
+                    s.live_bytes = s.live_bytes.saturating_add(e.data_len);
                 }
                 SlotState::Dead(e, reason) => {
                     s.dead_entries += 1;
@@ -847,16 +860,21 @@ impl Index {
                         }
                         _ => e.data_len,
                     };
-                    s.dead_bytes += counted;
+                    s.dead_bytes = s.dead_bytes.saturating_add(counted);
                 }
                 SlotState::Reserve {
                     data_offset,
                     data_len,
                     ..
                 } => {
-                    if self.reserve_matched.get(data_offset) == Some(&false) {
+                    // Only reservations inside the file count (a record
+                    // claiming more is invalid and holds no bytes).
+                    let inside = data_offset
+                        .checked_add(*data_len)
+                        .is_some_and(|e| e <= self.file_len);
+                    if inside && self.reserve_matched.get(data_offset) == Some(&false) {
                         s.orphan_reservations += 1;
-                        s.dead_bytes += *data_len;
+                        s.dead_bytes = s.dead_bytes.saturating_add(*data_len);
                     }
                 }
                 SlotState::Drop { .. } => {}
@@ -864,7 +882,7 @@ impl Index {
             }
         }
         let used = self.alloc_end.saturating_sub(self.header.data_offset);
-        s.padding_bytes = used.saturating_sub(s.live_bytes + s.dead_bytes);
+        s.padding_bytes = used.saturating_sub(s.live_bytes.saturating_add(s.dead_bytes));
         s.free_tail_bytes = self
             .file_len
             .saturating_sub(self.alloc_end.max(self.header.data_offset));

@@ -33,6 +33,7 @@ pub mod desc;
 pub mod env;
 pub mod error;
 pub mod format;
+pub mod fuzzing;
 pub mod provider;
 pub mod store;
 pub mod sys;

@@ -889,8 +889,15 @@ impl Inner {
                 .unwrap_or(std::ptr::null_mut());
             // SAFETY: as above, the heap block holds c.size packed bytes.
             let ours = unsafe { std::slice::from_raw_parts(mine as *const u8, c.size) };
-            let theirs = f.entry_bytes(&entry);
-            let same = theirs.is_some_and(|t| t == ours);
+            // Only an address into the mapping; the bytes are compared by
+            // digest and read with pread (no mapped page is touched here, so
+            // a file truncated meanwhile cannot raise SIGBUS in the load).
+            let theirs = f.entry_bytes(&entry).map(|t| t.as_ptr() as *mut u8);
+            let same = theirs.is_some()
+                && (written
+                    || (entry.data_len == c.size as u64
+                        && entry.data_digest == data_digest(ours)
+                        && f.verify_entry(&entry)));
             if written {
                 self.stats.committed += 1;
                 self.stats.bytes_packed += c.size as u64;
@@ -898,7 +905,7 @@ impl Inner {
                 self.stats.deduplicated += 1;
             }
             match theirs {
-                Some(t) if same => swaps.push((c.slot, t.as_ptr() as *mut u8, mine)),
+                Some(t) if same => swaps.push((c.slot, t, mine)),
                 _ => {
                     if !written {
                         self.count_fallback(&FallbackReason::Io(

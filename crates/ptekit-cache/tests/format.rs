@@ -263,3 +263,81 @@ fn xpwc_files_are_read_and_their_dead_bytes_reported() {
     std::fs::write(&empty, b"").expect("write");
     assert!(verify_file(&empty).is_err());
 }
+
+#[test]
+fn forged_reserve_record_fails_verify_and_never_grows_the_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = dir.path().join("forged.pwc");
+    make_cache(&p, 3);
+    let before = std::fs::metadata(&p).expect("stat").len();
+    // A valid, checksummed reserve record claiming 4 KiB at 32 GiB.
+    let idx = parse_image(&std::fs::read(&p).expect("read")).expect("parse");
+    let slot = idx.slots.len() as u32;
+    let rec = Record::Reserve {
+        data_offset: 32 << 30,
+        data_len: 4096,
+        pid: 1,
+    };
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&p)
+        .expect("open");
+    f.write_all_at(&rec.encode(), idx.header.slot_offset(slot))
+        .expect("write record");
+    drop(f);
+    let reasons = verify_file(&p).expect_err("verify must reject the record");
+    assert!(
+        reasons.iter().any(|r| r.contains("reservation")),
+        "{reasons:?}"
+    );
+    // The next writer allocates after the real data, not at 32 GiB.
+    let mut cf = CacheFile::open(&p, &FileOptions::default()).expect("open");
+    assert!(cf.lock().expect("lock"));
+    let off = cf.reserve(1000).expect("reserve");
+    assert!(off < before + (1 << 20), "reserved at {off}");
+    let data = vec![7u8; 3000];
+    let e = entry(9, 0, &data);
+    let done = cf.commit_batch(&[(&data, e)]).expect("commit");
+    assert!(done[0].1 && done[0].0.data_offset < before + (64 << 20));
+    cf.unlock();
+    drop(cf);
+    let after = std::fs::metadata(&p).expect("stat").len();
+    assert!(after < before + (64 << 20), "file grew to {after}");
+}
+
+#[test]
+fn stale_temp_files_of_dead_owners_are_removed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = dir.path().join("c.pwc");
+    make_cache(&p, 2);
+    // A process that has exited: its pid is free.
+    let mut child = std::process::Command::new("true").spawn().expect("spawn");
+    let dead = child.id();
+    child.wait().expect("wait");
+    let mine = std::process::id();
+    let stale = dir.path().join(format!("c.pwc.compact.{dead}.tmp"));
+    let stale_new = dir.path().join(format!("c.pwc.new.{dead}.tmp"));
+    let live = dir.path().join(format!("c.pwc.compact.{mine}.tmp"));
+    let other = dir.path().join(format!("d.pwc.compact.{dead}.tmp"));
+    let unrelated = dir.path().join(format!("c.pwc.backup.{dead}.tmp"));
+    for f in [&stale, &stale_new, &live, &other, &unrelated] {
+        std::fs::write(f, b"x").expect("write");
+    }
+    ptekit_cache::compact(&p, &FileOptions::default()).expect("compact");
+    assert!(
+        !stale.exists() && !stale_new.exists(),
+        "dead owners' temp files stay"
+    );
+    assert!(live.exists(), "a live owner's temp file was removed");
+    assert!(
+        other.exists() && unrelated.exists(),
+        "foreign files were removed"
+    );
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .expect("ls")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 4, "{names:?}");
+    assert!(verify_file(&p).is_ok());
+}

@@ -30,3 +30,26 @@ fn cache_index_regressions_never_panic() {
         assert!(r.is_ok(), "{} panicked", path.display());
     }
 }
+
+/// Replays the `cache_records` fuzz target's seeds and every input that ever
+/// broke it (`tests/fuzz_regressions_records`).
+#[test]
+fn sealed_index_regressions_keep_the_invariants() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz_regressions_records");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("regression folder")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    assert!(files.len() >= 7, "inputs in {}", dir.display());
+    for path in files {
+        let data = std::fs::read(&path).expect("read input");
+        let r = std::panic::catch_unwind(|| ptekit_cache::fuzzing::check_sealed_index(&data));
+        match r {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => panic!("{}: {e}", path.display()),
+            Err(_) => panic!("{} panicked", path.display()),
+        }
+    }
+}

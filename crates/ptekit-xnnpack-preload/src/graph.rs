@@ -89,22 +89,34 @@ pub struct Graph {
 impl Graph {
     /// Records a value definition (after XNNPACK accepted it).
     pub fn value(&mut self, id: u32, desc: [u8; 32], data: usize, bytes: Option<usize>) {
-        self.log
-            .push(DescBuilder::new("value").u64(u64::from(id)).digest(&desc).finish());
+        self.log.push(
+            DescBuilder::new("value")
+                .u64(u64::from(id))
+                .digest(&desc)
+                .finish(),
+        );
         self.values.insert(id, Value { desc, data, bytes });
     }
 
     fn value_desc(&self, id: u32) -> [u8; 32] {
-        self.values
-            .get(&id)
-            .map(|v| v.desc)
-            .unwrap_or_else(|| DescBuilder::new("unknown value").u64(u64::from(id)).finish())
+        self.values.get(&id).map(|v| v.desc).unwrap_or_else(|| {
+            DescBuilder::new("unknown value")
+                .u64(u64::from(id))
+                .finish()
+        })
     }
 
     /// Records a node that packs `filter` (and `bias`): `params` already holds
     /// its kind and scalar parameters; the descriptors of its input and
     /// output values are added here.
-    pub fn node(&mut self, mut params: DescBuilder, input: u32, filter: u32, bias: u32, output: u32) {
+    pub fn node(
+        &mut self,
+        mut params: DescBuilder,
+        input: u32,
+        filter: u32,
+        bias: u32,
+        output: u32,
+    ) {
         params
             .digest(&self.value_desc(input))
             .digest(&self.value_desc(output))
@@ -118,7 +130,10 @@ impl Graph {
             if id == u32::MAX {
                 continue;
             }
-            let u = DescBuilder::new("use").bytes(role.as_bytes()).digest(&node).finish();
+            let u = DescBuilder::new("use")
+                .bytes(role.as_bytes())
+                .digest(&node)
+                .finish();
             self.uses.entry(id).or_default().push(u);
         }
     }
@@ -139,7 +154,9 @@ impl Graph {
         let mut ids: Vec<&u32> = self.uses.keys().collect();
         ids.sort_unstable();
         for id in ids {
-            let Some(v) = self.values.get(id) else { continue };
+            let Some(v) = self.values.get(id) else {
+                continue;
+            };
             if v.data == 0 {
                 continue;
             }

@@ -69,7 +69,14 @@ unsafe fn items<'a, T>(p: *const T, n: usize) -> Option<&'a [u8]> {
     Some(unsafe { std::slice::from_raw_parts(p.cast::<u8>(), len) })
 }
 
-fn record(sg: Subgraph, id_out: *const u32, desc: Option<[u8; 32]>, data: *const c_void, datatype: u32, dims: Option<&[usize]>) {
+fn record(
+    sg: Subgraph,
+    id_out: *const u32,
+    desc: Option<[u8; 32]>,
+    data: *const c_void,
+    datatype: u32,
+    dims: Option<&[usize]>,
+) {
     if id_out.is_null() {
         return;
     }
@@ -102,13 +109,39 @@ pub unsafe extern "C" fn xnn_define_tensor_value(
 ) -> u32 {
     let st = call_real!(
         xnn_define_tensor_value,
-        unsafe extern "C" fn(Subgraph, u32, usize, *const usize, *const c_void, u32, u32, *mut u32) -> u32,
-        (subgraph, datatype, num_dims, dims, data, external_id, flags, id_out)
+        unsafe extern "C" fn(
+            Subgraph,
+            u32,
+            usize,
+            *const usize,
+            *const c_void,
+            u32,
+            u32,
+            *mut u32,
+        ) -> u32,
+        (
+            subgraph,
+            datatype,
+            num_dims,
+            dims,
+            data,
+            external_id,
+            flags,
+            id_out
+        )
     );
     if st == 0 {
         // SAFETY: XNNPACK accepted dims.
         let d = unsafe { dims_of(num_dims, dims) };
-        let desc = d.map(|d| ValueDesc { datatype, dims: d, flags }.builder("plain").finish());
+        let desc = d.map(|d| {
+            ValueDesc {
+                datatype,
+                dims: d,
+                flags,
+            }
+            .builder("plain")
+            .finish()
+        });
         record(subgraph, id_out, desc, data, datatype, d);
     }
     st
@@ -133,18 +166,44 @@ pub unsafe extern "C" fn xnn_define_quantized_tensor_value(
 ) -> u32 {
     let st = call_real!(
         xnn_define_quantized_tensor_value,
-        unsafe extern "C" fn(Subgraph, u32, i32, f32, usize, *const usize, *const c_void, u32, u32, *mut u32) -> u32,
-        (subgraph, datatype, zero_point, scale, num_dims, dims, data, external_id, flags, id_out)
+        unsafe extern "C" fn(
+            Subgraph,
+            u32,
+            i32,
+            f32,
+            usize,
+            *const usize,
+            *const c_void,
+            u32,
+            u32,
+            *mut u32,
+        ) -> u32,
+        (
+            subgraph,
+            datatype,
+            zero_point,
+            scale,
+            num_dims,
+            dims,
+            data,
+            external_id,
+            flags,
+            id_out
+        )
     );
     if st == 0 {
         // SAFETY: XNNPACK accepted dims.
         let d = unsafe { dims_of(num_dims, dims) };
         let desc = d.map(|d| {
-            ValueDesc { datatype, dims: d, flags }
-                .builder("per-tensor")
-                .i64(i64::from(zero_point))
-                .f32(scale)
-                .finish()
+            ValueDesc {
+                datatype,
+                dims: d,
+                flags,
+            }
+            .builder("per-tensor")
+            .i64(i64::from(zero_point))
+            .f32(scale)
+            .finish()
         });
         record(subgraph, id_out, desc, data, datatype, d);
     }
@@ -170,7 +229,12 @@ unsafe fn channelwise_desc(
     let Some(&channels) = d.get(channel_dim) else {
         return (None, Some(d));
     };
-    let mut b = ValueDesc { datatype, dims: d, flags }.builder("per-channel");
+    let mut b = ValueDesc {
+        datatype,
+        dims: d,
+        flags,
+    }
+    .builder("per-channel");
     b.i64(i64::from(zero_point)).u64(channel_dim as u64);
     // SAFETY: XNNPACK reads `channels` scales (and zero points) from these.
     match unsafe { items(scale, channels) } {
@@ -203,13 +267,44 @@ pub unsafe extern "C" fn xnn_define_channelwise_quantized_tensor_value(
 ) -> u32 {
     let st = call_real!(
         xnn_define_channelwise_quantized_tensor_value,
-        unsafe extern "C" fn(Subgraph, u32, *const f32, usize, usize, *const usize, *const c_void, u32, u32, *mut u32) -> u32,
-        (subgraph, datatype, scale, num_dims, channel_dim, dims, data, external_id, flags, id_out)
+        unsafe extern "C" fn(
+            Subgraph,
+            u32,
+            *const f32,
+            usize,
+            usize,
+            *const usize,
+            *const c_void,
+            u32,
+            u32,
+            *mut u32,
+        ) -> u32,
+        (
+            subgraph,
+            datatype,
+            scale,
+            num_dims,
+            channel_dim,
+            dims,
+            data,
+            external_id,
+            flags,
+            id_out
+        )
     );
     if st == 0 {
         // SAFETY: XNNPACK accepted these arguments.
         let (desc, d) = unsafe {
-            channelwise_desc(datatype, 0, scale, num_dims, channel_dim, dims, flags, std::ptr::null())
+            channelwise_desc(
+                datatype,
+                0,
+                scale,
+                num_dims,
+                channel_dim,
+                dims,
+                flags,
+                std::ptr::null(),
+            )
         };
         record(subgraph, id_out, desc, data, datatype, d);
     }
@@ -236,13 +331,46 @@ pub unsafe extern "C" fn xnn_define_channelwise_quantized_tensor_value_v2(
 ) -> u32 {
     let st = call_real!(
         xnn_define_channelwise_quantized_tensor_value_v2,
-        unsafe extern "C" fn(Subgraph, u32, i32, *const f32, usize, usize, *const usize, *const c_void, u32, u32, *mut u32) -> u32,
-        (subgraph, datatype, zero_point, scale, num_dims, channel_dim, dims, data, external_id, flags, id_out)
+        unsafe extern "C" fn(
+            Subgraph,
+            u32,
+            i32,
+            *const f32,
+            usize,
+            usize,
+            *const usize,
+            *const c_void,
+            u32,
+            u32,
+            *mut u32,
+        ) -> u32,
+        (
+            subgraph,
+            datatype,
+            zero_point,
+            scale,
+            num_dims,
+            channel_dim,
+            dims,
+            data,
+            external_id,
+            flags,
+            id_out
+        )
     );
     if st == 0 {
         // SAFETY: XNNPACK accepted these arguments.
         let (desc, d) = unsafe {
-            channelwise_desc(datatype, zero_point, scale, num_dims, channel_dim, dims, flags, std::ptr::null())
+            channelwise_desc(
+                datatype,
+                zero_point,
+                scale,
+                num_dims,
+                channel_dim,
+                dims,
+                flags,
+                std::ptr::null(),
+            )
         };
         record(subgraph, id_out, desc, data, datatype, d);
     }
@@ -270,13 +398,48 @@ pub unsafe extern "C" fn xnn_define_channelwise_quantized_tensor_value_v3(
 ) -> u32 {
     let st = call_real!(
         xnn_define_channelwise_quantized_tensor_value_v3,
-        unsafe extern "C" fn(Subgraph, u32, i32, *const f32, usize, usize, *const usize, *const c_void, u32, u32, *mut u32, *const f32) -> u32,
-        (subgraph, datatype, zero_point, scale, num_dims, channel_dim, dims, data, external_id, flags, id_out, channelwise_zero_point)
+        unsafe extern "C" fn(
+            Subgraph,
+            u32,
+            i32,
+            *const f32,
+            usize,
+            usize,
+            *const usize,
+            *const c_void,
+            u32,
+            u32,
+            *mut u32,
+            *const f32,
+        ) -> u32,
+        (
+            subgraph,
+            datatype,
+            zero_point,
+            scale,
+            num_dims,
+            channel_dim,
+            dims,
+            data,
+            external_id,
+            flags,
+            id_out,
+            channelwise_zero_point
+        )
     );
     if st == 0 {
         // SAFETY: XNNPACK accepted these arguments.
         let (desc, d) = unsafe {
-            channelwise_desc(datatype, zero_point, scale, num_dims, channel_dim, dims, flags, channelwise_zero_point)
+            channelwise_desc(
+                datatype,
+                zero_point,
+                scale,
+                num_dims,
+                channel_dim,
+                dims,
+                flags,
+                channelwise_zero_point,
+            )
         };
         record(subgraph, id_out, desc, data, datatype, d);
     }
@@ -305,7 +468,12 @@ unsafe fn blockwise_desc(
     let Some(count) = elems.and_then(|e| e.checked_div(block_size)) else {
         return (None, Some(d));
     };
-    let mut b = ValueDesc { datatype, dims: d, flags }.builder("blockwise");
+    let mut b = ValueDesc {
+        datatype,
+        dims: d,
+        flags,
+    }
+    .builder("blockwise");
     b.i64(i64::from(zero_point))
         .u64(channel_dim as u64)
         .u64(block_size as u64)
@@ -339,13 +507,50 @@ pub unsafe extern "C" fn xnn_define_blockwise_quantized_tensor_value(
 ) -> u32 {
     let st = call_real!(
         xnn_define_blockwise_quantized_tensor_value,
-        unsafe extern "C" fn(Subgraph, u32, i32, *const u16, usize, usize, usize, *const usize, *const c_void, u32, u32, *mut u32) -> u32,
-        (subgraph, datatype, zero_point, scale, num_dims, channel_dim, block_size, dims, data, external_id, flags, id_out)
+        unsafe extern "C" fn(
+            Subgraph,
+            u32,
+            i32,
+            *const u16,
+            usize,
+            usize,
+            usize,
+            *const usize,
+            *const c_void,
+            u32,
+            u32,
+            *mut u32,
+        ) -> u32,
+        (
+            subgraph,
+            datatype,
+            zero_point,
+            scale,
+            num_dims,
+            channel_dim,
+            block_size,
+            dims,
+            data,
+            external_id,
+            flags,
+            id_out
+        )
     );
     if st == 0 {
         // SAFETY: XNNPACK accepted these arguments.
         let (desc, d) = unsafe {
-            blockwise_desc(datatype, zero_point, scale.cast(), 2, 14, num_dims, channel_dim, block_size, dims, flags)
+            blockwise_desc(
+                datatype,
+                zero_point,
+                scale.cast(),
+                2,
+                14,
+                num_dims,
+                channel_dim,
+                block_size,
+                dims,
+                flags,
+            )
         };
         record(subgraph, id_out, desc, data, datatype, d);
     }
@@ -374,18 +579,61 @@ pub unsafe extern "C" fn xnn_define_blockwise_quantized_tensor_value_v2(
 ) -> u32 {
     let st = call_real!(
         xnn_define_blockwise_quantized_tensor_value_v2,
-        unsafe extern "C" fn(Subgraph, u32, i32, *const c_void, usize, usize, usize, *const usize, *const c_void, u32, u32, u32, *mut u32) -> u32,
-        (subgraph, datatype, zero_point, scale, num_dims, channel_dim, block_size, dims, data, external_id, flags, scale_type, id_out)
+        unsafe extern "C" fn(
+            Subgraph,
+            u32,
+            i32,
+            *const c_void,
+            usize,
+            usize,
+            usize,
+            *const usize,
+            *const c_void,
+            u32,
+            u32,
+            u32,
+            *mut u32,
+        ) -> u32,
+        (
+            subgraph,
+            datatype,
+            zero_point,
+            scale,
+            num_dims,
+            channel_dim,
+            block_size,
+            dims,
+            data,
+            external_id,
+            flags,
+            scale_type,
+            id_out
+        )
     );
     if st == 0 {
         // bf16 and fp16 scales are 2 bytes; anything else is not keyed.
-        let sb = if scale_type == 14 || scale_type == 2 { 2 } else { 0 };
+        let sb = if scale_type == 14 || scale_type == 2 {
+            2
+        } else {
+            0
+        };
         // SAFETY: XNNPACK accepted these arguments.
         let (desc, d) = if sb == 0 {
             (None, None)
         } else {
             unsafe {
-                blockwise_desc(datatype, zero_point, scale, sb, scale_type, num_dims, channel_dim, block_size, dims, flags)
+                blockwise_desc(
+                    datatype,
+                    zero_point,
+                    scale,
+                    sb,
+                    scale_type,
+                    num_dims,
+                    channel_dim,
+                    block_size,
+                    dims,
+                    flags,
+                )
             }
         };
         record(subgraph, id_out, desc, data, datatype, d);
@@ -411,16 +659,29 @@ pub unsafe extern "C" fn xnn_define_dynamically_quantized_tensor_value(
     let st = call_real!(
         xnn_define_dynamically_quantized_tensor_value,
         unsafe extern "C" fn(Subgraph, u32, usize, usize, *const usize, u32, u32, *mut u32) -> u32,
-        (subgraph, datatype, num_dims, num_nonbatch_dims, dims, external_id, flags, id_out)
+        (
+            subgraph,
+            datatype,
+            num_dims,
+            num_nonbatch_dims,
+            dims,
+            external_id,
+            flags,
+            id_out
+        )
     );
     if st == 0 {
         // SAFETY: XNNPACK accepted dims.
         let d = unsafe { dims_of(num_dims, dims) };
         let desc = d.map(|d| {
-            ValueDesc { datatype, dims: d, flags }
-                .builder("dynamic")
-                .u64(num_nonbatch_dims as u64)
-                .finish()
+            ValueDesc {
+                datatype,
+                dims: d,
+                flags,
+            }
+            .builder("dynamic")
+            .u64(num_nonbatch_dims as u64)
+            .finish()
         });
         record(subgraph, id_out, desc, std::ptr::null(), datatype, d);
     }
@@ -450,7 +711,9 @@ pub unsafe extern "C" fn xnn_define_fully_connected(
     if st == 0 {
         let mut p = DescBuilder::new("fully_connected");
         p.f32(output_min).f32(output_max).u64(u64::from(flags));
-        session::with_graph(subgraph, |g| g.node(p, input_id, filter_id, bias_id, output_id));
+        session::with_graph(subgraph, |g| {
+            g.node(p, input_id, filter_id, bias_id, output_id)
+        });
     }
     st
 }
@@ -485,19 +748,78 @@ pub unsafe extern "C" fn xnn_define_convolution_2d(
 ) -> u32 {
     let st = call_real!(
         xnn_define_convolution_2d,
-        unsafe extern "C" fn(Subgraph, u32, u32, u32, u32, u32, u32, u32, u32, u32, u32, u32, usize, usize, f32, f32, u32, u32, u32, u32, u32) -> u32,
-        (subgraph, pad_top, pad_right, pad_bottom, pad_left, kernel_height, kernel_width, subsampling_height, subsampling_width, dilation_height, dilation_width, groups, group_input_channels, group_output_channels, output_min, output_max, input_id, filter_id, bias_id, output_id, flags)
+        unsafe extern "C" fn(
+            Subgraph,
+            u32,
+            u32,
+            u32,
+            u32,
+            u32,
+            u32,
+            u32,
+            u32,
+            u32,
+            u32,
+            u32,
+            usize,
+            usize,
+            f32,
+            f32,
+            u32,
+            u32,
+            u32,
+            u32,
+            u32,
+        ) -> u32,
+        (
+            subgraph,
+            pad_top,
+            pad_right,
+            pad_bottom,
+            pad_left,
+            kernel_height,
+            kernel_width,
+            subsampling_height,
+            subsampling_width,
+            dilation_height,
+            dilation_width,
+            groups,
+            group_input_channels,
+            group_output_channels,
+            output_min,
+            output_max,
+            input_id,
+            filter_id,
+            bias_id,
+            output_id,
+            flags
+        )
     );
     if st == 0 {
         let mut p = DescBuilder::new("convolution_2d");
-        for v in [pad_top, pad_right, pad_bottom, pad_left, kernel_height, kernel_width, subsampling_height, subsampling_width, dilation_height, dilation_width, groups, flags] {
+        for v in [
+            pad_top,
+            pad_right,
+            pad_bottom,
+            pad_left,
+            kernel_height,
+            kernel_width,
+            subsampling_height,
+            subsampling_width,
+            dilation_height,
+            dilation_width,
+            groups,
+            flags,
+        ] {
             p.u64(u64::from(v));
         }
         p.u64(group_input_channels as u64)
             .u64(group_output_channels as u64)
             .f32(output_min)
             .f32(output_max);
-        session::with_graph(subgraph, |g| g.node(p, input_id, filter_id, bias_id, output_id));
+        session::with_graph(subgraph, |g| {
+            g.node(p, input_id, filter_id, bias_id, output_id)
+        });
     }
     st
 }
@@ -531,16 +853,73 @@ pub unsafe extern "C" fn xnn_define_depthwise_convolution_2d(
 ) -> u32 {
     let st = call_real!(
         xnn_define_depthwise_convolution_2d,
-        unsafe extern "C" fn(Subgraph, u32, u32, u32, u32, u32, u32, u32, u32, u32, u32, u32, usize, f32, f32, u32, u32, u32, u32, u32) -> u32,
-        (subgraph, pad_top, pad_right, pad_bottom, pad_left, kernel_height, kernel_width, subsampling_height, subsampling_width, dilation_height, dilation_width, depth_multiplier, input_channels, output_min, output_max, input_id, filter_id, bias_id, output_id, flags)
+        unsafe extern "C" fn(
+            Subgraph,
+            u32,
+            u32,
+            u32,
+            u32,
+            u32,
+            u32,
+            u32,
+            u32,
+            u32,
+            u32,
+            u32,
+            usize,
+            f32,
+            f32,
+            u32,
+            u32,
+            u32,
+            u32,
+            u32,
+        ) -> u32,
+        (
+            subgraph,
+            pad_top,
+            pad_right,
+            pad_bottom,
+            pad_left,
+            kernel_height,
+            kernel_width,
+            subsampling_height,
+            subsampling_width,
+            dilation_height,
+            dilation_width,
+            depth_multiplier,
+            input_channels,
+            output_min,
+            output_max,
+            input_id,
+            filter_id,
+            bias_id,
+            output_id,
+            flags
+        )
     );
     if st == 0 {
         let mut p = DescBuilder::new("depthwise_convolution_2d");
-        for v in [pad_top, pad_right, pad_bottom, pad_left, kernel_height, kernel_width, subsampling_height, subsampling_width, dilation_height, dilation_width, depth_multiplier, flags] {
+        for v in [
+            pad_top,
+            pad_right,
+            pad_bottom,
+            pad_left,
+            kernel_height,
+            kernel_width,
+            subsampling_height,
+            subsampling_width,
+            dilation_height,
+            dilation_width,
+            depth_multiplier,
+            flags,
+        ] {
             p.u64(u64::from(v));
         }
         p.u64(input_channels as u64).f32(output_min).f32(output_max);
-        session::with_graph(subgraph, |g| g.node(p, input_id, filter_id, bias_id, output_id));
+        session::with_graph(subgraph, |g| {
+            g.node(p, input_id, filter_id, bias_id, output_id)
+        });
     }
     st
 }
@@ -577,19 +956,84 @@ pub unsafe extern "C" fn xnn_define_deconvolution_2d(
 ) -> u32 {
     let st = call_real!(
         xnn_define_deconvolution_2d,
-        unsafe extern "C" fn(Subgraph, u32, u32, u32, u32, u32, u32, u32, u32, u32, u32, u32, u32, u32, usize, usize, f32, f32, u32, u32, u32, u32, u32) -> u32,
-        (subgraph, padding_top, padding_right, padding_bottom, padding_left, adjustment_height, adjustment_width, kernel_height, kernel_width, upsampling_height, upsampling_width, dilation_height, dilation_width, groups, group_input_channels, group_output_channels, output_min, output_max, input_id, filter_id, bias_id, output_id, flags)
+        unsafe extern "C" fn(
+            Subgraph,
+            u32,
+            u32,
+            u32,
+            u32,
+            u32,
+            u32,
+            u32,
+            u32,
+            u32,
+            u32,
+            u32,
+            u32,
+            u32,
+            usize,
+            usize,
+            f32,
+            f32,
+            u32,
+            u32,
+            u32,
+            u32,
+            u32,
+        ) -> u32,
+        (
+            subgraph,
+            padding_top,
+            padding_right,
+            padding_bottom,
+            padding_left,
+            adjustment_height,
+            adjustment_width,
+            kernel_height,
+            kernel_width,
+            upsampling_height,
+            upsampling_width,
+            dilation_height,
+            dilation_width,
+            groups,
+            group_input_channels,
+            group_output_channels,
+            output_min,
+            output_max,
+            input_id,
+            filter_id,
+            bias_id,
+            output_id,
+            flags
+        )
     );
     if st == 0 {
         let mut p = DescBuilder::new("deconvolution_2d");
-        for v in [padding_top, padding_right, padding_bottom, padding_left, adjustment_height, adjustment_width, kernel_height, kernel_width, upsampling_height, upsampling_width, dilation_height, dilation_width, groups, flags] {
+        for v in [
+            padding_top,
+            padding_right,
+            padding_bottom,
+            padding_left,
+            adjustment_height,
+            adjustment_width,
+            kernel_height,
+            kernel_width,
+            upsampling_height,
+            upsampling_width,
+            dilation_height,
+            dilation_width,
+            groups,
+            flags,
+        ] {
             p.u64(u64::from(v));
         }
         p.u64(group_input_channels as u64)
             .u64(group_output_channels as u64)
             .f32(output_min)
             .f32(output_max);
-        session::with_graph(subgraph, |g| g.node(p, input_id, filter_id, bias_id, output_id));
+        session::with_graph(subgraph, |g| {
+            g.node(p, input_id, filter_id, bias_id, output_id)
+        });
     }
     st
 }
@@ -615,7 +1059,9 @@ pub unsafe extern "C" fn xnn_define_batch_matrix_multiply(
     if st == 0 {
         let mut p = DescBuilder::new("batch_matrix_multiply");
         p.u64(u64::from(flags));
-        session::with_graph(subgraph, |g| g.node(p, input1_id, input2_id, u32::MAX, output_id));
+        session::with_graph(subgraph, |g| {
+            g.node(p, input1_id, input2_id, u32::MAX, output_id)
+        });
     }
     st
 }
@@ -650,7 +1096,14 @@ pub unsafe extern "C" fn xnn_create_runtime_v4(
     flags: u32,
     runtime_out: *mut *mut c_void,
 ) -> u32 {
-    type F = unsafe extern "C" fn(Subgraph, *mut c_void, *mut c_void, *mut c_void, u32, *mut *mut c_void) -> u32;
+    type F = unsafe extern "C" fn(
+        Subgraph,
+        *mut c_void,
+        *mut c_void,
+        *mut c_void,
+        u32,
+        *mut *mut c_void,
+    ) -> u32;
     let session = if weights_cache.is_null() {
         session::prepare(subgraph, flags, xnn_create_runtime_v4 as *const () as usize)
     } else {

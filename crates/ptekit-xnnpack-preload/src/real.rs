@@ -12,7 +12,11 @@ use std::ffi::{c_int, c_void, CStr, CString};
 
 /// A loaded object: its path as the dynamic loader knows it.
 fn loaded_objects() -> Vec<CString> {
-    unsafe extern "C" fn cb(info: *mut libc::dl_phdr_info, _size: usize, data: *mut c_void) -> c_int {
+    unsafe extern "C" fn cb(
+        info: *mut libc::dl_phdr_info,
+        _size: usize,
+        data: *mut c_void,
+    ) -> c_int {
         // SAFETY: data is the &mut Vec passed below; info is valid for the
         // duration of the callback (dl_iterate_phdr contract).
         let (out, info) = unsafe { (&mut *(data as *mut Vec<CString>), &*info) };
@@ -31,8 +35,9 @@ fn loaded_objects() -> Vec<CString> {
     out
 }
 
-/// The object file that contains address `p`, with its load base.
-pub fn object_of(p: *const c_void) -> Option<(CString, usize)> {
+/// The object file that contains address `addr`, with its load base.
+pub fn object_of(addr: usize) -> Option<(CString, usize)> {
+    let p = addr as *const c_void;
     let mut info: libc::Dl_info = libc::Dl_info {
         dli_fname: std::ptr::null(),
         dli_fbase: std::ptr::null_mut(),
@@ -74,13 +79,15 @@ pub fn symbol_in(obj: &CStr, sym: &CStr) -> Option<usize> {
 fn definitions(sym: &CStr, ours: usize) -> Vec<(usize, usize)> {
     let mut found: Vec<(usize, usize)> = Vec::new();
     for obj in loaded_objects() {
-        let Some(p) = symbol_in(&obj, sym) else { continue };
+        let Some(p) = symbol_in(&obj, sym) else {
+            continue;
+        };
         if p == ours {
             continue;
         }
         // dlsym on a handle also searches the object's dependencies: keep the
         // definition only under the object that really holds it.
-        let Some((def_obj, base)) = object_of(p as *const c_void) else {
+        let Some((def_obj, base)) = object_of(p) else {
             continue;
         };
         if def_obj.as_c_str() != obj.as_c_str() {
@@ -101,7 +108,7 @@ fn caller_bases() -> Vec<usize> {
     let n = usize::try_from(n).unwrap_or(0).min(frames.len());
     frames[..n]
         .iter()
-        .filter_map(|p| object_of(*p).map(|(_, b)| b))
+        .filter_map(|p| object_of(*p as usize).map(|(_, b)| b))
         .collect()
 }
 
@@ -126,7 +133,7 @@ pub fn resolve(sym: &CStr, ours: usize) -> Option<usize> {
 /// (`xnn_experimental_get_build_identifier_data/size`); falls back to the
 /// object's path, size and modification time.
 pub fn build_identity(real: usize) -> Vec<u8> {
-    let Some((obj, _)) = object_of(real as *const c_void) else {
+    let Some((obj, _)) = object_of(real) else {
         return b"unknown object".to_vec();
     };
     let data = symbol_in(&obj, c"xnn_experimental_get_build_identifier_data");

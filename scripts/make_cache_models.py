@@ -1,0 +1,204 @@
+#!/usr/bin/env python3
+"""Exports the models of the XNNPACK packed-weight cache tests and benchmark
+with the reference exporter (executorch 1.5.1, XnnpackPartitioner).
+
+    python scripts/make_cache_models.py tests/fixtures/xnnpack-cache   # the committed test models
+    python scripts/make_cache_models.py OUT_DIR --bench    # also the benchmark models
+
+Each model is written as NAME.pte with NAME.io.npz (inputs in0.., eager
+outputs out0..). The models are chosen to catch a cache that keys by bytes
+alone:
+  mlp_fp32        fp32 MLP
+  dyn_int8        dynamic int8, per-channel weights
+  static_int8     static int8, per-tensor (conv + linear)
+  w2w_int8        two dynamic-int8 layers holding W and 2W: identical int8
+                  bytes, scales differing by 2
+  same_bytes_fp32 fp32 layers 128->512 and 512->128 holding the same bytes
+  two_methods     methods forward and forward_twice sharing one weight
+Bench (--bench): mlp_fp32_big (16 x 2048 fp32, 256 MiB), dyn_int8_big.
+"""
+import argparse
+import os
+import sys
+
+import numpy as np
+import torch
+
+
+def export(model, inputs, *, quant=None, methods=None):
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import EdgeCompileConfig, to_edge_transform_and_lower
+
+    model.eval()
+    progs = {}
+    for name, (fn, args) in (methods or {"forward": (None, inputs)}).items():
+        m = model if fn is None else _Method(model, fn)
+        ep = torch.export.export(m, args, strict=False)
+        if quant is not None:
+            ep = _quantize(ep, args, quant)
+        progs[name] = ep
+    edge = to_edge_transform_and_lower(
+        progs,
+        partitioner=[XnnpackPartitioner()],
+        compile_config=EdgeCompileConfig(_check_ir_validity=False),
+    )
+    return edge.to_executorch()
+
+
+def _quantize(ep, args, quant):
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    q = XNNPACKQuantizer().set_global(
+        get_symmetric_quantization_config(
+            is_per_channel=quant["per_channel"], is_dynamic=quant["dynamic"]
+        )
+    )
+    m = prepare_pt2e(ep.module(), q)
+    m(*args)
+    m = convert_pt2e(m)
+    return torch.export.export(m, args, strict=False)
+
+
+class _Method(torch.nn.Module):
+    def __init__(self, model, fn):
+        super().__init__()
+        self.model = model
+        self.fn = fn
+
+    def forward(self, *args):
+        return getattr(self.model, self.fn)(*args)
+
+
+class MLP(torch.nn.Module):
+    def __init__(self, width, layers, inp):
+        super().__init__()
+        dims = [inp] + [width] * layers
+        self.layers = torch.nn.ModuleList(
+            torch.nn.Linear(a, b) for a, b in zip(dims, dims[1:])
+        )
+
+    def forward(self, x):
+        for i, l in enumerate(self.layers):
+            x = l(x)
+            if i + 1 < len(self.layers):
+                x = torch.relu(x)
+        return x
+
+
+class ConvLinear(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 16, 3, padding=1)
+        self.lin = torch.nn.Linear(16 * 8 * 8, 32)
+
+    def forward(self, x):
+        return self.lin(torch.relu(self.conv(x)).flatten(1))
+
+
+class W2W(torch.nn.Module):
+    """Two square layers whose weights are W and 2W (and biases b, 2b)."""
+
+    def __init__(self, n):
+        super().__init__()
+        g = torch.Generator().manual_seed(7)
+        w = torch.randn(n, n, generator=g) / n**0.5
+        b = torch.randn(n, generator=g) * 0.1
+        self.a = torch.nn.Linear(n, n)
+        self.b = torch.nn.Linear(n, n)
+        with torch.no_grad():
+            self.a.weight.copy_(w)
+            self.a.bias.copy_(b)
+            self.b.weight.copy_(2 * w)
+            self.b.bias.copy_(2 * b)
+
+    def forward(self, x):
+        return self.b(torch.relu(self.a(x)))
+
+
+class SameBytes(torch.nn.Module):
+    """fp32 layers 128->512 and 512->128 holding the same weight bytes."""
+
+    def __init__(self):
+        super().__init__()
+        g = torch.Generator().manual_seed(11)
+        w = torch.randn(512 * 128, generator=g) / 16
+        self.up = torch.nn.Linear(128, 512, bias=False)
+        self.down = torch.nn.Linear(512, 128, bias=False)
+        with torch.no_grad():
+            self.up.weight.copy_(w.reshape(512, 128))
+            self.down.weight.copy_(w.reshape(128, 512))
+
+    def forward(self, x):
+        return self.down(torch.relu(self.up(x)))
+
+
+class TwoMethods(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(64, 64)
+
+    def forward(self, x):
+        return self.lin(x)
+
+    def forward_twice(self, x):
+        return self.lin(torch.relu(self.lin(x)))
+
+
+def write(out, name, manager, model, inputs, method="forward"):
+    path = os.path.join(out, name + ".pte")
+    with open(path, "wb") as f:
+        manager.write_to_file(f)
+    with torch.no_grad():
+        fn = model if method == "forward" else getattr(model, method)
+        o = fn(*inputs)
+    arrays = {f"in{i}": t.detach().numpy() for i, t in enumerate(inputs)}
+    arrays["out0"] = o.detach().numpy()
+    np.savez(os.path.join(out, name + ".io.npz"), **arrays)
+    print(f"{name}.pte: {os.path.getsize(path)} bytes", flush=True)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("out")
+    ap.add_argument("--bench", action="store_true")
+    ap.add_argument("--only", nargs="*")
+    a = ap.parse_args()
+    os.makedirs(a.out, exist_ok=True)
+    torch.manual_seed(0)
+    want = lambda n: not a.only or n in a.only  # noqa: E731
+    dyn = {"per_channel": True, "dynamic": True}
+    if want("mlp_fp32"):
+        m, x = MLP(128, 3, 128), (torch.randn(4, 128),)
+        write(a.out, "mlp_fp32", export(m, x), m, x)
+    if want("dyn_int8"):
+        m, x = MLP(256, 3, 128), (torch.randn(4, 128),)
+        write(a.out, "dyn_int8", export(m, x, quant=dyn), m, x)
+    if want("static_int8"):
+        m, x = ConvLinear(), (torch.randn(1, 3, 8, 8),)
+        write(a.out, "static_int8", export(m, x, quant={"per_channel": False, "dynamic": False}), m, x)
+    if want("w2w_int8"):
+        m, x = W2W(128), (torch.randn(4, 128),)
+        write(a.out, "w2w_int8", export(m, x, quant=dyn), m, x)
+    if want("same_bytes_fp32"):
+        m, x = SameBytes(), (torch.randn(4, 128),)
+        write(a.out, "same_bytes_fp32", export(m, x), m, x)
+    if want("two_methods"):
+        m, x = TwoMethods(), (torch.randn(2, 64),)
+        mgr = export(m, x, methods={"forward": (None, x), "forward_twice": ("forward_twice", x)})
+        write(a.out, "two_methods", mgr, m, x)
+    if a.bench:
+        if want("mlp_fp32_big"):
+            m, x = MLP(2048, 16, 2048), (torch.randn(1, 2048),)
+            write(a.out, "mlp_fp32_big", export(m, x), m, x)
+        if want("dyn_int8_big"):
+            m, x = MLP(2048, 16, 2048), (torch.randn(1, 2048),)
+            write(a.out, "dyn_int8_big", export(m, x, quant=dyn), m, x)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,267 @@
+"""ptekit's packed-weight cache inside the real ExecuTorch 1.5.1 runtime.
+
+Models: tests/fixtures/xnnpack-cache, exported by scripts/make_cache_models.py
+with the reference exporter. Every run is a fresh process
+(scripts/xnnpack_cache_run.py) whose outputs must be bit-identical to the same
+runtime without any cache: cold, warm, after other models used the file, with
+several processes on one file, after the file was corrupted, truncated or
+written by another XNNPACK build — through LD_PRELOAD and through
+ptekit.runtime.enable_xnnpack_cache.
+"""
+
+import json
+import os
+import pathlib
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import ROOT
+
+MODELS = ROOT / "tests" / "fixtures" / "xnnpack-cache"
+RUN = ROOT / "scripts" / "xnnpack_cache_run.py"
+TARGET = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "release"
+PRELOAD = TARGET / "libptekit_xnnpack.so"
+# model -> number of packed buffers (filter+bias pairs) XNNPACK looks up
+NAMES = ["mlp_fp32", "dyn_int8", "static_int8", "w2w_int8", "same_bytes_fp32", "two_methods"]
+LOOKUPS = {"mlp_fp32": 3, "dyn_int8": 3, "static_int8": 2, "w2w_int8": 2, "same_bytes_fp32": 2, "two_methods": 1}
+
+
+@pytest.fixture(scope="session")
+def preload():
+    if not PRELOAD.exists():
+        subprocess.run(["cargo", "build", "--release", "-p", "ptekit-xnnpack-preload"], cwd=ROOT, check=True)
+    return PRELOAD
+
+
+def run(model, *, cache=None, via="preload", method="forward", env=None, check=True, verify=False):
+    args = [sys.executable, str(RUN), str(MODELS / f"{model}.pte"), "--method", method]
+    e = dict(os.environ)
+    e.pop("LD_PRELOAD", None)
+    e.pop("PTEKIT_XNNPACK_CACHE", None)
+    if cache is not None and via == "preload":
+        e["LD_PRELOAD"] = str(PRELOAD)
+        e["PTEKIT_XNNPACK_CACHE"] = str(cache)
+        if verify:
+            e["PTEKIT_XNNPACK_CACHE_VERIFY"] = "1"
+    elif cache is not None:
+        args += ["--enable", str(cache)]
+    e.update(env or {})
+    p = subprocess.run(args, capture_output=True, text=True, env=e)
+    if check:
+        assert p.returncode == 0, p.stderr[-3000:]
+        return json.loads(p.stdout.strip().splitlines()[-1])
+    return p
+
+
+_uncached = {}
+
+
+def uncached(model, method="forward"):
+    if (model, method) not in _uncached:
+        _uncached[(model, method)] = run(model, method=method)["sha256"]
+    return _uncached[(model, method)]
+
+
+@pytest.mark.parametrize("via", ["preload", "python"])
+@pytest.mark.parametrize("model", NAMES)
+def test_cold_and_warm_outputs_are_bit_identical(tmp_path, preload, model, via):
+    cache = tmp_path / "w.pwc"
+    n = LOOKUPS[model]
+    cold = run(model, cache=cache, via=via)
+    assert cold["sha256"] == uncached(model)
+    c = cold["cache"]
+    # Every buffer has its own key: W and 2W (same int8 bytes, scales x2) and
+    # equal fp32 bytes of another shape never hit each other's entry.
+    assert (c["hits"], c["misses"], c["committed"]) == (0, n, n), c
+    assert c["fallbacks"] == 0 and c["ambiguous_buffers"] == 0, c
+    warm = run(model, cache=cache, via=via)
+    assert warm["sha256"] == cold["sha256"]
+    w = warm["cache"]
+    assert (w["hits"], w["misses"], w["bytes_packed"]) == (n, 0, 0), w
+    assert w["bytes_mapped"] == c["bytes_packed"] > 0
+
+
+def test_without_the_variable_nothing_changes(tmp_path, preload):
+    r = run("mlp_fp32", env={"LD_PRELOAD": str(PRELOAD)})
+    assert r["sha256"] == uncached("mlp_fp32")
+    assert r["cache"]["runtimes_cached"] == 0 and r["cache"]["runtimes_uncached"] > 0
+    assert r["cache"]["path"] is None
+    assert not list(tmp_path.iterdir())
+
+
+def test_all_models_share_one_file_and_two_methods(tmp_path, preload, ptekit):
+    cache = tmp_path / "all.pwc"
+    for rnd in range(2):
+        for m in NAMES:
+            r = run(m, cache=cache)
+            assert r["sha256"] == uncached(m), m
+            if rnd == 1:
+                assert r["cache"]["misses"] == 0, (m, r["cache"])
+    for method in ["forward", "forward_twice"]:
+        r = run("two_methods", cache=cache, method=method)
+        assert r["sha256"] == uncached("two_methods", method), method
+    r = run("two_methods", cache=cache, method="forward_twice")
+    assert r["cache"]["misses"] == 0, r["cache"]
+    assert ptekit("cache", "verify", cache).returncode == 0
+
+
+def test_four_processes_at_once_on_one_file(tmp_path, preload, ptekit):
+    cache = tmp_path / "shared.pwc"
+    models = ["mlp_fp32", "dyn_int8", "mlp_fp32", "dyn_int8"]
+    e = dict(os.environ, LD_PRELOAD=str(PRELOAD), PTEKIT_XNNPACK_CACHE=str(cache))
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(RUN), str(MODELS / f"{m}.pte")],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=e,
+        )
+        for m in models
+    ]
+    committed = 0
+    for m, p in zip(models, procs):
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err[-2000:]
+        r = json.loads(out.strip().splitlines()[-1])
+        assert r["sha256"] == uncached(m)
+        assert r["cache"]["fallbacks"] == 0, r["cache"]
+        committed += r["cache"]["committed"]
+    assert committed == LOOKUPS["mlp_fp32"] + LOOKUPS["dyn_int8"], "each key committed once"
+    assert ptekit("cache", "verify", cache).returncode == 0
+    for m in ["mlp_fp32", "dyn_int8"]:
+        r = run(m, cache=cache)
+        assert r["sha256"] == uncached(m) and r["cache"]["misses"] == 0
+
+
+INDEX_OFFSET, SLOT_SIZE = 65536, 256  # crates/ptekit-cache/src/format.rs
+
+
+def _entries(ptekit, cache):
+    r = ptekit("cache", "inspect", "--json", cache)
+    return json.loads(r.stdout)
+
+
+def _live(info):
+    return [
+        {"slot_offset": INDEX_OFFSET + SLOT_SIZE * s["slot"], "data_offset": s["offset"], "data_len": s["size"]}
+        for s in info["slots"]
+        if s["kind"] == "entry" and s["status"] == "live"
+    ]
+
+
+def _flip(path, at):
+    with open(path, "r+b") as f:
+        f.seek(at)
+        b = f.read(1)
+        f.seek(at)
+        f.write(bytes([b[0] ^ 0x5A]))
+
+
+def test_corrupt_and_truncated_files_between_runs(tmp_path, preload, ptekit):
+    model, n = "mlp_fp32", LOOKUPS["mlp_fp32"]
+    base = tmp_path / "base.pwc"
+    run(model, cache=base)
+    info = _entries(ptekit, base)
+    live = _live(info)
+    assert len(live) == n, info
+
+    def copy(name):
+        p = tmp_path / name
+        p.write_bytes(base.read_bytes())
+        return p
+
+    # A flipped header byte: the file is rebuilt, outputs stay right.
+    p = copy("header.pwc")
+    _flip(p, 20)
+    r = run(model, cache=p)
+    assert r["sha256"] == uncached(model)
+    assert r["cache"]["rebuilt"], r["cache"]
+    assert ptekit("cache", "verify", p).returncode == 0
+
+    # A flipped index record: that entry is re-packed, the others hit.
+    p = copy("record.pwc")
+    _flip(p, live[1]["slot_offset"] + 40)
+    assert ptekit("cache", "verify", p, check=False).returncode == 1
+    r = run(model, cache=p)
+    assert r["sha256"] == uncached(model)
+    assert (r["cache"]["hits"], r["cache"]["misses"]) == (n - 1, 1), r["cache"]
+
+    # Truncated: entries past the end are never served.
+    p = copy("trunc.pwc")
+    last = max(e["data_offset"] for e in live)
+    os.truncate(p, last + 100)
+    assert ptekit("cache", "verify", p, check=False).returncode == 1
+    r = run(model, cache=p)
+    assert r["sha256"] == uncached(model)
+    assert r["cache"]["misses"] == 1, r["cache"]
+    r = run(model, cache=p)
+    assert r["sha256"] == uncached(model) and r["cache"]["misses"] == 0
+
+    # Flipped packed bytes: found by `cache verify` and by the verify mode.
+    p = copy("data.pwc")
+    e = live[0]
+    _flip(p, e["data_offset"] + e["data_len"] // 2)
+    assert ptekit("cache", "verify", p, check=False).returncode == 1
+    r = run(model, cache=p, verify=True)
+    assert r["sha256"] == uncached(model)
+    assert r["cache"]["rejected_entries"] == 1, r["cache"]
+
+
+def test_a_file_from_another_xnnpack_build_is_rebuilt(tmp_path, preload):
+    # The Rust harness loads XNNPACK itself and does not name the build: its
+    # files carry another environment than the runtime's.
+    cache = tmp_path / "other.pwc"
+    example = TARGET / "examples" / "xnnpack_warm_start"
+    if not example.exists():
+        subprocess.run(["cargo", "build", "--release", "-p", "ptekit-cache", "--example", "xnnpack_warm_start"],
+                       cwd=ROOT, check=True)
+    lib = os.environ.get("PTEKIT_XNNPACK_LIB", str(pathlib.Path.home() / ".cache/ptekit/xnnpack-lib"))
+    subprocess.run([str(example), "--xnnpack-lib", lib, "--cache", str(cache), "--layers", "1",
+                    "--width", "64", "--json"], check=True, capture_output=True)
+    assert cache.stat().st_size > 0
+    r = run("mlp_fp32", cache=cache)
+    assert r["sha256"] == uncached("mlp_fp32")
+    assert "another XNNPACK build" in (r["cache"]["rebuilt"] or ""), r["cache"]
+    assert r["cache"]["committed"] == LOOKUPS["mlp_fp32"]
+    r = run("mlp_fp32", cache=cache)
+    assert r["cache"]["misses"] == 0 and not r["cache"]["rebuilt"], r["cache"]
+
+
+def test_enable_after_the_backend_loaded_raises():
+    code = (
+        "import executorch.runtime, ptekit.runtime\n"
+        "try:\n"
+        "    ptekit.runtime.enable_xnnpack_cache('/nonexistent/x.pwc')\n"
+        "except ptekit.runtime.XnnpackCacheError as e:\n"
+        "    print('raised', e)\n"
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "raised" in p.stdout and "already loaded" in p.stdout
+
+
+def test_cold_starts_killed_with_sigkill(tmp_path, preload, ptekit):
+    """A few kills here; scripts/soak-xnnpack-cache.sh runs 100."""
+    cache = tmp_path / "killed.pwc"
+    e = dict(os.environ, LD_PRELOAD=str(PRELOAD), PTEKIT_XNNPACK_CACHE=str(cache))
+    rng = random.Random(5)
+    for i in range(int(os.environ.get("PTEKIT_KILLS", "6"))):
+        m = NAMES[i % len(NAMES)]
+        p = subprocess.Popen([sys.executable, str(RUN), str(MODELS / f"{m}.pte")],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=e)
+        time.sleep(rng.uniform(0.5, 3.0))
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        if cache.exists():
+            assert ptekit("cache", "verify", cache, check=False).returncode in (0, 1)
+            # Never a torn or invalid record, whatever the moment of the kill.
+            info = _entries(ptekit, cache)
+            assert info["summary"]["torn_slots"] == 0, info["summary"]
+    for m in NAMES:
+        for _ in range(2):
+            r = run(m, cache=cache)
+            assert r["sha256"] == uncached(m), m
+    assert ptekit("cache", "verify", cache).returncode == 0
