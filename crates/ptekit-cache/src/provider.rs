@@ -275,14 +275,19 @@ struct FileState {
 
 impl SharedFile {
     fn state(&self) -> MutexGuard<'_, FileState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
 impl FileState {
     /// Re-opens the file when compaction or a rebuild replaced it.
     fn ensure_current(&mut self, path: &Path, opts: &FileOptions) {
-        let current = self.file.as_ref().is_some_and(|f| f.is_current());
+        let current = self
+            .file
+            .as_ref()
+            .is_some_and(super::store::CacheFile::is_current);
         if current {
             return;
         }
@@ -314,7 +319,9 @@ fn open_files() -> &'static Mutex<HashMap<FileKey, Weak<SharedFile>>> {
 fn shared_file(path: &Path, opts: &FileOptions) -> Arc<SharedFile> {
     let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
     let key = (abs, opts.read_only);
-    let mut files = open_files().lock().unwrap_or_else(|p| p.into_inner());
+    let mut files = open_files()
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     files.retain(|_, w| w.strong_count() > 0);
     if let Some(f) = files.get(&key).and_then(Weak::upgrade) {
         f.state().ensure_current(path, &f.opts);

@@ -6,6 +6,11 @@
 //!
 //! Signatures follow include/xnnpack.h of the XNNPACK in ExecuTorch 1.5.1.
 
+#![allow(
+    unsafe_code,
+    reason = "interposes XNNPACK C entry points and forwards raw pointers to the real functions"
+)]
+
 use std::ffi::{c_void, CStr};
 
 use ptekit_cache::desc::DescBuilder;
@@ -617,10 +622,10 @@ pub unsafe extern "C" fn xnn_define_blockwise_quantized_tensor_value_v2(
         } else {
             0
         };
-        // SAFETY: XNNPACK accepted these arguments.
         let (desc, d) = if sb == 0 {
             (None, None)
         } else {
+            // SAFETY: XNNPACK accepted these arguments.
             unsafe {
                 blockwise_desc(
                     datatype,
@@ -712,7 +717,7 @@ pub unsafe extern "C" fn xnn_define_fully_connected(
         let mut p = DescBuilder::new("fully_connected");
         p.f32(output_min).f32(output_max).u64(u64::from(flags));
         session::with_graph(subgraph, |g| {
-            g.node(p, input_id, filter_id, bias_id, output_id)
+            g.node(p, input_id, filter_id, bias_id, output_id);
         });
     }
     st
@@ -818,7 +823,7 @@ pub unsafe extern "C" fn xnn_define_convolution_2d(
             .f32(output_min)
             .f32(output_max);
         session::with_graph(subgraph, |g| {
-            g.node(p, input_id, filter_id, bias_id, output_id)
+            g.node(p, input_id, filter_id, bias_id, output_id);
         });
     }
     st
@@ -918,7 +923,7 @@ pub unsafe extern "C" fn xnn_define_depthwise_convolution_2d(
         }
         p.u64(input_channels as u64).f32(output_min).f32(output_max);
         session::with_graph(subgraph, |g| {
-            g.node(p, input_id, filter_id, bias_id, output_id)
+            g.node(p, input_id, filter_id, bias_id, output_id);
         });
     }
     st
@@ -1032,7 +1037,7 @@ pub unsafe extern "C" fn xnn_define_deconvolution_2d(
             .f32(output_min)
             .f32(output_max);
         session::with_graph(subgraph, |g| {
-            g.node(p, input_id, filter_id, bias_id, output_id)
+            g.node(p, input_id, filter_id, bias_id, output_id);
         });
     }
     st
@@ -1060,7 +1065,7 @@ pub unsafe extern "C" fn xnn_define_batch_matrix_multiply(
         let mut p = DescBuilder::new("batch_matrix_multiply");
         p.u64(u64::from(flags));
         session::with_graph(subgraph, |g| {
-            g.node(p, input1_id, input2_id, u32::MAX, output_id)
+            g.node(p, input1_id, input2_id, u32::MAX, output_id);
         });
     }
     st
@@ -1112,7 +1117,7 @@ pub unsafe extern "C" fn xnn_create_runtime_v4(
     };
     let cache = session
         .as_ref()
-        .map(|s| s.as_xnn_weights_cache())
+        .map(ptekit_cache::WeightsCache::as_xnn_weights_cache)
         .unwrap_or(weights_cache);
     let st = call_real!(
         xnn_create_runtime_v4,

@@ -25,6 +25,11 @@
 //! From Python: `ptekit.runtime.enable_xnnpack_cache(path)` (the same code,
 //! linked into the Python extension). Counters: [`ptekit_xnnpack_stats_json`].
 
+#![allow(
+    unsafe_code,
+    reason = "the C ABI of the preload library (raw pointers from C callers)"
+)]
+
 pub mod graph;
 pub mod hooks;
 pub mod real;

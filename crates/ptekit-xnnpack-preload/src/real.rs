@@ -8,6 +8,11 @@
 //! loaded, the one in the object that called us wins (found with `dladdr` on
 //! the return addresses of the current call stack).
 
+#![allow(
+    unsafe_code,
+    reason = "looks up symbols in loaded objects with dlopen/dlsym/dladdr and calls XNNPACK functions found there"
+)]
+
 use std::ffi::{c_int, c_void, CStr, CString};
 
 /// A loaded object: its path as the dynamic loader knows it.

@@ -2,6 +2,11 @@
 //! where its file is, the subgraphs being defined, the cache of each live
 //! runtime, and the counters `ptekit_xnnpack_stats_json` reports.
 
+#![allow(
+    unsafe_code,
+    reason = "hashes static tensor data XNNPACK was given, by pointer"
+)]
+
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::c_void;
 use std::path::PathBuf;
@@ -44,7 +49,7 @@ fn config() -> MutexGuard<'static, Config> {
         })
     })
     .lock()
-    .unwrap_or_else(|p| p.into_inner())
+    .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Turns the cache on (a path) or off (`None`) for runtimes created from now on.
@@ -58,7 +63,7 @@ fn graphs() -> MutexGuard<'static, HashMap<usize, Graph>> {
     static G: OnceLock<Mutex<HashMap<usize, Graph>>> = OnceLock::new();
     G.get_or_init(|| Mutex::new(HashMap::new()))
         .lock()
-        .unwrap_or_else(|p| p.into_inner())
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Runs `f` on the record of `subgraph`, creating it on first use.
@@ -79,7 +84,7 @@ fn runtimes() -> MutexGuard<'static, HashMap<usize, WeightsCache>> {
     static R: OnceLock<Mutex<HashMap<usize, WeightsCache>>> = OnceLock::new();
     R.get_or_init(|| Mutex::new(HashMap::new()))
         .lock()
-        .unwrap_or_else(|p| p.into_inner())
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Counters over all runtimes of this process.
@@ -132,7 +137,7 @@ fn totals() -> MutexGuard<'static, Totals> {
     static T: OnceLock<Mutex<Totals>> = OnceLock::new();
     T.get_or_init(|| Mutex::new(Totals::default()))
         .lock()
-        .unwrap_or_else(|p| p.into_inner())
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// A snapshot of the counters.
@@ -165,7 +170,7 @@ fn content_keys(ws: &[Weight]) -> Vec<[u8; 32]> {
         1
     } else {
         std::thread::available_parallelism()
-            .map(|n| n.get())
+            .map(std::num::NonZero::get)
             .unwrap_or(1)
             .clamp(1, 8)
     };
@@ -192,13 +197,18 @@ fn content_keys(ws: &[Weight]) -> Vec<[u8; 32]> {
                 let bytes = unsafe { std::slice::from_raw_parts(w.ptr as *const u8, w.bytes) };
                 let h = *blake3::hash(bytes).as_bytes();
                 if let Some(slot) = out.get(i) {
-                    *slot.lock().unwrap_or_else(|p| p.into_inner()) = h;
+                    *slot
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = h;
                 }
             });
         }
     });
     out.into_iter()
-        .map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner()))
+        .map(|m| {
+            m.into_inner()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        })
         .collect()
 }
 
