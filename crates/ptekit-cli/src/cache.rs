@@ -68,16 +68,16 @@ pub fn run(cmd: CacheCommand) -> i32 {
 }
 
 fn print_summary(s: &Summary) {
-    println!("file_bytes:        {}", s.file_bytes);
-    println!("live_entries:      {}", s.live_entries);
-    println!("live_bytes:        {}", s.live_bytes);
-    println!("dead_bytes:        {}", s.dead_bytes);
-    println!("dead_entries:      {}", s.dead_entries);
-    println!("orphan_reserves:   {}", s.orphan_reservations);
-    println!("padding_bytes:     {}", s.padding_bytes);
-    println!("free_tail_bytes:   {}", s.free_tail_bytes);
-    println!("index_slots:       {}/{}", s.slots_used, s.slot_count);
-    println!("torn_slots:        {}", s.torn_slots);
+    outln!("file_bytes:        {}", s.file_bytes);
+    outln!("live_entries:      {}", s.live_entries);
+    outln!("live_bytes:        {}", s.live_bytes);
+    outln!("dead_bytes:        {}", s.dead_bytes);
+    outln!("dead_entries:      {}", s.dead_entries);
+    outln!("orphan_reserves:   {}", s.orphan_reservations);
+    outln!("padding_bytes:     {}", s.padding_bytes);
+    outln!("free_tail_bytes:   {}", s.free_tail_bytes);
+    outln!("index_slots:       {}/{}", s.slots_used, s.slot_count);
+    outln!("torn_slots:        {}", s.torn_slots);
 }
 
 fn hex(b: &[u8]) -> String {
@@ -103,33 +103,36 @@ fn inspect(path: &Path, json: bool) -> i32 {
             Err(e) => fail(e),
             Ok(Err(e)) => {
                 if json {
-                    println!(
+                    outln!(
                         "{}",
                         serde_json::json!({"format": "XPWC", "valid": false, "error": e.to_string()})
                     );
                 } else {
-                    println!("format: XPWC v2 (reference runtime)\ninvalid: {e}");
+                    outln!("format: XPWC v2 (reference runtime)\ninvalid: {e}");
                 }
                 1
             }
             Ok(Ok(x)) => {
                 if json {
-                    println!(
+                    outln!(
                         "{}",
                         serde_json::json!({"format": "XPWC", "valid": true, "file": x})
                     );
                 } else {
-                    println!("format: XPWC v2 (reference runtime)");
-                    println!("file_bytes:        {}", x.file_bytes);
-                    println!("entries:           {}", x.entries.len());
-                    println!("live_bytes:        {}", x.live_bytes);
-                    println!("dead_bytes:        {}", x.dead_bytes);
-                    println!("page_padding:      {}", x.page_padding_bytes);
-                    println!("index_bytes:       {}", x.index_bytes);
+                    outln!("format: XPWC v2 (reference runtime)");
+                    outln!("file_bytes:        {}", x.file_bytes);
+                    outln!("entries:           {}", x.entries.len());
+                    outln!("live_bytes:        {}", x.live_bytes);
+                    outln!("dead_bytes:        {}", x.dead_bytes);
+                    outln!("page_padding:      {}", x.page_padding_bytes);
+                    outln!("index_bytes:       {}", x.index_bytes);
                     for e in &x.entries {
-                        println!(
+                        outln!(
                             "  {:>12} {:>12} seed={:#010x} {}",
-                            e.offset, e.size, e.seed, e.name
+                            e.offset,
+                            e.size,
+                            e.seed,
+                            e.name
                         );
                     }
                 }
@@ -139,12 +142,12 @@ fn inspect(path: &Path, json: bool) -> i32 {
         Ok(FileKind::Ptekit) => match open_read_only(path) {
             Err(e) => {
                 if json {
-                    println!(
+                    outln!(
                         "{}",
                         serde_json::json!({"format": "PTKWC", "valid": false, "error": e.to_string()})
                     );
                 } else {
-                    println!("format: PTKWC v2\ninvalid: {e}");
+                    outln!("format: PTKWC v2\ninvalid: {e}");
                 }
                 1
             }
@@ -187,29 +190,29 @@ fn inspect(path: &Path, json: bool) -> i32 {
                     slots.push(v);
                 }
                 if json {
-                    println!(
+                    outln!(
                         "{}",
                         serde_json::json!({"format": "PTKWC", "valid": true, "summary": s, "slots": slots,
                             "data_offset": idx.header.data_offset, "file_id": hex(&idx.header.file_id)})
                     );
                 } else {
-                    println!("format: PTKWC v2 (ptekit)");
+                    outln!("format: PTKWC v2 (ptekit)");
                     print_summary(&s);
                     for st in idx.slots.iter().enumerate() {
                         match st {
-                            (i, SlotState::Live(e)) => println!(
+                            (i, SlotState::Live(e)) => outln!(
                                 "  [{i:>5}] live    {:>12} {:>12} seed={:#010x} fp={:<4} {}",
                                 e.data_offset, e.data_len, e.seed, e.fingerprint_id, e.name
                             ),
-                            (i, SlotState::Dead(e, r)) => println!(
+                            (i, SlotState::Dead(e, r)) => outln!(
                                 "  [{i:>5}] dead    {:>12} {:>12} seed={:#010x} fp={:<4} {} ({r:?})",
                                 e.data_offset, e.data_len, e.seed, e.fingerprint_id, e.name
                             ),
                             (i, SlotState::Reserve { data_offset, data_len, .. }) => {
-                                println!("  [{i:>5}] reserve {data_offset:>12} {data_len:>12}");
+                                outln!("  [{i:>5}] reserve {data_offset:>12} {data_len:>12}");
                             }
-                            (i, SlotState::Drop { slot }) => println!("  [{i:>5}] drop    slot {slot}"),
-                            (i, SlotState::Torn(e)) => println!("  [{i:>5}] torn    {e}"),
+                            (i, SlotState::Drop { slot }) => outln!("  [{i:>5}] drop    slot {slot}"),
+                            (i, SlotState::Torn(e)) => outln!("  [{i:>5}] torn    {e}"),
                         }
                     }
                 }
@@ -223,15 +226,15 @@ fn verify(path: &Path, json: bool) -> i32 {
     match verify_file(path) {
         Ok(v) => {
             if json {
-                println!("{}", serde_json::json!({"valid": true, "report": v}));
+                outln!("{}", serde_json::json!({"valid": true, "report": v}));
             } else {
-                println!("ok: {}", path.display());
+                outln!("ok: {}", path.display());
             }
             0
         }
         Err(reasons) => {
             if json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::json!({"valid": false, "reasons": reasons})
                 );
@@ -268,9 +271,9 @@ fn compact(path: &Path, lock_timeout: u64, json: bool) -> i32 {
     match store::compact(path, &opts) {
         Ok(r) => {
             if json {
-                println!("{}", serde_json::json!(r));
+                outln!("{}", serde_json::json!(r));
             } else {
-                println!(
+                outln!(
                     "compacted {}: {} -> {} bytes, kept {} entries, reclaimed {} dead bytes, dropped {} corrupt ({:.1} ms)",
                     path.display(),
                     r.before.file_bytes,
@@ -309,7 +312,7 @@ fn stats(path: &Path, json: bool) -> i32 {
             Ok(cf) => {
                 let s = cf.summary();
                 if json {
-                    println!("{}", serde_json::json!(s));
+                    outln!("{}", serde_json::json!(s));
                 } else {
                     print_summary(&s);
                 }
@@ -328,18 +331,18 @@ fn inspect_xpwc_stats(path: &Path, json: bool) -> i32 {
         }
         Ok(Ok(x)) => {
             if json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::json!({"file_bytes": x.file_bytes, "entries": x.entries.len(),
                     "live_bytes": x.live_bytes, "dead_bytes": x.dead_bytes,
                     "page_padding_bytes": x.page_padding_bytes, "index_bytes": x.index_bytes})
                 );
             } else {
-                println!("file_bytes:        {}", x.file_bytes);
-                println!("entries:           {}", x.entries.len());
-                println!("live_bytes:        {}", x.live_bytes);
-                println!("dead_bytes:        {}", x.dead_bytes);
-                println!("page_padding:      {}", x.page_padding_bytes);
+                outln!("file_bytes:        {}", x.file_bytes);
+                outln!("entries:           {}", x.entries.len());
+                outln!("live_bytes:        {}", x.live_bytes);
+                outln!("dead_bytes:        {}", x.dead_bytes);
+                outln!("page_padding:      {}", x.page_padding_bytes);
             }
             0
         }

@@ -130,18 +130,6 @@ fn ptd_err(path: &Path) -> impl Fn(FlatTensorError) -> CliError + '_ {
     }
 }
 
-/// Writes command output to standard output.
-pub fn print_out(text: &str) -> Result<(), CliError> {
-    use std::io::Write as _;
-    let mut out = std::io::stdout().lock();
-    out.write_all(text.as_bytes())
-        .and_then(|()| out.flush())
-        .map_err(|source| CliError::Io {
-            path: PathBuf::from("<stdout>"),
-            source,
-        })
-}
-
 /// What a file is, by its identifier.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -236,9 +224,9 @@ pub fn inspect(path: &Path, json: bool) -> Result<(), CliError> {
         }
     };
     if json {
-        println!("{}", serde_json::to_string_pretty(&value)?);
+        outln!("{}", serde_json::to_string_pretty(&value)?);
     } else {
-        print!("{text}");
+        out!("{text}");
     }
     Ok(())
 }
@@ -315,7 +303,7 @@ pub fn verify(path: &Path, data: Option<&Path>) -> Result<(), CliError> {
             )
         }
     };
-    println!("{}: ok ({what}, {} bytes)", path.display(), bytes.len());
+    outln!("{}: ok ({what}, {} bytes)", path.display(), bytes.len());
     Ok(())
 }
 

@@ -29,7 +29,7 @@ pub fn diff(a: &Path, b: &Path, json: bool, max_samples: usize) -> Result<bool, 
     } else {
         render_diff(&na, &nb, &d)
     };
-    crate::commands::print_out(&out)?;
+    out!("{out}");
     Ok(d.is_equivalent())
 }
 

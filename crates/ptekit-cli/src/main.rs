@@ -1,7 +1,14 @@
 //! `ptekit`: inspect, verify and rewrite ExecuTorch artifacts (.pte, .bpte, .ptd), and manage XNNPACK
 //! packed-weight caches.
 //!
-//! Exit codes: 0 success, 1 invalid input or failed check, 2 usage error.
+//! Exit codes: 0 success, 1 invalid input or failed check, 2 usage error, 141 when the
+//! reader of standard output went away before everything was written (see [`output`]).
+
+// Standard output goes through `output` (a closed pipe is a quiet exit, not a panic).
+#![deny(clippy::print_stdout)]
+
+#[macro_use]
+mod output;
 
 mod cache;
 mod commands;

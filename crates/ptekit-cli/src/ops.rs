@@ -51,5 +51,6 @@ pub fn ops(files: &[PathBuf], format: OpsFormat) -> Result<(), CliError> {
             format!("{}\n", serde_json::to_string_pretty(&value)?)
         }
     };
-    crate::commands::print_out(&out)
+    out!("{out}");
+    Ok(())
 }

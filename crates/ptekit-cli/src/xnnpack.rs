@@ -127,6 +127,6 @@ pub fn dump(path: &Path, delegate: usize) -> Result<(), CliError> {
         }
         v
     };
-    println!("{}", serde_json::to_string_pretty(&value)?);
+    outln!("{}", serde_json::to_string_pretty(&value)?);
     Ok(())
 }

@@ -109,3 +109,26 @@ fn cache_commands_on_xpwc_files() {
         2
     );
 }
+
+/// The cache commands on a pipe whose reader has gone: a quiet exit (141), never the
+/// `println!` panic (exit 101).
+#[test]
+fn cache_commands_on_closed_stdout() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = dir.path().join("c.pwc");
+    make_cache(&p);
+    let x = dir.path().join("ref.xpwc");
+    std::fs::write(&x, xpwc::build(&[("w".into(), vec![1u8; 300], 1)], 0)).expect("write");
+    for file in [&p, &x] {
+        for args in [
+            &["cache", "inspect", "--json"][..],
+            &["cache", "inspect"],
+            &["cache", "stats"],
+            &["cache", "verify", "--json"],
+        ] {
+            let mut all: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+            all.push(file.as_os_str());
+            common::assert_quiet_on_closed_stdout(&all);
+        }
+    }
+}

@@ -40,16 +40,61 @@ pub fn program_files() -> Vec<PathBuf> {
     files
 }
 
+/// The `ptekit` binary under test: this build's, or `$PTEKIT_TEST_BIN` (to run the tests
+/// against another build, e.g. to see a test fail on the code before a fix).
+pub fn bin() -> PathBuf {
+    std::env::var_os("PTEKIT_TEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_ptekit")))
+}
+
 /// Runs the `ptekit` binary.
 pub fn ptekit(args: &[&std::ffi::OsStr]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ptekit"))
-        .args(args)
-        .output()
-        .expect("run ptekit")
+    Command::new(bin()).args(args).output().expect("run ptekit")
 }
 
 /// Shorthand for string arguments.
 pub fn run(args: &[&str]) -> Output {
     let os: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
     ptekit(&os)
+}
+
+/// Runs `ptekit` with standard output a pipe whose reader has already gone (like
+/// `ptekit ... | head -c 0` when `head` wins the race): the pipe's read end belonged to
+/// a `true` process that has exited before `ptekit` starts.
+pub fn run_with_closed_stdout(args: &[&std::ffi::OsStr]) -> Output {
+    use std::process::Stdio;
+    let mut reader = Command::new("true")
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("spawn true");
+    let write_end = reader.stdin.take().expect("pipe");
+    assert!(reader.wait().expect("wait for true").success());
+    Command::new(bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(write_end))
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run ptekit")
+}
+
+/// Runs `args` 20 times with a closed standard output: every run exits quietly with
+/// status 141 (see `ptekit`'s `output` module), never the `println!` panic (101).
+pub fn assert_quiet_on_closed_stdout(args: &[&std::ffi::OsStr]) {
+    for _ in 0..20 {
+        let out = run_with_closed_stdout(args);
+        assert_eq!(
+            out.status.code(),
+            Some(141),
+            "{args:?}: status {:?}, stderr {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.stderr.is_empty(),
+            "{args:?}: wrote to stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
