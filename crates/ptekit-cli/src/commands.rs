@@ -8,15 +8,14 @@ use std::path::{Path, PathBuf};
 use ptekit_format::bundled::{self, BundledError, BundledFile, MethodTestSuiteInput};
 use ptekit_format::error::ContainerError;
 use ptekit_format::flat_tensor::{self, FlatTensorConfig, FlatTensorError, FlatTensorFile};
+use ptekit_format::inspect::{InspectError, Inspection};
 use ptekit_format::mapped::MappedFile;
 use ptekit_format::npz::{self, NpzError};
 use ptekit_format::program::validate;
 use ptekit_format::pte::{
-    self, infer_pack_options, plan_exact, relayout, PteError, PteFile, ReadOptions,
-    SerializeOptions,
+    infer_pack_options, plan_exact, relayout, PteError, PteFile, ReadOptions, SerializeOptions,
 };
 use ptekit_format::write::{write_bytes_atomic, WriteOptions};
-use serde_json::Value;
 
 use crate::progress::bytes_bar;
 use crate::render::render_program;
@@ -130,35 +129,14 @@ fn ptd_err(path: &Path) -> impl Fn(FlatTensorError) -> CliError + '_ {
     }
 }
 
-/// What a file is, by its identifier.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// A program (`ET12`).
-    Program,
-    /// A bundled program (`BP08`).
-    Bundled,
-    /// A tensor-data file (`FT01`).
-    TensorData,
-}
+pub use ptekit_format::inspect::Kind;
 
+/// The kind of `bytes` ([`ptekit_format::inspect::detect`]), or an error naming `path`.
 pub fn detect(path: &Path, bytes: &[u8]) -> Result<Kind, CliError> {
-    if bundled::is_bundled(bytes) {
-        return Ok(Kind::Bundled);
-    }
-    if flat_tensor::is_flat_tensor(bytes) {
-        return Ok(Kind::TensorData);
-    }
-    match bytes.get(4..8) {
-        // Too short to tell: let the program reader explain what is missing.
-        None => Ok(Kind::Program),
-        Some(id) if id.starts_with(b"ET") && id[2..].iter().all(u8::is_ascii_alphanumeric) => {
-            Ok(Kind::Program)
-        }
-        Some(id) => Err(CliError::UnknownKind {
-            path: path.to_path_buf(),
-            found: String::from_utf8_lossy(id).into_owned(),
-        }),
-    }
+    ptekit_format::inspect::detect(bytes).map_err(|id| CliError::UnknownKind {
+        path: path.to_path_buf(),
+        found: String::from_utf8_lossy(&id).into_owned(),
+    })
 }
 
 /// Parses a mapped program, recording the file as the source of its segment bytes.
@@ -166,68 +144,41 @@ fn parse_program(map: &MappedFile) -> Result<PteFile<'_>, PteError> {
     Ok(PteFile::parse(map.bytes(), &ReadOptions::default())?.with_source(map.source()))
 }
 
-/// Adds `"kind": kind` in front of a serialized summary.
-fn with_kind(kind: &str, value: Value) -> Value {
-    let mut out = serde_json::Map::new();
-    out.insert("kind".into(), Value::String(kind.into()));
-    if let Value::Object(map) = value {
-        out.extend(map);
+fn inspect_err(path: &Path) -> impl Fn(InspectError) -> CliError + '_ {
+    move |e| match e {
+        InspectError::UnknownKind(id) => CliError::UnknownKind {
+            path: path.to_path_buf(),
+            found: String::from_utf8_lossy(&id).into_owned(),
+        },
+        InspectError::Pte(source) => pte_err(path)(source),
+        InspectError::Bundled(source) => bundled_err(path)(source),
+        InspectError::FlatTensor(source) => ptd_err(path)(source),
     }
-    Value::Object(out)
 }
 
 /// `ptekit inspect FILE [--json]`.
 pub fn inspect(path: &Path, json: bool) -> Result<(), CliError> {
     let map = MappedFile::open(path).map_err(container_err(path))?;
-    let bytes = map.bytes();
-    let shown = path.display().to_string();
-    let (value, text) = match detect(path, bytes)? {
-        Kind::Program => {
-            let file = parse_program(&map).map_err(pte_err(path))?;
-            let s = pte::summary(&file);
-            let mut text = if json {
-                String::new()
-            } else {
-                render_program(&shown, &s)
-            };
-            let mut value = serde_json::to_value(&s)?;
-            crate::xnnpack::augment_inspect(&file, &mut value, (!json).then_some(&mut text));
-            (value, text)
-        }
-        Kind::Bundled => {
-            let options = ReadOptions::default();
-            let file = BundledFile::parse(bytes, &options.limits).map_err(bundled_err(path))?;
-            let program = file.program_file(&options).map_err(bundled_err(path))?;
-            let program_s = pte::summary(&program);
-            let s = bundled::summary(&file);
-            let mut value = with_kind("bundled_program", serde_json::to_value(&s)?);
-            if let Value::Object(map) = &mut value {
-                map.insert("program".into(), serde_json::to_value(&program_s)?);
-            }
-            let text = if json {
-                String::new()
-            } else {
-                format!(
-                    "{shown}: {}\n{}",
-                    bundled::render_summary(&s),
-                    render_program(&format!("{shown} [program]"), &program_s)
-                )
-            };
-            (value, text)
-        }
-        Kind::TensorData => {
-            let file = FlatTensorFile::parse(bytes, &flat_tensor::ReadOptions::default())
-                .map_err(ptd_err(path))?;
-            let s = flat_tensor::summary(&file);
-            let text = format!("{shown}: {}", flat_tensor::render_summary(&s));
-            (with_kind("tensor_data", serde_json::to_value(&s)?), text)
-        }
-    };
+    let inspection = ptekit_format::inspect::inspect(map.bytes()).map_err(inspect_err(path))?;
     if json {
-        outln!("{}", serde_json::to_string_pretty(&value)?);
-    } else {
-        out!("{text}");
+        outln!("{}", serde_json::to_string_pretty(&inspection.to_json())?);
+        return Ok(());
     }
+    let shown = path.display().to_string();
+    let text = match &inspection {
+        Inspection::Program { summary, xnnpack } => {
+            let mut text = render_program(&shown, summary);
+            crate::xnnpack::render_entries(xnnpack, &mut text);
+            text
+        }
+        Inspection::Bundled { summary, program } => format!(
+            "{shown}: {}\n{}",
+            bundled::render_summary(summary),
+            render_program(&format!("{shown} [program]"), program)
+        ),
+        Inspection::TensorData(s) => format!("{shown}: {}", flat_tensor::render_summary(s)),
+    };
+    out!("{text}");
     Ok(())
 }
 

@@ -1,11 +1,12 @@
-//! XNNPACK payloads in the CLI: the `xnnpack` object of each XNNPACK delegate in
-//! `inspect` (JSON and text), the deep payload check of `verify`, and
+//! XNNPACK payloads in the CLI: the text section of each XNNPACK delegate in
+//! `inspect`, the deep payload check of `verify`, and
 //! `ptekit xnnpack dump`.
 
 use std::fmt::Write as _;
 use std::path::Path;
 
 use ptekit_flatbuffers::Limits;
+use ptekit_format::inspect::XnnpackEntry;
 use ptekit_format::pte::PteFile;
 use ptekit_format::xnnpack::{
     self, check_payload, decode_payload, delegate_payloads, is_xnnpack_payload, payload_json,
@@ -15,47 +16,24 @@ use serde_json::{json, Value};
 
 use crate::commands::CliError;
 
-/// Adds `xnnpack` (the payload summary, or `{"error": ...}`) to each XNNPACK entry of
-/// `execution_plans[].delegates[]` in `value`, and a text section per delegate to `text`
-/// (when `text` is `Some`).
-pub fn augment_inspect(file: &PteFile<'_>, value: &mut Value, mut text: Option<&mut String>) {
-    let named = NamedSizes::new(file, None);
-    let lookup = |k: &str| named.in_program(k);
-    let payloads = delegate_payloads(file);
-    if let (Some(t), false) = (text.as_deref_mut(), payloads.is_empty()) {
-        let _ = writeln!(t, "\nXNNPACK delegates ({})", payloads.len());
+/// Appends a text section per XNNPACK delegate (its payload summary or why it could not
+/// be read) to `text`.
+pub fn render_entries(entries: &[XnnpackEntry], text: &mut String) {
+    if entries.is_empty() {
+        return;
     }
-    for d in payloads {
-        let decoded = d
-            .bytes
-            .ok_or_else(|| "no processed data".to_string())
-            .and_then(|b| decode_payload(b, &Limits::default()).map_err(|e| e.to_string()));
-        let (entry, rendered) = match decoded {
-            Ok(p) => {
-                let s = xnnpack::summary(&p, Some(&lookup));
-                let rendered = render_summary(&s, "    ");
-                (serde_json::to_value(&s).unwrap_or(Value::Null), rendered)
+    let _ = writeln!(text, "\nXNNPACK delegates ({})", entries.len());
+    for e in entries {
+        let _ = writeln!(
+            text,
+            "  execution_plan[{}].delegates[{}] ({} bytes)",
+            e.plan, e.delegate, e.bytes
+        );
+        match &e.summary {
+            Ok(s) => text.push_str(&render_summary(s, "    ")),
+            Err(msg) => {
+                let _ = writeln!(text, "    error: {msg}");
             }
-            Err(e) => (json!({ "error": e }), format!("    error: {e}\n")),
-        };
-        if let Some(t) = text.as_deref_mut() {
-            let _ = writeln!(
-                t,
-                "  execution_plan[{}].delegates[{}] ({} bytes)",
-                d.plan,
-                d.delegate,
-                d.bytes.map_or(0, <[u8]>::len)
-            );
-            t.push_str(&rendered);
-        }
-        if let Some(obj) = value
-            .get_mut("execution_plans")
-            .and_then(|p| p.get_mut(d.plan))
-            .and_then(|p| p.get_mut("delegates"))
-            .and_then(|ds| ds.get_mut(d.delegate))
-            .and_then(Value::as_object_mut)
-        {
-            obj.insert("xnnpack".into(), entry);
         }
     }
 }

@@ -10,6 +10,7 @@
 //! - [`flat_tensor`]: tensor data files (`.ptd`, `FT01` with its `FH01` header).
 //! - [`xnnpack`]: XNNPACK delegate payloads (`XH00` + `XN01`): model, verified reader,
 //!   cross-reference checks, a writer byte-identical to the reference's flatc.
+//! - [`inspect`]: the summary of a file of any kind (what `ptekit inspect --json` prints).
 //! - [`npz`]: minimal NumPy `.npy`/`.npz` reading and writing for test values.
 //!
 //! The container-neutral layer every format uses:
@@ -27,6 +28,7 @@ pub mod bundled;
 pub mod error;
 mod fields;
 pub mod flat_tensor;
+pub mod inspect;
 pub mod mapped;
 pub mod npz;
 pub mod program;

@@ -1,0 +1,202 @@
+//! What `ptekit inspect --json` prints for one file of any kind, computed once for the
+//! CLI and the Python bindings (`ptekit.inspect`).
+//!
+//! [`detect`] tells the kind from the identifier (`ET12` program, `BP08` bundled program,
+//! `FT01` tensor data); [`inspect`] reads the file through the verified readers and keeps
+//! the summaries ([`Inspection`]), which the CLI renders as text and [`Inspection::to_json`]
+//! turns into the JSON object (`"kind"` plus the summary's keys).
+
+use ptekit_flatbuffers::Limits;
+use serde_json::{json, Map, Value};
+
+use crate::bundled::{self, BundledError, BundledFile, BundledSummary};
+use crate::flat_tensor::{self, FlatTensorError, FlatTensorFile, FlatTensorSummary};
+use crate::pte::{self, PteError, PteFile, PteSummary, ReadOptions};
+use crate::xnnpack::{self, decode_payload, delegate_payloads, NamedSizes, XnnpackSummary};
+
+/// What a file is, by its identifier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A program (`ET12`, or any `ET` + two alphanumerics).
+    Program,
+    /// A bundled program (`BP08`).
+    Bundled,
+    /// A tensor-data file (`FT01`).
+    TensorData,
+}
+
+/// The kind of `bytes`, or the four bytes at offset 4 when they name no known kind.
+///
+/// Input too short to carry an identifier counts as a program, so that the program
+/// reader explains what is missing.
+pub fn detect(bytes: &[u8]) -> Result<Kind, [u8; 4]> {
+    if bundled::is_bundled(bytes) {
+        return Ok(Kind::Bundled);
+    }
+    if flat_tensor::is_flat_tensor(bytes) {
+        return Ok(Kind::TensorData);
+    }
+    match bytes.get(4..8).and_then(|b| <[u8; 4]>::try_from(b).ok()) {
+        None => Ok(Kind::Program),
+        Some(id) if id.starts_with(b"ET") && id[2..].iter().all(u8::is_ascii_alphanumeric) => {
+            Ok(Kind::Program)
+        }
+        Some(id) => Err(id),
+    }
+}
+
+/// Why a file could not be inspected.
+#[derive(Debug, thiserror::Error)]
+pub enum InspectError {
+    /// The identifier at bytes 4..8 names no kind ptekit reads.
+    #[error("unrecognized file identifier {:?} at byte 4 (expected ET12 program, BP08 bundled program or FT01 tensor data)", String::from_utf8_lossy(.0))]
+    UnknownKind([u8; 4]),
+    /// Not a valid program.
+    #[error(transparent)]
+    Pte(#[from] PteError),
+    /// Not a valid bundled program.
+    #[error(transparent)]
+    Bundled(#[from] BundledError),
+    /// Not a valid tensor-data file.
+    #[error(transparent)]
+    FlatTensor(#[from] FlatTensorError),
+}
+
+/// The summary of one XNNPACK delegate payload of a program.
+#[derive(Debug, Clone)]
+pub struct XnnpackEntry {
+    /// Index of the method in `execution_plan`.
+    pub plan: usize,
+    /// Index of the delegate in the method's `delegates`.
+    pub delegate: usize,
+    /// Size of the processed blob (0 when the delegate has none).
+    pub bytes: u64,
+    /// The payload's summary, or why it could not be read.
+    pub summary: Result<XnnpackSummary, String>,
+}
+
+/// The XNNPACK payloads of `file`, each read and summarized (named constants sized from
+/// the program's named data).
+pub fn xnnpack_entries(file: &PteFile<'_>) -> Vec<XnnpackEntry> {
+    let named = NamedSizes::new(file, None);
+    let lookup = |k: &str| named.in_program(k);
+    delegate_payloads(file)
+        .into_iter()
+        .map(|d| XnnpackEntry {
+            plan: d.plan,
+            delegate: d.delegate,
+            bytes: d.bytes.map_or(0, |b| crate::write::len64(b.len())),
+            summary: d
+                .bytes
+                .ok_or_else(|| "no processed data".to_string())
+                .and_then(|b| decode_payload(b, &Limits::default()).map_err(|e| e.to_string()))
+                .map(|p| xnnpack::summary(&p, Some(&lookup))),
+        })
+        .collect()
+}
+
+/// The summaries of one inspected file.
+#[derive(Debug, Clone)]
+pub enum Inspection {
+    /// A program with its XNNPACK payloads.
+    Program {
+        /// The program's summary.
+        summary: PteSummary,
+        /// One entry per XNNPACK delegate, in method order.
+        xnnpack: Vec<XnnpackEntry>,
+    },
+    /// A bundled program and the program it embeds.
+    Bundled {
+        /// The test suites.
+        summary: BundledSummary,
+        /// The embedded program's summary.
+        program: PteSummary,
+    },
+    /// A tensor-data file.
+    TensorData(FlatTensorSummary),
+}
+
+/// Reads `bytes` (any kind, see [`detect`]) with the verified readers and summarizes it.
+pub fn inspect(bytes: &[u8]) -> Result<Inspection, InspectError> {
+    let options = ReadOptions::default();
+    match detect(bytes).map_err(InspectError::UnknownKind)? {
+        Kind::Program => {
+            let file = PteFile::parse(bytes, &options)?;
+            Ok(Inspection::Program {
+                summary: pte::summary(&file),
+                xnnpack: xnnpack_entries(&file),
+            })
+        }
+        Kind::Bundled => {
+            let file = BundledFile::parse(bytes, &options.limits)?;
+            let program = file.program_file(&options)?;
+            Ok(Inspection::Bundled {
+                summary: bundled::summary(&file),
+                program: pte::summary(&program),
+            })
+        }
+        Kind::TensorData => {
+            let file = FlatTensorFile::parse(bytes, &flat_tensor::ReadOptions::default())?;
+            Ok(Inspection::TensorData(flat_tensor::summary(&file)))
+        }
+    }
+}
+
+/// `"kind": kind` plus the keys of a serialized summary.
+fn with_kind(kind: &str, value: Value) -> Value {
+    let mut out = Map::new();
+    out.insert("kind".into(), Value::String(kind.into()));
+    if let Value::Object(map) = value {
+        out.extend(map);
+    }
+    Value::Object(out)
+}
+
+/// A summary as JSON (the summaries hold only strings, numbers, lists and maps with
+/// string keys, which always serialize).
+fn to_value<T: serde::Serialize>(s: &T) -> Value {
+    serde_json::to_value(s).unwrap_or(Value::Null)
+}
+
+impl Inspection {
+    /// The JSON object of `ptekit inspect --json`: `kind` (`program`, `bundled_program`,
+    /// `tensor_data`) and the summary's keys; each XNNPACK delegate of a program gets an
+    /// `xnnpack` entry (its payload summary, or `{"error": ...}`), a bundled program a
+    /// `program` entry (the embedded program's summary).
+    pub fn to_json(&self) -> Value {
+        match self {
+            Self::Program { summary, xnnpack } => {
+                let mut value = to_value(summary);
+                for e in xnnpack {
+                    let entry = match &e.summary {
+                        Ok(s) => to_value(s),
+                        Err(msg) => json!({ "error": msg }),
+                    };
+                    if let Some(obj) = value
+                        .get_mut("execution_plans")
+                        .and_then(|p| p.get_mut(e.plan))
+                        .and_then(|p| p.get_mut("delegates"))
+                        .and_then(|ds| ds.get_mut(e.delegate))
+                        .and_then(Value::as_object_mut)
+                    {
+                        obj.insert("xnnpack".into(), entry);
+                    }
+                }
+                value
+            }
+            Self::Bundled { summary, program } => {
+                let mut value = with_kind("bundled_program", to_value(summary));
+                if let Value::Object(map) = &mut value {
+                    map.insert("program".into(), to_value(program));
+                }
+                value
+            }
+            Self::TensorData(s) => with_kind("tensor_data", to_value(s)),
+        }
+    }
+}
+
+/// [`inspect`] then [`Inspection::to_json`].
+pub fn inspect_json(bytes: &[u8]) -> Result<Value, InspectError> {
+    inspect(bytes).map(|i| i.to_json())
+}
