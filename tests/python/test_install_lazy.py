@@ -62,12 +62,18 @@ def test_targets_patched_when_first_imported():
         import executorch.backends.xnnpack.serialization.xnnpack_graph_serialize as xs
         import executorch.devtools.bundled_program.serialize as bs
         import executorch.extension.flat_tensor.serialize.serialize as fs
+        import executorch.backends.xnnpack.operators.node_visitor as nv
+        from executorch.backends.xnnpack.xnnpack_preprocess import XnnpackBackend
+        from executorch.exir.backend.backend_details import BackendDetails
+        base_copy = BackendDetails.__dict__["copy_exported_program_for_preprocess"]
         patched = {
             "pte_importer": _serialize_pte_binary.__module__,
             "emitter": emitter._Emitter._tensor_spec_to_evalue.__module__,
             "xnnpack": xs.convert_to_flatbuffer.__module__,
             "bundled": bs.serialize_from_bundled_program_to_flatbuffer.__module__,
             "flat_tensor": fs.FlatTensorSerializer.__module__,
+            "xnnpack_named_data": nv.NodeVisitor.get_serialized_buffer_index.__module__,
+            "xnnpack_copy": XnnpackBackend.copy_exported_program_for_preprocess.__func__.__module__,
         }
         targets = sorted({p.module for p in _install.PATCHES})
         ptekit.uninstall()
@@ -78,8 +84,14 @@ def test_targets_patched_when_first_imported():
             "xnnpack": xs.convert_to_flatbuffer.__module__,
             "bundled": bs.serialize_from_bundled_program_to_flatbuffer.__module__,
             "flat_tensor": fs.FlatTensorSerializer.__module__,
+            "xnnpack_named_data": nv.NodeVisitor.get_serialized_buffer_index.__module__,
+            "xnnpack_copy": XnnpackBackend.copy_exported_program_for_preprocess.__func__.__module__,
         }
+        # The inherited method was set on XnnpackBackend only, and deleted again.
+        inherited = ("copy_exported_program_for_preprocess" not in XnnpackBackend.__dict__
+                     and BackendDetails.__dict__["copy_exported_program_for_preprocess"] is base_copy)
         print(json.dumps({"patched": patched, "restored": restored, "targets": targets,
+                          "inherited": inherited,
                           "hook": any(type(f).__name__ == "_Finder" for f in sys.meta_path)}))
         """
     )
@@ -89,10 +101,13 @@ def test_targets_patched_when_first_imported():
         "xnnpack": "ptekit.xnnpack",
         "bundled": "ptekit._exporter",
         "flat_tensor": "ptekit._exporter",
+        "xnnpack_named_data": "ptekit._exporter",
+        "xnnpack_copy": "ptekit._exporter",
     }, got
     assert all(not m.startswith("ptekit") for m in got["restored"].values()), got
+    assert got["inherited"], got
     assert not got["hook"]
-    assert len(got["targets"]) == 5
+    assert len(got["targets"]) == 7
 
 
 MODEL = """
@@ -258,3 +273,124 @@ print(json.dumps({
     assert got["ref_on_ptekit"], got
     assert got["not_materialized"], got
     assert got["size"] > 2 << 20
+
+
+XNNPACK_MODEL = """
+import hashlib, io, json, os, sys
+import ptekit
+ptekit.install()
+import torch
+from executorch.exir import ExecutorchBackendConfig, to_edge_transform_and_lower
+from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+
+class Model(torch.nn.Module):
+    # The layouts XNNPACK lowering converts: float32 Linear weights (stored as they are),
+    # a convolution (channels-last), a depthwise convolution and a grouped transposed
+    # convolution (in/out channels swapped per group).
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(256, 512)
+        self.lin2 = torch.nn.Linear(512, 256)
+        self.conv = torch.nn.Conv2d(4, 8, 3, padding=1)
+        self.dw = torch.nn.Conv2d(8, 8, 3, padding=1, groups=8)
+        self.tr = torch.nn.ConvTranspose2d(8, 6, 3, groups=2)
+
+    def forward(self, x, img):
+        return self.lin2(torch.relu(self.lin(x))), self.tr(self.dw(self.conv(img)))
+
+inputs = (torch.randn(2, 256), torch.randn(1, 4, 8, 8))
+
+def export(tag=None, quantize=False):
+    torch.manual_seed(0)
+    model = Model().eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    ep = torch.export.export(model, inputs, strict=False)
+    if quantize:
+        from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+            XNNPACKQuantizer, get_symmetric_quantization_config)
+        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+        quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+        gm = prepare_pt2e(ep.module(), quantizer)
+        gm(*inputs)
+        ep = torch.export.export(convert_pt2e(gm), inputs, strict=False)
+    if tag:
+        from executorch.exir.passes.external_constants_pass import (
+            delegate_external_constants_pass_unlifted)
+        gm = ep.module()
+        delegate_external_constants_pass_unlifted(module=gm, gen_tag_fn=lambda node: tag)
+        ep = torch.export.export(gm, inputs, strict=False)
+    manager = to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()]).to_executorch(
+        ExecutorchBackendConfig())
+    unchanged = all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    return model, manager, unchanged
+
+def files(manager, folder):
+    os.makedirs(folder)
+    manager.save(os.path.join(folder, "m.pte"))
+    if manager._tensor_data:
+        manager.write_tensor_data_to_file(folder)
+    return {f: open(os.path.join(folder, f), "rb").read() for f in sorted(os.listdir(folder))}
+"""
+
+
+@pytest.mark.parametrize("case", ["pte", "ptd"])
+def test_xnnpack_lowering_named_data_views(case, tmp_path):
+    """Under install(), XNNPACK lowering adds views of the model's weights to the named
+    data (no bytes copies, no deep copies of the weights) and the .pte (and, with the
+    weights tagged for an external file, the .ptd) are the reference's bytes."""
+    got = _run(
+        XNNPACK_MODEL
+        + """
+from ptekit._exporter import TensorBytes
+tag = "weights" if %r == "ptd" else None
+model, manager, unchanged = export(tag)
+named = manager._named_data
+params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+views = [b for b in named.buffers if isinstance(b, TensorBytes)]
+shared = [v for v in views if v._storage.data_ptr() in params]
+ours = files(manager, %r)
+# The same program lowered by the reference's own code.
+ptekit.uninstall()
+_, reference, _ = export(tag)
+ref = files(reference, %r)
+print(json.dumps({
+    "files": sorted(ours),
+    "same": ours == ref,
+    "n_buffers": len(named.buffers),
+    "n_views": len(views),
+    "n_shared": len(shared),
+    "unchanged": unchanged,
+    "pte_only_in_ptd": tag is not None and len(ours["m.pte"]) < 64 << 10,
+}))
+"""
+        % (case, str(tmp_path / "ptekit"), str(tmp_path / "reference"))
+    )
+    assert got["same"], got
+    assert got["files"] == (["m.pte", "weights.ptd"] if case == "ptd" else ["m.pte"])
+    # Every weight and bias is a view; the Linear weights and biases (float32, stored as
+    # they are) are the model's own memory.
+    assert got["n_views"] == got["n_buffers"] >= 10, got
+    assert got["n_shared"] >= 4, got
+    assert got["unchanged"], got
+    if case == "ptd":
+        assert got["pte_only_in_ptd"], got
+
+
+def test_xnnpack_quantized_lowering_identical(tmp_path):
+    """Statically quantized weights (converted by the lowering, int8 per channel) under
+    install(): the same .pte as the reference's."""
+    got = _run(
+        XNNPACK_MODEL
+        + """
+from ptekit._exporter import TensorBytes
+_, manager, _ = export(quantize=True)
+n_views = sum(isinstance(b, TensorBytes) for b in manager._named_data.buffers)
+ours = files(manager, %r)
+ptekit.uninstall()
+_, reference, _ = export(quantize=True)
+print(json.dumps({"same": ours == files(reference, %r), "n_views": n_views}))
+"""
+        % (str(tmp_path / "ptekit"), str(tmp_path / "reference"))
+    )
+    assert got["same"], got
+    assert got["n_views"] >= 5, got

@@ -477,16 +477,21 @@ def install() -> None:
     - ``FlatTensorSerializer`` (``executorch.extension.flat_tensor.serialize.serialize``),
       which ``to_executorch()`` constructs for external weights (``.ptd`` files);
     - ``convert_to_flatbuffer`` of the XNNPACK backend's serializer, so that XNNPACK
-      lowering spawns no flatc (see :mod:`ptekit.xnnpack`).
+      lowering spawns no flatc (see :mod:`ptekit.xnnpack`);
+    - XNNPACK lowering's weight handling (``NodeVisitor.get_serialized_buffer_index``,
+      ``XnnpackBackend.copy_exported_program_for_preprocess``): the weights it adds to
+      the named data are views of the tensors' storage, keyed by the same SHA-256, and
+      the program it preprocesses shares the model's tensors instead of deep-copying
+      them, so an XNNPACK export's weights exist once too.
 
     Nothing is imported: a module already imported is patched now, any other right after
     it is first imported (an import hook in ``sys.meta_path``). The files written are the
     same bytes. Idempotent; undone by :func:`uninstall`.
 
-    One difference in behaviour: the reference copies the weights at ``to_executorch()``;
-    with ptekit they are read from the model's tensors when the file is produced
-    (``write_to_file``, ``save``, ``.buffer``), so changing parameters in place between
-    ``to_executorch()`` and writing changes the file.
+    One difference in behaviour: the reference copies the weights at ``to_executorch()``
+    (XNNPACK: at lowering); with ptekit they are read from the model's tensors when the
+    file is produced (``write_to_file``, ``save``, ``.buffer``), so changing parameters in
+    place between exporting and writing changes the file.
 
     Raises:
         ImportError: executorch is not installed.

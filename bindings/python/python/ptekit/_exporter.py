@@ -8,13 +8,17 @@ one already is), so it may import executorch's own modules at the top.
 - ``tensor_spec_to_evalue``: the emitter's ``_Emitter._tensor_spec_to_evalue``, except that
   a constant's data is a :class:`TensorBytes` view of the tensor's storage rather than a
   ``bytes`` copy, so the weights of an export exist once (in the model) until written;
-- the bundled-program functions and ``FlatTensorSerializer``.
+- the bundled-program functions and ``FlatTensorSerializer``;
+- ``xnnpack_serialized_buffer_index`` / ``xnnpack_copy_for_preprocess``: XNNPACK lowering
+  adds views of the weights to the named data (not ``bytes`` copies) and preprocesses a
+  copy of the program that shares its tensors (not a deep copy of every weight).
 """
 
 from __future__ import annotations
 
 import ctypes
 import hashlib
+import sys
 
 from executorch.exir._serialize._cord import FileBackedData
 
@@ -29,6 +33,8 @@ __all__ = [
     "serialize_from_bundled_program_to_flatbuffer",
     "serialize_pte_binary",
     "tensor_spec_to_evalue",
+    "xnnpack_copy_for_preprocess",
+    "xnnpack_serialized_buffer_index",
 ]
 
 
@@ -217,3 +223,126 @@ def tensor_spec_to_evalue(self, spec, constant_tag=None):
 
 tensor_spec_to_evalue.__name__ = "_tensor_spec_to_evalue"
 tensor_spec_to_evalue.__qualname__ = "_Emitter._tensor_spec_to_evalue"
+
+
+# ---------------------------------------------------------------------------------------
+# XNNPACK lowering (executorch.backends.xnnpack, executorch 1.5.1)
+
+_NODE_VISITOR = "executorch.backends.xnnpack.operators.node_visitor"
+
+
+def _xnnpack_constant(visitor, value, quant_params, force_fp32, swap_in_out, groups, nhwc):
+    """The tensor whose storage XNNPACK lowering stores for the constant ``value``: the
+    reference's conversions in its order (contiguous; quantized, or float32 unless half
+    precision is kept; for depthwise/transposed convolutions the in/out channels swapped
+    per group; channels-last; 4-bit packing). Each returns ``value`` itself when there is
+    nothing to change, so a float32 weight stays the model's own tensor."""
+    import torch
+
+    value = value.contiguous()
+    if quant_params is not None and not quant_params.is_dynamic:
+        value = quant_params.quantize_tensor(value).contiguous()
+    elif force_fp32 or value.dtype not in (torch.float16, torch.bfloat16):
+        value = value.to(dtype=torch.float32).contiguous()
+    if swap_in_out:
+        shape = tuple(value.shape)
+        per_group = shape[0] // groups
+        grouped = value.reshape((groups, per_group) + shape[1:])
+        grouped = grouped.permute((0, 2, 1) + tuple(range(3, grouped.dim())))
+        value = grouped.reshape((shape[1] * groups, per_group) + shape[2:]).contiguous()
+    if nhwc:
+        value = value.to(memory_format=torch.channels_last)
+    if quant_params is not None and quant_params.is_qc4w:
+        value = visitor.convert_to_qc4w(value)
+    return value
+
+
+def xnnpack_serialized_buffer_index(
+    self,
+    tensor,
+    xnn_graph,
+    vals_to_ids,
+    convert_to_nhwc,
+    swap_in_out_for_weights,
+    quant_params,
+    force_fp32=False,
+    groups=1,
+):
+    """``NodeVisitor.get_serialized_buffer_index`` with the named data a view.
+
+    The same decisions and results as the reference (executorch 1.5.1): a node that is
+    not a parameter gets index 0; a parameter's bytes (the whole storage of the converted
+    tensor) are added to the named data store under the hex SHA-256 of those bytes, with
+    the delegate's alignment and the node's ``delegate_constant_tag``, and its
+    ``ConstantDataOffset`` is appended. The bytes added are a :class:`TensorBytes` view of
+    the storage instead of a ``bytes`` copy, hashed in place.
+    """
+    import logging
+
+    import torch
+
+    nv = sys.modules[_NODE_VISITOR]
+    assert swap_in_out_for_weights or groups == 1, "groups is option for swap_in_out_for_weights"
+    source = tensor if quant_params is None else quant_params.q_input
+    if not nv.is_param_node(self.exported_program, source):
+        nv.check_or_raise(
+            not swap_in_out_for_weights,
+            "Swapping N and C dimensions is only valid for constant data tensors",
+        )
+        return 0
+    index = len(xnn_graph.constant_data)
+    value = nv.get_param_tensor(self.exported_program, source)
+    assert value is not None and isinstance(value, torch.Tensor)
+    value = _xnnpack_constant(
+        self, value, quant_params, force_fp32, swap_in_out_for_weights, groups, convert_to_nhwc
+    )
+    storage = value.untyped_storage()
+    nv.check_or_raise(
+        storage.nbytes() > 0,
+        f"Serializing constant data node {tensor} but tensor value has no bytes",
+    )
+    data = TensorBytes(storage)
+    key = data.sha256().hex()
+    xnn_graph.constant_data.append(
+        nv.ConstantDataOffset(offset=nv.UINT64_MAX, size=len(data), named_key=key)
+    )
+    custom = tensor.meta.get("custom", None)
+    tag = custom.get("delegate_constant_tag", None) if custom else None
+    if tag is not None:
+        logging.info(
+            f"Adding constant data with name {tensor.name}, key {key} and external_tag "
+            f"{tag} to named_data_store"
+        )
+    self._named_data_store.add_named_data(
+        key, data, alignment=nv.CONSTANT_TENSOR_ALIGNMENT, external_tag=tag
+    )
+    return index
+
+
+xnnpack_serialized_buffer_index.__name__ = "get_serialized_buffer_index"
+xnnpack_serialized_buffer_index.__qualname__ = "NodeVisitor.get_serialized_buffer_index"
+
+
+def _copy_sharing_tensors(cls, edge_program, compile_specs):
+    """``XnnpackBackend.copy_exported_program_for_preprocess``: a deep copy of the program
+    that shares its tensors (parameters, buffers, constants) instead of copying them.
+
+    XNNPACK's preprocessing changes the copy's graph, signature and state-dict entries
+    (all still copied) but never a tensor in place; the reference's deep copy duplicates
+    every weight of the partition only for the lowering to read it.
+    """
+    import copy
+
+    import torch
+
+    memo = {}
+    for table in (edge_program.state_dict, edge_program.constants):
+        for value in table.values():
+            if isinstance(value, torch.Tensor):
+                memo[id(value)] = value
+    return copy.deepcopy(edge_program, memo)
+
+
+_copy_sharing_tensors.__name__ = "copy_exported_program_for_preprocess"
+_copy_sharing_tensors.__qualname__ = "XnnpackBackend.copy_exported_program_for_preprocess"
+xnnpack_copy_for_preprocess = classmethod(_copy_sharing_tensors)

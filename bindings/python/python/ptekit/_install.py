@@ -17,7 +17,8 @@ Adding a patch target is one entry in :data:`PATCHES`::
     Patch("executorch.some.module", "function_name", "ptekit.some_module:replacement"),
 
 ``attribute`` may name a class attribute (``"Class.method"``); such entries replace the
-attribute on the class only (there is nothing to sweep). ``replacement`` is
+attribute on the class only (there is nothing to sweep). An attribute the class inherits
+is set on the class and deleted again by ``uninstall()`` (its bases are left alone). ``replacement`` is
 ``"module:attribute"`` of the replacing object, imported when the target is patched.
 ``sweep=False`` replaces the attribute in its module only (for a function its callers
 look up in its module at call time). A replacement that needs the function it replaces
@@ -67,12 +68,22 @@ PATCHES = (
     # .ptd: to_executorch() constructs FlatTensorSerializer for external weights.
     Patch("executorch.extension.flat_tensor.serialize.serialize", "FlatTensorSerializer",
           "ptekit._exporter:FlatTensorSerializer"),
+    # XNNPACK lowering: the weights it adds to the named data are views of the tensors'
+    # storage, and the program it preprocesses shares the tensors (not deep copies).
+    Patch("executorch.backends.xnnpack.operators.node_visitor",
+          "NodeVisitor.get_serialized_buffer_index",
+          "ptekit._exporter:xnnpack_serialized_buffer_index"),
+    Patch("executorch.backends.xnnpack.xnnpack_preprocess",
+          "XnnpackBackend.copy_exported_program_for_preprocess",
+          "ptekit._exporter:xnnpack_copy_for_preprocess"),
     # XNNPACK lowering's flatc spawner; serialize_xnnpack_binary looks it up in its module.
     Patch("executorch.backends.xnnpack.serialization.xnnpack_graph_serialize",
           "convert_to_flatbuffer", "ptekit.xnnpack:_convert_for_exporter", sweep=False),
 )
 
 _lock = _thread.RLock()
+# Stands for "the class had no attribute of its own" in `_patched` (undone by deleting).
+_INHERITED = object()
 _state = {"installed": False}
 # (owner, attribute name, original) for every attribute replaced, in order.
 _patched: list = []
@@ -105,9 +116,11 @@ def _apply(module) -> None:
                 owner, name = _owner_and_name(module, patch.attribute)
             except AttributeError:
                 continue  # a trimmed or different executorch build
-            original = owner.__dict__.get(name) if isinstance(owner, type) else getattr(owner, name, None)
+            original = _own(owner, name)
             if original is None:
-                continue
+                if not isinstance(owner, type) or getattr(owner, name, None) is None:
+                    continue
+                original = _INHERITED
             replacement = _resolve(patch.replacement)
             if original is replacement:
                 continue
@@ -117,6 +130,13 @@ def _apply(module) -> None:
                 sweep[id(original)] = (original, replacement)
         if sweep:
             _sweep(sweep)
+
+
+def _own(owner, name: str):
+    """``owner``'s own attribute ``name`` (for a class: not one it inherits), or ``None``."""
+    if isinstance(owner, type):
+        return owner.__dict__.get(name)
+    return getattr(owner, name, None)
 
 
 def _others():
@@ -216,7 +236,11 @@ def uninstall() -> None:
         _pending.clear()
         replacements = {}
         for owner, name, original in reversed(_patched):
-            current = owner.__dict__.get(name) if isinstance(owner, type) else getattr(owner, name, None)
+            if original is _INHERITED:
+                if name in owner.__dict__:
+                    delattr(owner, name)
+                continue
+            current = _own(owner, name)
             replacements[id(current)] = (current, original)
             setattr(owner, name, original)
         _patched.clear()
@@ -241,7 +265,7 @@ def original(module: str, attribute: str):
         owner = sys.modules.get(module)
         for patched_owner, name, value in _patched:
             if patched_owner is owner and name == attribute:
-                return value
+                return None if value is _INHERITED else value
     return None
 
 
