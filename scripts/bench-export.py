@@ -18,7 +18,9 @@ Per run: wall time of the export (from torch.export to the file written), peak R
 peak RSS minus the RSS once the model is built (imports plus parameters; the peak is
 reset at that point through /proc/self/clear_refs), the artifact's size, and, for
 ptekit runs, the time and RSS that `import ptekit` + `install()` cost. The artifacts of
-the two modes are compared byte for byte (sha256).
+the two modes are compared byte for byte (sha256). CPU time (all threads) is reported
+next to wall time: on a shared machine it moves less with the load. Time ratios are the
+median of the per-pair ratios (ptekit / reference); the load average is printed with them.
 
 Usage (reference venv with ptekit installed):
     "$PTEKIT_PYTHON" scripts/bench-export.py                    # 512 MiB, 1 pair per case
@@ -66,12 +68,18 @@ def child(case, mode, size_mib, out_path):
     result = {"case": case, "mode": mode}
     if mode == "ptekit":
         rss0 = _status("VmRSS")
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         import ptekit
 
+        t1, c1, rss1 = time.perf_counter(), time.process_time(), _status("VmRSS")
+        before = set(sys.modules)
         ptekit.install()
-        result["install_s"] = time.perf_counter() - t0
-        result["install_rss"] = _status("VmRSS") - rss0
+        t2, c2 = time.perf_counter(), time.process_time()
+        result["install_new_modules"] = sorted(set(sys.modules) - before)
+        result["import_s"], result["import_cpu_s"] = t1 - t0, c1 - c0
+        result["import_rss"] = rss1 - rss0
+        result["install_s"], result["install_cpu_s"] = t2 - t1, c2 - c1
+        result["install_rss"] = _status("VmRSS") - rss1
         before = set(sys.modules)
     import torch
 
@@ -93,7 +101,7 @@ def child(case, mode, size_mib, out_path):
     model.eval()
     rss_built = _status("VmRSS")
     result["peak_reset"] = _reset_peak()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     partitioner = []
     if case == "xnnpack":
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
@@ -127,6 +135,7 @@ def child(case, mode, size_mib, out_path):
     else:
         manager.save(out_path)
     result["export_s"] = time.perf_counter() - t0
+    result["export_cpu_s"] = time.process_time() - c0
     result["peak_rss"] = _status("VmHWM")
     result["rss_built"] = rss_built
     result["process_s"] = time.perf_counter() - t_process
@@ -172,66 +181,86 @@ def main():
         if c not in CASES:
             ap.error(f"unknown case {c!r}")
     runs = []
+    load = {"start": os.getloadavg()}
     with tempfile.TemporaryDirectory(prefix="ptekit-bench-") as tmp:
         for case in cases:
             ext = ".bpte" if case.startswith("bundled") else ".pte"
             for i in range(args.repeat):
                 for mode in ("reference", "ptekit"):
                     r = run_one(case, mode, size, os.path.join(tmp, f"{case}-{mode}{ext}"))
+                    r["pair"] = i
+                    r["load1"] = os.getloadavg()[0]
                     runs.append(r)
                     if not args.json:
                         print(
-                            f"  {case:<14} {mode:<9} export {r['export_s']:7.2f} s  "
+                            f"  {case:<14} {mode:<9} export {r['export_s']:7.2f} s "
+                            f"(cpu {r['export_cpu_s']:7.2f} s)  "
                             f"peak above built {(r['peak_rss'] - r['rss_built']) / MIB:8.1f} MiB  "
-                            f"artifact {r['size'] / MIB:8.1f} MiB",
+                            f"artifact {r['size'] / MIB:8.1f} MiB  load {r['load1']:.1f}",
                             file=sys.stderr,
                             flush=True,
                         )
-    summary = []
-    for case in cases:
-        row = {"case": case}
-        digests = {r["sha256"] for r in runs if r["case"] == case}
-        row["identical"] = len(digests) == 1
-        for mode in ("reference", "ptekit"):
-            rs = [r for r in runs if r["case"] == case and r["mode"] == mode]
-            med = lambda k: statistics.median(r[k] for r in rs)  # noqa: E731
-            above = statistics.median(r["peak_rss"] - r["rss_built"] for r in rs)
-            row[mode] = {
-                "export_s": med("export_s"),
-                "peak_rss_mib": med("peak_rss") / MIB,
-                "above_built_mib": above / MIB,
-                "above_built_x_artifact": above / med("size"),
-                "size_mib": med("size") / MIB,
-                "peak_reset": all(r["peak_reset"] for r in rs),
-            }
-            if mode == "ptekit":
-                row[mode]["install_ms"] = med("install_s") * 1000
-                row[mode]["install_rss_mib"] = med("install_rss") / MIB
-        row["time_ratio"] = row["ptekit"]["export_s"] / row["reference"]["export_s"]
-        summary.append(row)
+    load["end"] = os.getloadavg()
+    summary = [_summarize(case, [r for r in runs if r["case"] == case]) for case in cases]
+    pk_runs = [r for r in runs if r["mode"] == "ptekit"]
+    install = {
+        key: statistics.median(r[key] for r in pk_runs)
+        for key in ("import_s", "import_cpu_s", "import_rss", "install_s", "install_cpu_s", "install_rss")
+    }
+    install["install_new_modules"] = sorted({m for r in pk_runs for m in r["install_new_modules"]})
     if args.json:
-        print(json.dumps({"size_mib": size, "repeat": args.repeat, "summary": summary, "runs": runs}, indent=1))
+        print(json.dumps({"size_mib": size, "repeat": args.repeat, "load": load, "install": install,
+                          "summary": summary, "runs": runs}, indent=1))
         return
-    print(f"MLP weights {size:g} MiB, {args.repeat} interleaved pair(s) per case, medians")
     print(
-        f"{'case':<15}{'artifact':>10}  {'export s ref/ptekit (ratio)':>30}  "
-        f"{'peak above built, x artifact ref/ptekit':>42}  {'identical':>9}"
+        f"MLP weights {size:g} MiB, {args.repeat} interleaved pair(s) per case (reference, ptekit, ...), "
+        f"medians; load average {load['start'][0]:.1f} at start, {load['end'][0]:.1f} at end "
+        f"({os.cpu_count()} CPUs)"
+    )
+    print(
+        f"{'case':<15}{'artifact':>10}  {'export s ref / ptekit':>22} {'ratio':>6} {'cpu ratio':>9}  "
+        f"{'peak above built, x artifact: ref / ptekit':>44}  {'identical':>9}"
     )
     for row in summary:
         ref, pk = row["reference"], row["ptekit"]
         print(
             f"{row['case']:<15}{pk['size_mib']:>8.1f}Mi  "
-            f"{ref['export_s']:>10.2f} /{pk['export_s']:>7.2f} ({row['time_ratio']:.2f}x)  "
+            f"{ref['export_s']:>11.2f} /{pk['export_s']:>8.2f} {row['time_ratio']:>5.2f}x {row['cpu_ratio']:>8.2f}x  "
             f"{ref['above_built_mib']:>9.1f} Mi {ref['above_built_x_artifact']:5.2f}x /"
             f"{pk['above_built_mib']:>8.1f} Mi {pk['above_built_x_artifact']:5.2f}x  "
             f"{'yes' if row['identical'] else 'NO':>9}"
         )
-    installs = [row["ptekit"]["install_ms"] for row in summary]
-    rss = [row["ptekit"]["install_rss_mib"] for row in summary]
     print(
-        f"import ptekit + install(): median {statistics.median(installs):.1f} ms, "
-        f"{statistics.median(rss):.2f} MiB RSS"
+        f"import ptekit: median {install['import_s'] * 1e3:.1f} ms (cpu {install['import_cpu_s'] * 1e3:.1f} ms), "
+        f"{install['import_rss'] / MIB:.2f} MiB RSS; install(): {install['install_s'] * 1e3:.2f} ms "
+        f"(cpu {install['install_cpu_s'] * 1e3:.2f} ms), {install['install_rss'] / MIB:.3f} MiB RSS, "
+        f"modules it imported: {install['install_new_modules'] or 'none'}"
     )
+    print("ratios: ptekit / reference, the median of the per-pair ratios (below 1: ptekit faster)")
+
+
+def _summarize(case, rs):
+    """Medians per mode and the median of the per-pair time ratios of one case."""
+    row = {"case": case, "identical": len({r["sha256"] for r in rs}) == 1}
+    for mode in ("reference", "ptekit"):
+        mine = [r for r in rs if r["mode"] == mode]
+        med = lambda k: statistics.median(r[k] for r in mine)  # noqa: E731
+        above = statistics.median(r["peak_rss"] - r["rss_built"] for r in mine)
+        row[mode] = {
+            "export_s": med("export_s"),
+            "export_cpu_s": med("export_cpu_s"),
+            "peak_rss_mib": med("peak_rss") / MIB,
+            "above_built_mib": above / MIB,
+            "above_built_x_artifact": above / med("size"),
+            "size_mib": med("size") / MIB,
+            "peak_reset": all(r["peak_reset"] for r in mine),
+        }
+    pairs = {}
+    for r in rs:
+        pairs.setdefault(r["pair"], {})[r["mode"]] = r
+    for key, name in (("export_s", "time_ratio"), ("export_cpu_s", "cpu_ratio")):
+        row[name] = statistics.median(p["ptekit"][key] / p["reference"][key] for p in pairs.values())
+    return row
 
 
 if __name__ == "__main__":
