@@ -19,9 +19,7 @@
 )]
 
 use std::ffi::{c_char, c_int, c_void};
-use std::fs::File;
 
-use memmap2::Mmap;
 use pyo3::exceptions::PyBufferError;
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -120,7 +118,7 @@ impl Drop for Exported {
 enum Held {
     Bytes(Py<PyBytes>),
     Buffer(Exported),
-    Map(Mmap),
+    Map(ptekit_format::mapped::MappedFile),
 }
 
 impl Held {
@@ -129,7 +127,7 @@ impl Held {
         match self {
             Held::Bytes(b) => b.as_bytes(py),
             Held::Buffer(e) => e.as_slice(),
-            Held::Map(m) => &m[..],
+            Held::Map(m) => m.bytes(),
         }
     }
 }
@@ -216,21 +214,19 @@ impl Keep {
         Ok(self.hold(py, held))
     }
 
-    /// Maps a file read-only and borrows its content.
+    /// Maps a file read-only (a regular file only: see `MappedFile::open`) and borrows
+    /// its content.
     pub fn map_file(&mut self, py: Python<'_>, path: &std::path::Path) -> PyResult<Data> {
-        let file = File::open(path).map_err(|e| {
-            pyo3::exceptions::PyOSError::new_err(format!("open {}: {e}", path.display()))
-        })?;
-        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-        if len == 0 {
+        let map = py
+            .detach(|| ptekit_format::mapped::MappedFile::open(path))
+            .map_err(|e| {
+                PyErr::from(crate::error::BindError::from(
+                    ptekit_format::pte::PteError::from(e),
+                ))
+            })?;
+        if map.bytes().is_empty() {
             return Ok(Data::Owned(Vec::new()));
         }
-        // SAFETY: the map is read-only and private to this process; like every memory
-        // map, its content is only defined while no other process truncates the file
-        // (the reference's FileBackedData makes the same assumption between calls).
-        let map = unsafe { Mmap::map(&file) }.map_err(|e| {
-            pyo3::exceptions::PyOSError::new_err(format!("map {}: {e}", path.display()))
-        })?;
         Ok(Data::Borrowed(self.hold(py, Held::Map(map))))
     }
 

@@ -112,28 +112,42 @@ impl From<BindError> for PyErr {
             }
             BindError::Pte(e) => {
                 // I/O failures are OSErrors (of the matching subclass), with the context.
-                use ptekit_format::error::ContainerError;
-                if let ptekit_format::pte::PteError::Container(
-                    ContainerError::Io { source, .. } | ContainerError::Write { source, .. },
-                ) = &e
-                {
-                    return std::io::Error::new(source.kind(), e.to_string()).into();
+                if let ptekit_format::pte::PteError::Container(c) = &e {
+                    if let Some(kind) = os_error_kind(c) {
+                        return std::io::Error::new(kind, e.to_string()).into();
+                    }
                 }
                 PteError::new_err(chain_message(&e))
             }
             BindError::Bundled(e) => PteError::new_err(chain_message(&e)),
             BindError::FlatTensor(e) => {
-                use ptekit_format::error::ContainerError;
-                if let ptekit_format::flat_tensor::FlatTensorError::Container(
-                    ContainerError::Io { source, .. } | ContainerError::Write { source, .. },
-                ) = &e
-                {
-                    return std::io::Error::new(source.kind(), e.to_string()).into();
+                if let ptekit_format::flat_tensor::FlatTensorError::Container(c) = &e {
+                    if let Some(kind) = os_error_kind(c) {
+                        return std::io::Error::new(kind, e.to_string()).into();
+                    }
                 }
                 PteError::new_err(chain_message(&e))
             }
             BindError::Python(e) => e,
         }
+    }
+}
+
+/// The `OSError` subclass (through its `io::ErrorKind`) of an I/O failure or of an input
+/// that is not a regular file; `None` for a malformed file.
+fn os_error_kind(err: &ptekit_format::error::ContainerError) -> Option<std::io::ErrorKind> {
+    use ptekit_format::error::ContainerError;
+    use ptekit_format::mapped::NodeKind;
+    match err {
+        ContainerError::Io { source, .. } | ContainerError::Write { source, .. } => {
+            Some(source.kind())
+        }
+        ContainerError::NotRegular {
+            kind: NodeKind::Directory,
+            ..
+        } => Some(std::io::ErrorKind::IsADirectory),
+        ContainerError::NotRegular { .. } => Some(std::io::ErrorKind::InvalidInput),
+        _ => None,
     }
 }
 

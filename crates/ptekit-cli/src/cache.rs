@@ -55,6 +55,14 @@ pub enum CacheCommand {
 /// Runs a command; returns the process exit code (0 ok, 1 invalid file or
 /// failure, 2 unreadable input).
 pub fn run(cmd: CacheCommand) -> i32 {
+    let (CacheCommand::Inspect { file, .. }
+    | CacheCommand::Verify { file, .. }
+    | CacheCommand::Compact { file, .. }
+    | CacheCommand::Stats { file, .. }) = &cmd;
+    // A FIFO would block the cache's reader; a directory or device is no cache file.
+    if let Err(e) = ptekit_format::mapped::open_regular(file) {
+        return fail(e);
+    }
     match cmd {
         CacheCommand::Inspect { file, json } => inspect(&file, json),
         CacheCommand::Verify { file, json } => verify(&file, json),

@@ -370,16 +370,11 @@ pub fn bundle_extract(input: &Path, output: &Path) -> Result<(), CliError> {
 
 /// `ptekit bundle make PROGRAM.pte --method NAME IN.npz OUT.npz [...] -o OUT.bpte`.
 pub fn bundle_make(program_path: &Path, spec: &BundleSpec) -> Result<(), CliError> {
-    let program = std::fs::read(program_path).map_err(|source| CliError::Io {
-        path: program_path.to_path_buf(),
-        source,
-    })?;
+    let program = MappedFile::open(program_path).map_err(container_err(program_path))?;
+    let program = program.bytes();
     let read = |path: &Path| -> Result<_, CliError> {
-        let bytes = std::fs::read(path).map_err(|source| CliError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        npz::read_npz(&bytes).map_err(|source| CliError::Npz {
+        let map = MappedFile::open(path).map_err(container_err(path))?;
+        npz::read_npz(map.bytes()).map_err(|source| CliError::Npz {
             path: path.to_path_buf(),
             source,
         })
@@ -398,6 +393,6 @@ pub fn bundle_make(program_path: &Path, spec: &BundleSpec) -> Result<(), CliErro
         }
         suites.push(suite);
     }
-    let out = bundled::make(&program, &suites).map_err(bundled_err(program_path))?;
+    let out = bundled::make(program, &suites).map_err(bundled_err(program_path))?;
     write_atomic(&spec.output, &out, true)
 }

@@ -6,6 +6,8 @@ mod common;
 
 use std::ffi::OsStr;
 use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use common::{assert_quiet_on_closed_stdout, corpus, root};
 
@@ -39,4 +41,270 @@ fn closed_stdout_is_a_quiet_exit() {
     for args in &cases {
         assert_quiet_on_closed_stdout(&os(args));
     }
+}
+
+/// Runs ptekit and waits for it at most `guard` (a hang is the failure under test; the
+/// guard only ends the test, no duration is asserted). `None` if it had to be killed.
+fn run_guarded(args: &[&OsStr], guard: Duration) -> Option<Output> {
+    let mut child = Command::new(common::bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ptekit");
+    let start = Instant::now();
+    while child.try_wait().expect("poll ptekit").is_none() {
+        if start.elapsed() > guard {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Some(child.wait_with_output().expect("collect output"))
+}
+
+/// A FIFO given where a file is read: every reader refuses it at once, naming the path
+/// and what it is (before, opening it blocked until a writer came, i.e. forever).
+#[test]
+fn fifo_inputs_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fifo = dir.path().join("model.pte");
+    let made = Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("run mkfifo");
+    assert!(made.success());
+    let out = dir.path().join("out.pte");
+    let pte = corpus().join("mlp.pte");
+    let npz = corpus().join("mlp.io.npz");
+    let p = |s: &'static str| Path::new(s);
+    let cases: Vec<Vec<&Path>> = vec![
+        vec![p("inspect"), &fifo],
+        vec![p("inspect"), p("--json"), &fifo],
+        vec![p("verify"), &fifo],
+        vec![p("verify"), &pte, p("--data"), &fifo],
+        vec![p("rewrite"), &fifo, &out],
+        vec![p("ops"), &fifo],
+        vec![p("diff"), &pte, &fifo],
+        vec![p("xnnpack"), p("dump"), &fifo],
+        vec![p("bundle"), p("extract-program"), &fifo, &out],
+        vec![
+            p("bundle"),
+            p("make"),
+            &fifo,
+            p("--method"),
+            p("forward"),
+            &npz,
+            &npz,
+            p("-o"),
+            &out,
+        ],
+        vec![
+            p("bundle"),
+            p("make"),
+            &pte,
+            p("--method"),
+            p("forward"),
+            &fifo,
+            &npz,
+            p("-o"),
+            &out,
+        ],
+        vec![p("cache"), p("inspect"), &fifo],
+        vec![p("cache"), p("verify"), &fifo],
+        vec![p("cache"), p("stats"), &fifo],
+        vec![p("cache"), p("compact"), p("--lock-timeout"), p("1"), &fifo],
+    ];
+    for args in &cases {
+        let output = run_guarded(&os(args), Duration::from_secs(30))
+            .unwrap_or_else(|| panic!("{args:?}: still blocked after 30 s"));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            matches!(output.status.code(), Some(1 | 2)),
+            "{args:?}: {:?} {stderr}",
+            output.status
+        );
+        assert!(
+            stderr.contains(&format!(
+                "{}: a FIFO (named pipe), not a regular file",
+                fifo.display()
+            )),
+            "{args:?}: {stderr}"
+        );
+        assert!(!out.exists(), "{args:?} wrote {}", out.display());
+    }
+}
+
+/// Runs ptekit under `umask 027` (through `sh`).
+fn run_with_umask_027(args: &[&OsStr]) -> Output {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("umask 027 && exec \"$@\"")
+        .arg("sh")
+        .arg(common::bin())
+        .args(args)
+        .output()
+        .expect("run sh");
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).expect("stat").permissions().mode() & 0o7777
+}
+
+/// Every command that writes a file: a new file gets 0666 minus the umask (0640 under
+/// umask 027), a replaced file keeps its mode (0664 here). Before, new files were 0644
+/// whatever the umask (0600 in an earlier version).
+#[test]
+fn written_files_get_the_usual_modes() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = corpus();
+    let (pte, bpte, npz) = (c.join("mlp.pte"), c.join("mlp.bpte"), c.join("mlp.io.npz"));
+    let ptd = c.join("external._default_external_constant.ptd");
+    let p = |s: &'static str| Path::new(s);
+    let out = |name: &str| dir.path().join(name);
+    let (o_pte, o_bpte, o_ptd, o_extract, o_make) = (
+        out("a.pte"),
+        out("b.bpte"),
+        out("c.ptd"),
+        out("d.pte"),
+        out("e.bpte"),
+    );
+    let cases: Vec<(Vec<&Path>, &Path)> = vec![
+        (vec![p("rewrite"), &pte, &o_pte], &o_pte),
+        (vec![p("rewrite"), &bpte, &o_bpte], &o_bpte),
+        (vec![p("rewrite"), &ptd, &o_ptd], &o_ptd),
+        (
+            vec![p("bundle"), p("extract-program"), &bpte, &o_extract],
+            &o_extract,
+        ),
+        (
+            vec![
+                p("bundle"),
+                p("make"),
+                &pte,
+                p("--method"),
+                p("forward"),
+                &npz,
+                &npz,
+                p("-o"),
+                &o_make,
+            ],
+            &o_make,
+        ),
+    ];
+    for (args, written) in &cases {
+        run_with_umask_027(&os(args));
+        assert_eq!(
+            format!("{:o}", mode(written)),
+            "640",
+            "new file of {args:?}"
+        );
+        std::fs::set_permissions(written, std::fs::Permissions::from_mode(0o664)).expect("chmod");
+        run_with_umask_027(&os(args));
+        assert_eq!(
+            format!("{:o}", mode(written)),
+            "664",
+            "replaced file of {args:?}"
+        );
+    }
+}
+
+/// The files in `dir`, sorted.
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("read_dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// A partly written file that `pid` has open in `dir` (its size between 1 byte and
+/// `full` - 1): the temporary file of a rewrite in progress.
+fn partial_output_of(pid: u32, dir: &Path, input: &Path, full: u64) -> bool {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten().any(|fd| {
+        let Ok(target) = std::fs::read_link(fd.path()) else {
+            return false;
+        };
+        let size = std::fs::metadata(fd.path()).map_or(0, |m| m.len());
+        target.starts_with(dir) && target != input && size > 0 && size < full
+    })
+}
+
+/// `kill -9` of a rewrite while it writes a ~192 MiB file leaves nothing behind (the
+/// new file has no name until complete); before, each kill left a hidden temporary file
+/// of the size written so far.
+#[test]
+fn killed_rewrite_leaves_no_temporary_file() {
+    use std::borrow::Cow;
+
+    use ptekit_format::flat_tensor::{self, DataEntry, DataPayload, FlatTensorConfig};
+    use ptekit_format::write::WriteOptions;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("big.ptd");
+    let weights = vec![0x5au8; 16 << 20];
+    let payload = DataPayload {
+        buffers: (0..12).map(|_| Cow::Borrowed(&weights[..])).collect(),
+        named_data: (0..12)
+            .map(|i| DataEntry {
+                key: format!("w{i}"),
+                buffer_index: i,
+                alignment: 64,
+                tensor_layout: None,
+            })
+            .collect(),
+    };
+    flat_tensor::plan(&payload, &FlatTensorConfig::default())
+        .expect("plan")
+        .write_atomic(&input, &WriteOptions { durable: false }, None)
+        .expect("write input");
+    drop(weights);
+    let full = std::fs::metadata(&input).expect("stat").len();
+    let output = dir.path().join("out.ptd");
+    let mut kills = 0;
+    for _ in 0..20 {
+        let mut child = Command::new(common::bin())
+            .arg("rewrite")
+            .arg(&input)
+            .arg(&output)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn ptekit");
+        let pid = child.id();
+        loop {
+            if child.try_wait().expect("poll").is_some() {
+                break;
+            }
+            if partial_output_of(pid, dir.path(), &input, full) {
+                child.kill().expect("kill -9");
+                child.wait().expect("wait");
+                kills += 1;
+                break;
+            }
+        }
+        let _ = std::fs::remove_file(&output);
+        assert_eq!(names_in(dir.path()), ["big.ptd"], "after {kills} kill(s)");
+        if kills >= 3 {
+            break;
+        }
+    }
+    assert!(
+        kills > 0,
+        "the rewrite always finished before it could be killed"
+    );
 }

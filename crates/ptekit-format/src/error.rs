@@ -22,6 +22,15 @@ pub enum ContainerError {
         #[source]
         source: io::Error,
     },
+    /// An input path names something other than a regular file (a FIFO would block the
+    /// reader, a device never ends).
+    #[error("open {}: {kind}, not a regular file", path.display())]
+    NotRegular {
+        /// The path given.
+        path: PathBuf,
+        /// What it names.
+        kind: crate::mapped::NodeKind,
+    },
     /// Writing the output failed at the given output offset.
     #[error("writing output at offset 0x{offset:x}: {source}")]
     Write {

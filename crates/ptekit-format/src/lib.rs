@@ -18,7 +18,9 @@
 //! - [`align`]: checked alignment arithmetic (`padding_required`, `align_up`, `lcm`);
 //! - [`write`](mod@write): the one streaming, atomic writer: a [`write::PlannedFile`] of
 //!   pieces (borrowed slices, zero runs, owned bytes) written through a temporary file and
-//!   a rename, with file-to-file copies from a memory-mapped input;
+//!   a rename, with file-to-file copies from a memory-mapped input; the temporary file is
+//!   unnamed (`O_TMPFILE`) where the file system allows, else one the next writer
+//!   removes once its owner is gone (the private `tmpfile` module);
 //! - [`error`]: [`error::ContainerError`], the I/O, size and layout error each format's
 //!   error wraps.
 
@@ -33,5 +35,6 @@ pub mod mapped;
 pub mod npz;
 pub mod program;
 pub mod pte;
+mod tmpfile;
 pub mod write;
 pub mod xnnpack;

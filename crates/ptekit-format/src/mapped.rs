@@ -6,7 +6,8 @@
     reason = "memory-maps the input file (the one mmap of the format crate)"
 )]
 
-use std::fs::File;
+use std::fmt;
+use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
@@ -26,10 +27,11 @@ pub struct MappedFile {
 }
 
 impl MappedFile {
-    /// Opens and maps `path` read-only.
+    /// Opens (with [`open_regular`]: a FIFO, directory or device is an error) and maps
+    /// `path` read-only.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, ContainerError> {
         let path = path.as_ref().to_path_buf();
-        let file = File::open(&path).map_err(|e| ContainerError::io("open", &path, e))?;
+        let file = open_regular(&path)?;
         let len = file
             .metadata()
             .map_err(|e| ContainerError::io("stat", &path, e))?
@@ -69,5 +71,121 @@ impl MappedFile {
     /// The file as the source of the mapped bytes (see [`SourceRef`]).
     pub fn source(&self) -> SourceRef<'_> {
         SourceRef::new(&self.file, self.bytes())
+    }
+}
+
+/// What a path names when it is not a regular file (see [`open_regular`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NodeKind {
+    /// A directory.
+    Directory,
+    /// A FIFO (named pipe).
+    Fifo,
+    /// A Unix domain socket.
+    Socket,
+    /// A character device (a terminal, `/dev/zero`, ...).
+    CharDevice,
+    /// A block device (a disk).
+    BlockDevice,
+    /// Anything else that is not a regular file.
+    Other,
+}
+
+impl NodeKind {
+    fn of(t: std::fs::FileType) -> Self {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::FileTypeExt;
+            if t.is_fifo() {
+                return Self::Fifo;
+            }
+            if t.is_socket() {
+                return Self::Socket;
+            }
+            if t.is_char_device() {
+                return Self::CharDevice;
+            }
+            if t.is_block_device() {
+                return Self::BlockDevice;
+            }
+        }
+        if t.is_dir() {
+            Self::Directory
+        } else {
+            Self::Other
+        }
+    }
+}
+
+impl fmt::Display for NodeKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Directory => "a directory",
+            Self::Fifo => "a FIFO (named pipe)",
+            Self::Socket => "a socket",
+            Self::CharDevice => "a character device",
+            Self::BlockDevice => "a block device",
+            Self::Other => "not a regular file",
+        })
+    }
+}
+
+/// Opens `path` for reading if it is a regular file (after following symbolic links),
+/// else fails with [`ContainerError::NotRegular`] naming the path and what it is. This
+/// is the one place input files are opened (every reader goes through it, through
+/// [`MappedFile::open`] or directly).
+///
+/// The file is opened with `O_NONBLOCK`, so that opening a FIFO with no writer returns at
+/// once instead of waiting for one; the kind is then read from the open descriptor
+/// (`fstat`), so the check and the use concern the same file. `O_NONBLOCK` changes
+/// nothing for a regular file.
+pub fn open_regular(path: &Path) -> Result<File, ContainerError> {
+    let mut options = OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    let file = options
+        .open(path)
+        .map_err(|e| ContainerError::io("open", path, e))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| ContainerError::io("stat", path, e))?;
+    if !meta.is_file() {
+        return Err(ContainerError::NotRegular {
+            path: path.to_path_buf(),
+            kind: NodeKind::of(meta.file_type()),
+        });
+    }
+    Ok(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn directories_and_devices_are_refused() {
+        let dir = std::env::temp_dir();
+        let err = open_regular(&dir).expect_err("a directory");
+        assert!(matches!(
+            err,
+            ContainerError::NotRegular {
+                kind: NodeKind::Directory,
+                ..
+            }
+        ));
+        assert!(err.to_string().contains("a directory"), "{err}");
+        #[cfg(unix)]
+        assert!(matches!(
+            MappedFile::open("/dev/null"),
+            Err(ContainerError::NotRegular {
+                kind: NodeKind::CharDevice,
+                ..
+            })
+        ));
     }
 }

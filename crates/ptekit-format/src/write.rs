@@ -11,6 +11,7 @@ use std::ops::Range;
 use std::path::Path;
 
 use crate::error::ContainerError;
+use crate::tmpfile::{self, TempFile};
 
 /// Chunk size for copies, so progress is reported regularly.
 const CHUNK: u64 = 64 << 20;
@@ -335,12 +336,15 @@ impl<'a> PlannedFile<'a> {
         Ok(sink.done)
     }
 
-    /// Writes the file to `path` atomically: a temporary file is created in the same
-    /// folder, the pieces are streamed into it, it is `fsync`ed (if `options.durable`),
-    /// given the destination's permissions (if the destination exists) and renamed over
-    /// the destination, and the folder is `fsync`ed. On any error before the rename the
-    /// temporary file is removed and the destination is untouched; the same holds if the
-    /// progress callback panics.
+    /// Writes the file to `path` atomically: a new file is created in the same folder
+    /// (unnamed where the file system allows, so that a killed writer leaves nothing
+    /// behind; see the `tmpfile` module), the pieces are streamed into it, it is `fsync`ed
+    /// (if `options.durable`), given the destination's permissions (if the destination
+    /// exists; a new file has mode 0666 minus the umask), and renamed over the
+    /// destination, and the folder is `fsync`ed. On any error before the rename the new
+    /// file is removed and the destination is untouched; the same holds if the progress
+    /// callback panics. Temporary files that killed writers of `path` left behind are
+    /// removed first.
     pub fn write_atomic(
         &self,
         path: impl AsRef<Path>,
@@ -348,53 +352,41 @@ impl<'a> PlannedFile<'a> {
         progress: Progress<'_>,
     ) -> Result<u64, ContainerError> {
         let path = path.as_ref();
-        let io_err = |op: &'static str, p: &Path| {
-            let p = p.to_path_buf();
-            move |source: io::Error| ContainerError::Io {
-                op,
-                path: p,
-                source,
-            }
-        };
-        let name = path.file_name().ok_or_else(|| ContainerError::Io {
-            op: "write to",
-            path: path.to_path_buf(),
-            source: io::Error::new(io::ErrorKind::InvalidInput, "not a file path"),
+        let name = path.file_name().ok_or_else(|| {
+            ContainerError::io(
+                "write to",
+                path,
+                io::Error::new(io::ErrorKind::InvalidInput, "not a file path"),
+            )
         })?;
         let dir = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
         };
+        tmpfile::remove_stale(dir, name);
         let existing_permissions = fs::metadata(path)
             .ok()
             .filter(std::fs::Metadata::is_file)
             .map(|m| m.permissions());
-        let mut prefix = std::ffi::OsString::from(".");
-        prefix.push(name);
-        prefix.push(".");
-        let mut tmp = tempfile::Builder::new()
-            .prefix(&prefix)
-            .suffix(".tmp")
-            .tempfile_in(dir)
-            .map_err(io_err("create temporary file in", dir))?;
-        let written = self.write_to_file(tmp.as_file_mut(), progress)?;
-        let tmp_path = tmp.path().to_path_buf();
-        match existing_permissions {
-            Some(p) => tmp.as_file().set_permissions(p),
-            None => set_default_permissions(tmp.as_file()),
+        let mut tmp = TempFile::new(dir, name)
+            .map_err(|e| ContainerError::io("create temporary file in", dir, e))?;
+        let written = self.write_to_file(tmp.file_mut(), progress)?;
+        if let Some(p) = existing_permissions {
+            tmp.file()
+                .set_permissions(p)
+                .map_err(|e| ContainerError::io("set permissions of the new", path, e))?;
         }
-        .map_err(io_err("set permissions of", &tmp_path))?;
         if options.durable {
-            tmp.as_file()
+            tmp.file()
                 .sync_all()
-                .map_err(io_err("sync", &tmp_path))?;
+                .map_err(|e| ContainerError::io("sync the new", path, e))?;
         }
         tmp.persist(path)
-            .map_err(|e| io_err("rename temporary file to", path)(e.error))?;
+            .map_err(|e| ContainerError::io("rename temporary file to", path, e))?;
         if options.durable {
             File::open(dir)
                 .and_then(|d| d.sync_all())
-                .map_err(io_err("sync folder", dir))?;
+                .map_err(|e| ContainerError::io("sync folder", dir, e))?;
         }
         Ok(written)
     }
@@ -488,18 +480,6 @@ impl Sink<'_, &mut File> {
     }
 }
 
-#[cfg(unix)]
-fn set_default_permissions(file: &File) -> io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    // The temporary file is created 0600; a new destination gets the usual 0644.
-    file.set_permissions(fs::Permissions::from_mode(0o644))
-}
-
-#[cfg(not(unix))]
-fn set_default_permissions(_file: &File) -> io::Result<()> {
-    Ok(())
-}
-
 /// Writes `bytes` to `path` atomically, like [`PlannedFile::write_atomic`] (a temporary
 /// file in the same folder, `fsync` if `options.durable`, permissions, rename).
 pub fn write_bytes_atomic(
@@ -540,6 +520,73 @@ mod tests {
                 assert_eq!(&buf[..got], want, "start {start} n {n}");
             }
         }
+    }
+
+    fn names_in(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .expect("read_dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn temporary_files_of_dead_writers_are_removed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut child = std::process::Command::new("true").spawn().expect("spawn");
+        let dead = child.id();
+        child.wait().expect("wait");
+        let stale = format!(".out.bin.ptekit-tmp.{dead}.0");
+        let kept = [
+            // pid 1 is always running
+            ".out.bin.ptekit-tmp.1.3".to_string(),
+            format!(".out.bin.ptekit-tmp.{}.9", std::process::id()),
+            format!(".other.bin.ptekit-tmp.{dead}.0"),
+            format!(".out.bin.{dead}.tmp"),
+        ];
+        for name in kept.iter().chain([&stale]) {
+            fs::write(dir.path().join(name), b"partial").expect("write");
+        }
+        let out = dir.path().join("out.bin");
+        write_bytes_atomic(&out, b"new", &WriteOptions::default()).expect("write");
+        assert_eq!(fs::read(&out).expect("read"), b"new");
+        let mut want: Vec<String> = kept.to_vec();
+        want.push("out.bin".into());
+        want.sort();
+        assert_eq!(names_in(dir.path()), want);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn new_files_get_the_usual_mode_and_replaced_files_keep_theirs() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mode = |p: &Path| fs::metadata(p).expect("stat").permissions().mode() & 0o7777;
+        // What any program gets for a new file: 0666 minus this process's umask.
+        let usual = dir.path().join("usual");
+        File::create(&usual).expect("create");
+        let out = dir.path().join("out.bin");
+        write_bytes_atomic(&out, b"one", &WriteOptions::default()).expect("write");
+        assert_eq!(mode(&out), mode(&usual));
+        fs::set_permissions(&out, fs::Permissions::from_mode(0o604)).expect("chmod");
+        write_bytes_atomic(&out, b"two", &WriteOptions { durable: false }).expect("write");
+        assert_eq!(mode(&out), 0o604);
+        assert_eq!(fs::read(&out).expect("read"), b"two");
+        assert_eq!(names_in(dir.path()), ["out.bin", "usual"]);
+    }
+
+    #[test]
+    fn a_failed_write_leaves_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = dir.path().join("out.bin");
+        let plan = PlannedFile::new(Vec::new(), vec![Piece::Zeros(3 << 20)]).expect("plan");
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let mut stop = |_done: u64, _total: u64| panic!("stop");
+            plan.write_atomic(&out, &WriteOptions::default(), Some(&mut stop))
+        }));
+        assert!(result.is_err());
+        assert!(names_in(dir.path()).is_empty());
     }
 
     #[test]

@@ -68,8 +68,17 @@ pub fn run_with_closed_stdout(args: &[&std::ffi::OsStr]) -> Output {
         .stdin(Stdio::piped())
         .spawn()
         .expect("spawn true");
-    let write_end = reader.stdin.take().expect("pipe");
+    let mut write_end = reader.stdin.take().expect("pipe");
     assert!(reader.wait().expect("wait for true").success());
+    // A child that another test thread is starting may hold a copy of the read end until
+    // it runs its program; once a write fails, no copy is left and none can appear.
+    loop {
+        match std::io::Write::write(&mut write_end, b"x") {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => break,
+            Err(e) => panic!("probe the pipe: {e}"),
+            Ok(_) => std::thread::sleep(std::time::Duration::from_millis(5)),
+        }
+    }
     Command::new(bin())
         .args(args)
         .stdin(Stdio::null())
