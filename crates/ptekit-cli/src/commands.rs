@@ -16,7 +16,9 @@ use ptekit_format::pte::{
     infer_pack_options, plan_exact, relayout, PteError, PteFile, ReadOptions, SerializeOptions,
 };
 use ptekit_format::write::{write_bytes_atomic, WriteOptions};
+use serde_json::Value;
 
+use crate::input::{display_name, Input};
 use crate::progress::bytes_bar;
 use crate::render::render_program;
 use crate::{BundleSpec, RewriteArgs};
@@ -156,15 +158,49 @@ fn inspect_err(path: &Path) -> impl Fn(InspectError) -> CliError + '_ {
     }
 }
 
-/// `ptekit inspect FILE [--json]`.
-pub fn inspect(path: &Path, json: bool) -> Result<(), CliError> {
-    let map = MappedFile::open(path).map_err(container_err(path))?;
-    let inspection = ptekit_format::inspect::inspect(map.bytes()).map_err(inspect_err(path))?;
-    if json {
-        outln!("{}", serde_json::to_string_pretty(&inspection.to_json())?);
-        return Ok(());
+/// What `ptekit inspect` was asked for besides the files.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct InspectOptions<'a> {
+    /// Print JSON instead of text.
+    pub json: bool,
+    /// List the largest items of each kind (`0`: no list).
+    pub top: usize,
+    /// The tensor-data file to check the programs' external keys against.
+    pub data: Option<&'a Path>,
+}
+
+/// Maps and parses a `.ptd` given with `--data`.
+fn open_data(path: &Path) -> Result<Input, CliError> {
+    let input = Input::open(path)?;
+    if detect(path, input.bytes())? != Kind::TensorData {
+        return Err(CliError::Usage {
+            path: path.to_path_buf(),
+            message: "--data needs a tensor-data file (.ptd, identifier FT01 at byte 4)".into(),
+        });
     }
-    let shown = path.display().to_string();
+    FlatTensorFile::parse(input.bytes(), &flat_tensor::ReadOptions::default())
+        .map_err(ptd_err(path))?;
+    Ok(input)
+}
+
+/// Inspects one file: the JSON value and (unless `json`) the text.
+fn inspect_one(
+    path: &Path,
+    options: &InspectOptions<'_>,
+    data: Option<(&str, &FlatTensorFile<'_>)>,
+) -> Result<(Value, String), CliError> {
+    let input = Input::open(path)?;
+    let library = ptekit_format::inspect::InspectOptions {
+        top: options.top,
+        data,
+    };
+    let inspection =
+        ptekit_format::inspect::inspect_with(input.bytes(), &library).map_err(inspect_err(path))?;
+    let value = inspection.to_json();
+    if options.json {
+        return Ok((value, String::new()));
+    }
+    let shown = display_name(path);
     let text = match &inspection {
         Inspection::Program { summary, xnnpack } => {
             let mut text = render_program(&shown, summary);
@@ -178,8 +214,83 @@ pub fn inspect(path: &Path, json: bool) -> Result<(), CliError> {
         ),
         Inspection::TensorData(s) => format!("{shown}: {}", flat_tensor::render_summary(s)),
     };
-    out!("{text}");
-    Ok(())
+    Ok((value, text))
+}
+
+/// Adds `"file": name` in front of a JSON object.
+fn with_file(name: &str, value: Value) -> Value {
+    let mut out = serde_json::Map::new();
+    out.insert("file".into(), Value::String(name.into()));
+    if let Value::Object(map) = value {
+        out.extend(map);
+    }
+    Value::Object(out)
+}
+
+/// Runs `one` on every file and prints as it goes. One file: its output (an error goes
+/// to stderr). Several: text outputs (separated by a blank line when `blank_line`,
+/// else one after the other), or with `json` one JSON
+/// array whose entries carry `"file"` (a failed file `{"file", "error"}`, its error also
+/// on stderr). `Ok(false)` when any file failed.
+fn for_each_file(
+    files: &[PathBuf],
+    json: bool,
+    blank_line: bool,
+    mut one: impl FnMut(&Path) -> Result<(Value, String), CliError>,
+) -> Result<bool, CliError> {
+    let several = files.len() > 1;
+    let mut all_ok = true;
+    if several && json {
+        out!("[");
+    }
+    for (i, path) in files.iter().enumerate() {
+        let result = one(path);
+        if let Err(err) = &result {
+            eprintln!("ptekit: {err}");
+            all_ok = false;
+        }
+        let shown = display_name(path);
+        match (json, several, result) {
+            (true, false, Ok((value, _))) => {
+                out!("{}\n", serde_json::to_string_pretty(&value)?);
+            }
+            (true, true, result) => {
+                let value = match result {
+                    Ok((value, _)) => with_file(&shown, value),
+                    Err(err) => serde_json::json!({"file": shown, "error": err.to_string()}),
+                };
+                let sep = if i == 0 { "\n" } else { ",\n" };
+                out!("{sep}{}", serde_json::to_string_pretty(&value)?);
+            }
+            (false, _, Ok((_, text))) => {
+                let sep = if blank_line && i > 0 { "\n" } else { "" };
+                out!("{sep}{text}");
+            }
+            (_, _, Err(_)) => {}
+        }
+    }
+    if several && json {
+        out!("\n]\n");
+    }
+    Ok(all_ok)
+}
+
+/// `ptekit inspect FILE... [--json] [--top N] [--data FILE.ptd]`. `Ok(false)` when a
+/// file could not be read.
+pub fn inspect(files: &[PathBuf], options: &InspectOptions<'_>) -> Result<bool, CliError> {
+    let data_input = options.data.map(open_data).transpose()?;
+    let data_file = match (&data_input, options.data) {
+        (Some(input), Some(path)) => Some((
+            display_name(path),
+            FlatTensorFile::parse(input.bytes(), &flat_tensor::ReadOptions::default())
+                .map_err(ptd_err(path))?,
+        )),
+        _ => None,
+    };
+    let data = data_file.as_ref().map(|(name, f)| (name.as_str(), f));
+    for_each_file(files, options.json, true, |path| {
+        inspect_one(path, options, data)
+    })
 }
 
 fn check_program(path: &Path, file: &PteFile<'_>) -> Result<(), CliError> {
@@ -197,40 +308,37 @@ fn check_program(path: &Path, file: &PteFile<'_>) -> Result<(), CliError> {
     Ok(())
 }
 
-/// `ptekit verify FILE [--data FILE.ptd]`: parses and verifies everything (header,
-/// flatbuffer, segment ranges, references between tables, indices and enum values, and
-/// every XNNPACK payload with its cross-references; named keys are looked up in the
-/// program and the `.ptd`).
-pub fn verify(path: &Path, data: Option<&Path>) -> Result<(), CliError> {
-    let map = MappedFile::open(path).map_err(container_err(path))?;
-    let bytes = map.bytes();
-    let what = match detect(path, bytes)? {
+/// Verifies one file: a JSON object (`ok`, `kind`, what was checked, `bytes`) and the
+/// text line.
+fn verify_one(path: &Path, ptd: Option<&FlatTensorFile<'_>>) -> Result<(Value, String), CliError> {
+    let input = Input::open(path)?;
+    let bytes = input.bytes();
+    let (value, what) = match detect(path, bytes)? {
         Kind::Program => {
-            let file = parse_program(&map).map_err(pte_err(path))?;
+            let file = input
+                .parse(&ReadOptions::default())
+                .map_err(pte_err(path))?;
             check_program(path, &file)?;
-            let ptd_map = match data {
-                Some(d) => Some(MappedFile::open(d).map_err(container_err(d))?),
-                None => None,
-            };
-            let ptd = match (&ptd_map, data) {
-                (Some(m), Some(d)) => Some(
-                    FlatTensorFile::parse(m.bytes(), &flat_tensor::ReadOptions::default())
-                        .map_err(ptd_err(d))?,
-                ),
-                _ => None,
-            };
-            let xnn = crate::xnnpack::verify_payloads(path, &file, ptd.as_ref())?;
-            format!(
-                "{} program, {} method(s), {} segment(s){}",
-                String::from_utf8_lossy(&file.file_identifier()),
-                file.program().execution_plan.as_ref().map_or(0, Vec::len),
-                file.segments().len(),
+            let xnn = crate::xnnpack::verify_payloads(path, &file, ptd)?;
+            let identifier = String::from_utf8_lossy(&file.file_identifier()).into_owned();
+            let methods = file.program().execution_plan.as_ref().map_or(0, Vec::len);
+            let segments = file.segments().len();
+            let what = format!(
+                "{identifier} program, {methods} method(s), {segments} segment(s){}",
                 if xnn > 0 {
                     format!(", {xnn} XNNPACK payload(s)")
                 } else {
                     String::new()
                 }
-            )
+            );
+            let value = serde_json::json!({
+                "kind": "program",
+                "identifier": identifier,
+                "methods": methods,
+                "segments": segments,
+                "xnnpack_payloads": xnn,
+            });
+            (value, what)
         }
         Kind::Bundled => {
             let options = ReadOptions::default();
@@ -242,20 +350,72 @@ pub fn verify(path: &Path, data: Option<&Path>) -> Result<(), CliError> {
                 .method_test_suites
                 .as_ref()
                 .map_or(0, Vec::len);
-            format!("bundled program, {suites} test suite(s)")
+            let value = serde_json::json!({"kind": "bundled_program", "test_suites": suites});
+            (value, format!("bundled program, {suites} test suite(s)"))
         }
         Kind::TensorData => {
             let file = FlatTensorFile::parse(bytes, &flat_tensor::ReadOptions::default())
                 .map_err(ptd_err(path))?;
             let named = file.flat_tensor().named_data.as_ref().map_or(0, Vec::len);
-            format!(
-                "tensor data, {named} named tensor(s), {} segment(s)",
-                file.segments().len()
+            let segments = file.segments().len();
+            let value = serde_json::json!({
+                "kind": "tensor_data",
+                "named_tensors": named,
+                "segments": segments,
+            });
+            (
+                value,
+                format!("tensor data, {named} named tensor(s), {segments} segment(s)"),
             )
         }
     };
-    outln!("{}: ok ({what}, {} bytes)", path.display(), bytes.len());
-    Ok(())
+    let size = bytes.len() as u64;
+    let mut value = with_file(&display_name(path), value);
+    if let Value::Object(map) = &mut value {
+        map.insert("ok".into(), Value::Bool(true));
+        map.insert("bytes".into(), Value::from(size));
+    }
+    let text = format!(
+        "{}: ok ({what}, {})\n",
+        display_name(path),
+        crate::render::bytes(size)
+    );
+    Ok((value, text))
+}
+
+/// `ptekit verify FILE... [--data FILE.ptd] [--json]`: parses and verifies everything
+/// (header, flatbuffer, segment ranges, references between tables, indices and enum
+/// values, and every XNNPACK payload with its cross-references; named keys are looked up
+/// in the program and the `.ptd`). One line (or JSON object) per file; `Ok(false)` when a
+/// file is invalid. With `--json` a failed file is `{"ok": false, "error": ...}` on
+/// stdout too.
+pub fn verify(files: &[PathBuf], data: Option<&Path>, json: bool) -> Result<bool, CliError> {
+    let data_input = data.map(open_data).transpose()?;
+    let ptd = match (&data_input, data) {
+        (Some(input), Some(path)) => Some(
+            FlatTensorFile::parse(input.bytes(), &flat_tensor::ReadOptions::default())
+                .map_err(ptd_err(path))?,
+        ),
+        _ => None,
+    };
+    let mut all_ok = true;
+    let ok = for_each_file(files, json, false, |path| {
+        match verify_one(path, ptd.as_ref()) {
+            Ok(done) => Ok(done),
+            Err(err) if json => {
+                eprintln!("ptekit: {err}");
+                all_ok = false;
+                let value = serde_json::json!({
+                    "file": display_name(path),
+                    "ok": false,
+                    "error": err.to_string(),
+                });
+                Ok((value, String::new()))
+            }
+            Err(err) => Err(err),
+        }
+    })?;
+    Ok(ok && all_ok)
 }
 
 /// Writes `bytes` to `path` atomically through the library's writer (a temporary file

@@ -35,7 +35,16 @@ impl Input {
             std::io::stdin().lock().read_to_end(&mut buf).map_err(io)?;
             return Ok(Self::Stdin(buf));
         }
-        let meta = std::fs::metadata(path).map_err(io)?;
+        let meta = std::fs::metadata(path).map_err(|source| {
+            if source.kind() == std::io::ErrorKind::NotFound {
+                CliError::Usage {
+                    path: path.to_path_buf(),
+                    message: "no such file or directory".into(),
+                }
+            } else {
+                io(source)
+            }
+        })?;
         if meta.is_dir() {
             return Err(CliError::Usage {
                 path: path.to_path_buf(),

@@ -34,23 +34,40 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Show what a file holds: methods, values, instructions, operators, delegates,
-    /// segments, named data and where the bytes go.
+    /// Show what a file holds: per method the inputs and outputs (dtype, sizes, dim
+    /// order, memory planning), operators and how often they are called, instructions,
+    /// delegates and the delegated share; constant methods with their values; data
+    /// expected from outside; segments, named data and where the bytes go.
     Inspect {
-        /// The file to read.
-        file: PathBuf,
-        /// Print one JSON object instead of tables.
+        /// The files to read (.pte, .bpte, .ptd; `-` for standard input).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Print JSON instead of tables (one object; an array of objects, each with
+        /// "file", for several files).
         #[arg(long)]
         json: bool,
+        /// Also list the N largest tensors (with the operators that use them), delegate
+        /// payloads and named-data entries.
+        #[arg(long, value_name = "N")]
+        top: Option<usize>,
+        /// A tensor-data file (.ptd) to check against the data the programs expect from
+        /// outside.
+        #[arg(long, value_name = "FILE.ptd")]
+        data: Option<PathBuf>,
     },
-    /// Verify a file completely; exit 0 if valid, else 1 with the reason on stderr.
+    /// Verify files completely; exit 0 if all are valid, else 1 with one line per
+    /// invalid file on stderr.
     Verify {
-        /// The file to check.
-        file: PathBuf,
+        /// The files to check (`-` for standard input).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
         /// The program's external tensor data (.ptd), where XNNPACK payloads' named
         /// constants may live.
         #[arg(long, value_name = "FILE.ptd")]
         data: Option<PathBuf>,
+        /// Print a JSON object per file (`ok`, `kind`, what was checked, or `error`).
+        #[arg(long)]
+        json: bool,
     },
     /// Look inside XNNPACK delegate payloads.
     #[command(subcommand)]
@@ -219,8 +236,22 @@ pub struct RewriteArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let code = match cli.command {
-        Command::Inspect { file, json } => commands::inspect(&file, json),
-        Command::Verify { file, data } => commands::verify(&file, data.as_deref()),
+        Command::Inspect {
+            files,
+            json,
+            top,
+            data,
+        } => {
+            let options = commands::InspectOptions {
+                json,
+                top: top.unwrap_or(0),
+                data: data.as_deref(),
+            };
+            return all_ok(commands::inspect(&files, &options));
+        }
+        Command::Verify { files, data, json } => {
+            return all_ok(commands::verify(&files, data.as_deref(), json))
+        }
         Command::Xnnpack(XnnpackCommand::Dump { file, delegate }) => xnnpack::dump(&file, delegate),
         Command::Ops { files, yaml, json } => {
             let format = if yaml {
@@ -264,6 +295,18 @@ fn main() -> ExitCode {
     };
     match code {
         Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("ptekit: {err}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Exit 0 when every file was fine, 1 when one was not (already reported) or on an error.
+fn all_ok(result: Result<bool, commands::CliError>) -> ExitCode {
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
         Err(err) => {
             eprintln!("ptekit: {err}");
             ExitCode::from(1)

@@ -3,36 +3,11 @@
 
 use std::fmt::Write as _;
 
-use ptekit_format::pte::{MethodSummary, PteSummary};
+use ptekit_format::pte::{
+    ConstantValue, ExternalData, MethodSummary, PteSummary, TensorMeta, TopSummary,
+};
 
-/// Formats a byte count with thousands separators (`1,234,567`).
-pub fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, ch) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(ch);
-    }
-    out
-}
-
-/// Formats a byte count as a short human size (`2.3 MiB`).
-pub fn human(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut unit = 0;
-    while v >= 1024.0 && unit + 1 < UNITS.len() {
-        v /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[unit])
-    }
-}
+pub use ptekit_format::units::{bytes, human, share, thousands};
 
 /// A simple left-aligned text table.
 struct Table {
@@ -90,27 +65,23 @@ fn counts(map: &std::collections::BTreeMap<&'static str, usize>) -> String {
         .join(", ")
 }
 
-fn indices(v: &[i32]) -> String {
-    let shown: Vec<String> = v.iter().take(16).map(i32::to_string).collect();
-    let more = if v.len() > 16 {
-        format!(", … {} more", v.len() - 16)
-    } else {
-        String::new()
-    };
-    format!("[{}{more}]", shown.join(", "))
-}
-
 /// Renders the summary of a program file as text: the file line and header, each
-/// method, the segments, the named data and the size breakdown.
+/// method, delegation over all methods, external data, the segments, the named data, the
+/// size breakdown and, when asked for, the largest items.
 pub fn render_program(path: &str, s: &PteSummary) -> String {
     let mut out = String::new();
     render_file(&mut out, path, s);
     for method in &s.execution_plans {
         render_method(&mut out, method);
     }
+    render_delegation(&mut out, s);
+    render_external(&mut out, &s.external_data);
     render_segments(&mut out, s);
     render_named_data(&mut out, s);
     render_size_breakdown(&mut out, s);
+    if let Some(top) = &s.top {
+        render_top(&mut out, top);
+    }
     out
 }
 
@@ -120,12 +91,7 @@ fn render_file(out: &mut String, path: &str, s: &PteSummary) {
         "{path}: ExecuTorch program ({}), schema version {}",
         s.identifier, s.version
     );
-    let _ = writeln!(
-        out,
-        "  size      {} bytes ({})",
-        thousands(s.bytes),
-        human(s.bytes)
-    );
+    let _ = writeln!(out, "  size      {}", bytes(s.bytes));
     match &s.extended_header {
         Some(h) => {
             let _ = writeln!(
@@ -143,10 +109,73 @@ fn render_file(out: &mut String, path: &str, s: &PteSummary) {
     }
 }
 
+fn list<T: ToString>(v: &[T]) -> String {
+    let parts: Vec<String> = v.iter().map(ToString::to_string).collect();
+    format!("[{}]", parts.join(", "))
+}
+
+/// The inputs or outputs of a method as a table (`label` is `inputs` or `outputs`).
+fn render_io(out: &mut String, label: &str, indices: &[i32], tensors: &[Option<TensorMeta>]) {
+    if indices.is_empty() {
+        let _ = writeln!(out, "  {label:<13} -");
+        return;
+    }
+    let _ = writeln!(out, "  {label:<13} {}", indices.len());
+    let mut t = Table::new(&[
+        "#",
+        "value",
+        "dtype",
+        "sizes",
+        "dim order",
+        "planned",
+        "bytes",
+    ]);
+    for (i, &value) in indices.iter().enumerate() {
+        match tensors.get(i).and_then(Option::as_ref) {
+            Some(m) => {
+                let sizes = match m.shape_dynamism.as_str() {
+                    "STATIC" => list(&m.sizes),
+                    "DYNAMIC_BOUND" => format!("{} (upper bounds)", list(&m.sizes)),
+                    other => format!("{} ({other})", list(&m.sizes)),
+                };
+                t.row(vec![
+                    i.to_string(),
+                    value.to_string(),
+                    m.dtype.clone(),
+                    sizes,
+                    list(&m.dim_order),
+                    if m.memory_planned { "yes" } else { "no" }.into(),
+                    m.nbytes.map_or("?".into(), thousands),
+                ]);
+            }
+            None => t.row(vec![
+                i.to_string(),
+                value.to_string(),
+                "(not a tensor)".into(),
+            ]),
+        }
+    }
+    t.render("    ", out);
+}
+
+/// `n of total (share)`.
+fn of(n: usize, total: usize) -> String {
+    format!("{n} of {total} ({})", share(n as u64, total as u64))
+}
+
 fn render_method(out: &mut String, plan: &MethodSummary) {
     let _ = writeln!(out, "\nmethod {}", plan.name);
-    let _ = writeln!(out, "  inputs        {}", indices(&plan.inputs));
-    let _ = writeln!(out, "  outputs       {}", indices(&plan.outputs));
+    if let Some(values) = &plan.constant_values {
+        let shown: Vec<String> = values.iter().map(ConstantValue::render).collect();
+        let _ = writeln!(
+            out,
+            "  constant      {} (no inputs, no instructions)",
+            shown.join(", ")
+        );
+        return;
+    }
+    render_io(out, "inputs", &plan.inputs, &plan.input_tensors);
+    render_io(out, "outputs", &plan.outputs, &plan.output_tensors);
     let _ = writeln!(
         out,
         "  values        {} ({})",
@@ -161,22 +190,39 @@ fn render_method(out: &mut String, plan: &MethodSummary) {
         plan.chains,
         counts(&plan.instructions)
     );
+    let d = &plan.delegation;
+    if d.delegate_calls > 0 {
+        let _ = writeln!(
+            out,
+            "  delegated     {} calls; constants: {} in delegate payloads, {} passed to delegates, {} to kernels",
+            of(d.delegate_calls, d.delegate_calls + d.kernel_calls),
+            thousands(d.delegate_payload_bytes),
+            thousands(d.delegate_constant_bytes),
+            thousands(d.kernel_constant_bytes)
+        );
+    }
     let _ = writeln!(
         out,
         "  planned       {}",
         plan.non_const_buffer_sizes
             .iter()
-            .map(|n| thousands((*n).max(0) as u64))
+            .map(|n| thousands(u64::try_from(*n).unwrap_or(0)))
             .collect::<Vec<_>>()
             .join(", ")
     );
     if plan.operators.is_empty() {
         let _ = writeln!(out, "  operators     -");
     } else {
-        let _ = writeln!(out, "  operators     {}", plan.operators.len());
-        let mut t = Table::new(&["#", "operator"]);
+        let calls: usize = plan.operator_calls.values().sum();
+        let _ = writeln!(
+            out,
+            "  operators     {}, {calls} kernel call(s)",
+            plan.operators.len()
+        );
+        let mut t = Table::new(&["#", "operator", "calls"]);
         for (i, op) in plan.operators.iter().enumerate() {
-            t.row(vec![i.to_string(), op.clone()]);
+            let n = plan.operator_calls.get(op).copied().unwrap_or(0);
+            t.row(vec![i.to_string(), op.clone(), n.to_string()]);
         }
         t.render("    ", out);
     }
@@ -199,6 +245,163 @@ fn render_method(out: &mut String, plan: &MethodSummary) {
             ]);
         }
         t.render("    ", out);
+    }
+}
+
+/// Delegation over all methods (only for programs with delegates).
+fn render_delegation(out: &mut String, s: &PteSummary) {
+    let d = &s.delegation;
+    if d.delegate_calls == 0 && s.execution_plans.iter().all(|m| m.delegates.is_empty()) {
+        return;
+    }
+    let _ = writeln!(out, "\ndelegation (all methods)");
+    let _ = writeln!(
+        out,
+        "  calls           {} delegated",
+        of(d.delegate_calls, d.delegate_calls + d.kernel_calls)
+    );
+    let named = s.size_breakdown.named_data;
+    let delegated = d
+        .delegate_payload_bytes
+        .saturating_add(d.delegate_constant_bytes)
+        .saturating_add(named);
+    let all = delegated.saturating_add(d.kernel_constant_bytes);
+    let _ = writeln!(
+        out,
+        "  constant bytes  {} in delegates ({} payloads, {} named data, {} arguments), {} for kernels",
+        of_bytes(delegated, all),
+        thousands(d.delegate_payload_bytes),
+        thousands(named),
+        thousands(d.delegate_constant_bytes),
+        thousands(d.kernel_constant_bytes)
+    );
+}
+
+/// `n of total (share)` for byte counts.
+fn of_bytes(n: u64, total: u64) -> String {
+    format!(
+        "{} of {} ({})",
+        thousands(n),
+        thousands(total),
+        share(n, total)
+    )
+}
+
+fn render_external(out: &mut String, x: &ExternalData) {
+    if x.keys.is_empty() && x.check.is_none() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\nexternal data {} key(s) (expected from a .ptd)",
+        x.keys.len()
+    );
+    let checked = x.check.is_some();
+    let mut header = vec!["key", "kind", "dtype", "sizes", "bytes", "methods"];
+    if checked {
+        header.push("in data file");
+    }
+    let mut t = Table::new(&header);
+    for k in &x.keys {
+        let mut row = vec![
+            k.key.clone(),
+            k.kind.to_string(),
+            k.dtype.clone().unwrap_or_else(|| "-".into()),
+            k.sizes.as_deref().map_or("-".into(), list),
+            k.bytes.map_or("?".into(), thousands),
+            k.methods.join(", "),
+        ];
+        if checked {
+            row.push(match (k.found, &k.problem) {
+                (Some(true), None) => "yes".into(),
+                (Some(true), Some(p)) => format!("does not fit: {p}"),
+                _ => "MISSING".into(),
+            });
+        }
+        t.row(row);
+    }
+    if !x.keys.is_empty() {
+        t.render("  ", out);
+    }
+    if let Some(c) = &x.check {
+        let verdict = if c.satisfied {
+            format!("has all {} key(s)", x.keys.len())
+        } else {
+            format!(
+                "does NOT satisfy the program: {} missing, {} not fitting",
+                c.missing.len(),
+                c.mismatched.len()
+            )
+        };
+        let unused = if c.unused.is_empty() {
+            String::new()
+        } else {
+            format!("; {} other key(s) in the file", c.unused.len())
+        };
+        let _ = writeln!(out, "  {}: {verdict}{unused}", c.file);
+    }
+}
+
+fn render_top(out: &mut String, top: &TopSummary) {
+    let _ = writeln!(out, "\nlargest tensors (top {})", top.limit);
+    if top.tensors.is_empty() {
+        let _ = writeln!(out, "  -");
+    } else {
+        let mut t = Table::new(&[
+            "bytes", "dtype", "sizes", "stored", "method", "value", "used by",
+        ]);
+        for x in &top.tensors {
+            let stored = match (&x.key, x.index) {
+                (Some(k), _) if x.stored == "external" => format!("external {k}"),
+                (_, Some(i)) => format!("{} {i}", x.stored.replace('_', " ")),
+                _ => x.stored.replace('_', " "),
+            };
+            let shared = if x.values > 1 {
+                format!(" (+{} more)", x.values - 1)
+            } else {
+                String::new()
+            };
+            t.row(vec![
+                x.bytes.map_or("?".into(), thousands),
+                x.dtype.clone(),
+                list(&x.sizes),
+                stored,
+                x.method.clone(),
+                format!("{}{shared}", x.value_index),
+                if x.used_by.is_empty() {
+                    "-".into()
+                } else {
+                    x.used_by.join(", ")
+                },
+            ]);
+        }
+        t.render("  ", out);
+    }
+    if !top.delegate_payloads.is_empty() {
+        let _ = writeln!(out, "\nlargest delegate payloads (top {})", top.limit);
+        let mut t = Table::new(&["bytes", "method", "delegate", "id", "stored"]);
+        for d in &top.delegate_payloads {
+            t.row(vec![
+                d.bytes.map_or("?".into(), thousands),
+                d.method.clone(),
+                d.delegate.to_string(),
+                d.id.clone(),
+                format!("{} {}", d.location, d.index),
+            ]);
+        }
+        t.render("  ", out);
+    }
+    if !top.named_data.is_empty() {
+        let _ = writeln!(out, "\nlargest named data (top {})", top.limit);
+        let mut t = Table::new(&["bytes", "segment", "key"]);
+        for n in &top.named_data {
+            t.row(vec![
+                n.bytes.map_or("?".into(), thousands),
+                n.segment_index.to_string(),
+                n.key.clone(),
+            ]);
+        }
+        t.render("  ", out);
     }
 }
 
@@ -274,13 +477,6 @@ fn render_size_breakdown(out: &mut String, s: &PteSummary) {
     let b = &s.size_breakdown;
     let _ = writeln!(out, "\nsize breakdown");
     let mut t = Table::new(&["part", "bytes", "share"]);
-    let share = |n: u64| {
-        if s.bytes == 0 {
-            "-".to_string()
-        } else {
-            format!("{:.1}%", n as f64 * 100.0 / s.bytes as f64)
-        }
-    };
     let parts: [(&str, u64); 9] = [
         ("program (flatbuffer + header)", b.program),
         ("  of which inline constants", b.inline_constants),
@@ -294,28 +490,13 @@ fn render_size_breakdown(out: &mut String, s: &PteSummary) {
     ];
     for (name, n) in parts {
         if n > 0 || name.starts_with("program") {
-            t.row(vec![name.into(), thousands(n), share(n)]);
+            t.row(vec![name.into(), thousands(n), share(n, s.bytes)]);
         }
     }
+    t.row(vec![
+        "total (file size)".into(),
+        thousands(s.bytes),
+        share(s.bytes, s.bytes),
+    ]);
     t.render("  ", out);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn thousands_groups_digits() {
-        assert_eq!(thousands(0), "0");
-        assert_eq!(thousands(999), "999");
-        assert_eq!(thousands(1000), "1,000");
-        assert_eq!(thousands(1234567), "1,234,567");
-    }
-
-    #[test]
-    fn human_sizes() {
-        assert_eq!(human(10), "10 B");
-        assert_eq!(human(1536), "1.5 KiB");
-        assert_eq!(human(384 << 20), "384.0 MiB");
-    }
 }

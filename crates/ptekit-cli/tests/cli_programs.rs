@@ -220,3 +220,99 @@ fn missing_file_exits_1() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/dir/model.pte"));
 }
+
+#[test]
+fn several_files_get_a_header_each_and_exit_1_if_one_fails() {
+    let a = common::corpus().join("add.pte");
+    let b = common::corpus().join("mlp.pte");
+    let missing = "/nonexistent/dir/model.pte";
+    let (a, b) = (a.to_str().unwrap(), b.to_str().unwrap());
+    let out = run(&["inspect", a, missing, b]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8(out.stdout).expect("utf-8");
+    assert!(
+        text.starts_with(&format!("{a}: ExecuTorch program")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("\n\n{b}: ExecuTorch program")),
+        "{text}"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains(missing) && err.contains("no such file"),
+        "{err}"
+    );
+
+    let out = run(&["inspect", "--json", a, b]);
+    assert!(out.status.success());
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json array");
+    let files: Vec<&str> = v
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|e| e["file"].as_str().expect("file"))
+        .collect();
+    assert_eq!(files, [a, b]);
+
+    let out = run(&["verify", a, b]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).expect("utf-8");
+    assert_eq!(text.lines().count(), 2, "{text}");
+    assert!(
+        text.contains(&format!(
+            "{b}: ok (ET12 program, 1 method(s), 1 segment(s), 4,880 bytes (4.8 KiB))"
+        )),
+        "{text}"
+    );
+}
+
+#[test]
+fn verify_json_reports_each_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let good = common::corpus().join("mlp.pte");
+    let bad = dir.path().join("bad.pte");
+    let bytes = std::fs::read(&good).unwrap();
+    std::fs::write(&bad, &bytes[..bytes.len() - 100]).unwrap();
+    let (good, bad) = (good.to_str().unwrap(), bad.to_str().unwrap());
+
+    let out = run(&["verify", "--json", good]);
+    assert!(out.status.success());
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["kind"], "program");
+    assert_eq!(v["file"], good);
+    assert_eq!(v["bytes"], bytes.len());
+
+    let out = run(&["verify", "--json", good, bad]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let v = v.as_array().expect("array");
+    assert_eq!(v[0]["ok"], true);
+    assert_eq!(v[1]["ok"], false);
+    assert_eq!(v[1]["file"], bad);
+    assert!(v[1]["error"].as_str().expect("error").contains("bad.pte"));
+    assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 1);
+}
+
+#[test]
+fn dash_reads_standard_input() {
+    use std::io::Write as _;
+    let path = common::corpus().join("mlp.pte");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ptekit"))
+        .args(["inspect", "--json", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let bytes = std::fs::read(&path).unwrap();
+    child.stdin.take().unwrap().write_all(&bytes).unwrap();
+    let out = child.wait_with_output().expect("wait");
+    assert!(out.status.success());
+    let from_stdin: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let from_file: Value =
+        serde_json::from_slice(&run(&["inspect", "--json", path.to_str().unwrap()]).stdout)
+            .expect("json");
+    assert_eq!(from_stdin, from_file);
+}

@@ -2,16 +2,20 @@
 //! CLI and the Python bindings (`ptekit.inspect`).
 //!
 //! [`detect`] tells the kind from the identifier (`ET12` program, `BP08` bundled program,
-//! `FT01` tensor data); [`inspect`] reads the file through the verified readers and keeps
-//! the summaries ([`Inspection`]), which the CLI renders as text and [`Inspection::to_json`]
-//! turns into the JSON object (`"kind"` plus the summary's keys).
+//! `FT01` tensor data); [`inspect`] (or [`inspect_with`] for the `--top` lists and a
+//! `.ptd` to check) reads the file through the verified readers and keeps the summaries
+//! ([`Inspection`]), which the CLI renders as text and [`Inspection::to_json`] turns into
+//! the JSON object (`"kind"` plus the summary's keys). A program's summary is
+//! [`program_summary`]: the `.pte` summary ([`pte::summary_with`]) plus what needs the
+//! layers above the container — the named-data keys XNNPACK payloads read from outside
+//! the program, and the check of a `.ptd` against everything the program expects.
 
 use ptekit_flatbuffers::Limits;
 use serde_json::{json, Map, Value};
 
 use crate::bundled::{self, BundledError, BundledFile, BundledSummary};
 use crate::flat_tensor::{self, FlatTensorError, FlatTensorFile, FlatTensorSummary};
-use crate::pte::{self, PteError, PteFile, PteSummary, ReadOptions};
+use crate::pte::{self, AvailableData, PteError, PteFile, PteSummary, ReadOptions, SummaryOptions};
 use crate::xnnpack::{self, decode_payload, delegate_payloads, NamedSizes, XnnpackSummary};
 
 /// What a file is, by its identifier.
@@ -116,14 +120,83 @@ pub enum Inspection {
     TensorData(FlatTensorSummary),
 }
 
+/// What to add to a program's summary.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct InspectOptions<'a> {
+    /// List this many of the largest items of each kind (`0`: no list).
+    pub top: usize,
+    /// A data file to check the program's external keys against, with the name to
+    /// report it by.
+    pub data: Option<(&'a str, &'a FlatTensorFile<'a>)>,
+}
+
+/// The entries a `.ptd` offers, for [`pte::ExternalData::check`].
+pub fn available_data(ptd: &FlatTensorFile<'_>) -> Vec<AvailableData> {
+    let segments = ptd.segments();
+    ptd.flat_tensor()
+        .named_data
+        .iter()
+        .flatten()
+        .filter_map(|n| {
+            let key = n.key.clone()?;
+            let layout = n.tensor_layout.as_ref();
+            Some(AvailableData {
+                key,
+                dtype: layout.map(|l| l.scalar_type.to_string()),
+                sizes: layout.map(|l| l.sizes.clone().unwrap_or_default()),
+                bytes: segments.get(n.segment_index as usize).map_or(0, |s| s.size),
+            })
+        })
+        .collect()
+}
+
+/// The summary of a program with `options` (see the module docs).
+pub fn program_summary(file: &PteFile<'_>, options: &InspectOptions<'_>) -> PteSummary {
+    let mut s = pte::summary_with(file, &SummaryOptions { top: options.top });
+    let named = NamedSizes::new(file, None);
+    for d in delegate_payloads(file) {
+        // A payload that does not decode is reported by verify; here it adds no keys.
+        let Some(payload) = d
+            .bytes
+            .and_then(|b| decode_payload(b, &Limits::default()).ok())
+        else {
+            continue;
+        };
+        let method = s
+            .execution_plans
+            .get(d.plan)
+            .map_or_else(String::new, |m| m.name.clone());
+        for c in payload.graph.constant_data.iter().flatten() {
+            if let Some(key) = c.key() {
+                if named.in_program(key).is_none() {
+                    s.external_data.add_named_key(key, &method, Some(c.size));
+                }
+            }
+        }
+    }
+    if let Some((name, ptd)) = options.data {
+        s.external_data.check(name, &available_data(ptd));
+    }
+    s
+}
+
 /// Reads `bytes` (any kind, see [`detect`]) with the verified readers and summarizes it.
 pub fn inspect(bytes: &[u8]) -> Result<Inspection, InspectError> {
+    inspect_with(bytes, &InspectOptions::default())
+}
+
+/// [`inspect`] with the `top` lists and data check of `options` (programs, also the
+/// program of a bundled program).
+pub fn inspect_with(
+    bytes: &[u8],
+    inspect_options: &InspectOptions<'_>,
+) -> Result<Inspection, InspectError> {
     let options = ReadOptions::default();
     match detect(bytes).map_err(InspectError::UnknownKind)? {
         Kind::Program => {
             let file = PteFile::parse(bytes, &options)?;
             Ok(Inspection::Program {
-                summary: pte::summary(&file),
+                summary: program_summary(&file, inspect_options),
                 xnnpack: xnnpack_entries(&file),
             })
         }
@@ -132,7 +205,7 @@ pub fn inspect(bytes: &[u8]) -> Result<Inspection, InspectError> {
             let program = file.program_file(&options)?;
             Ok(Inspection::Bundled {
                 summary: bundled::summary(&file),
-                program: pte::summary(&program),
+                program: program_summary(&program, inspect_options),
             })
         }
         Kind::TensorData => {

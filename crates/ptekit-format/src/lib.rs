@@ -36,5 +36,6 @@ pub mod npz;
 pub mod program;
 pub mod pte;
 mod tmpfile;
+pub mod units;
 pub mod write;
 pub mod xnnpack;

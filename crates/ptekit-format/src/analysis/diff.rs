@@ -15,12 +15,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use crate::program::{
-    DataLocation, ExecutionPlan, ExtraTensorInfo, InstructionArguments, KernelTypes, ScalarType,
-    Tensor,
+    DataLocation, ExecutionPlan, ExtraTensorInfo, KernelTypes, ScalarType, Tensor,
 };
 use crate::pte::{restore, PteError, PteFile, PteModel};
 
-use super::ops::operator_name;
+use crate::program::calls::operator_name;
+pub use crate::program::calls::{value_usages, Usage};
 
 /// A field that differs, with both values rendered as text.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -41,15 +41,6 @@ impl FieldDiff {
             b: format!("{b:?}"),
         }
     }
-}
-
-/// Where a value is used: argument `arg_index` of an operator or delegate call.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Usage {
-    /// Operator name, or `delegate:ID`.
-    pub name: String,
-    /// Position in the call's arguments.
-    pub arg_index: usize,
 }
 
 /// A tensor as the report names it.
@@ -482,44 +473,6 @@ fn diff_layout(a: &PteFile<'_>, b: &PteFile<'_>) -> LayoutDiff {
         fields.push(FieldDiff::new("trailing_bytes", ta, tb));
     }
     LayoutDiff { fields }
-}
-
-/// `value index → calls using it`, like the reference's `_build_tensor_to_operators`.
-pub fn value_usages(plan: &ExecutionPlan<'_>) -> BTreeMap<usize, Vec<Usage>> {
-    let operators = plan.operators.as_deref().unwrap_or(&[]);
-    let delegates = plan.delegates.as_deref().unwrap_or(&[]);
-    let mut map: BTreeMap<usize, Vec<Usage>> = BTreeMap::new();
-    for chain in plan.chains.iter().flatten() {
-        for ins in chain.instructions.iter().flatten() {
-            let (name, args) = match &ins.instr_args {
-                Some(InstructionArguments::KernelCall(k)) => (
-                    usize::try_from(k.op_index)
-                        .ok()
-                        .and_then(|i| operators.get(i))
-                        .map(operator_name),
-                    k.args.as_deref(),
-                ),
-                Some(InstructionArguments::DelegateCall(d)) => (
-                    usize::try_from(d.delegate_index)
-                        .ok()
-                        .and_then(|i| delegates.get(i))
-                        .map(|d| format!("delegate:{}", d.id.as_deref().unwrap_or(""))),
-                    d.args.as_deref(),
-                ),
-                _ => continue,
-            };
-            let Some(name) = name else { continue };
-            for (arg_index, &v) in args.unwrap_or(&[]).iter().enumerate() {
-                if let Ok(v) = usize::try_from(v) {
-                    map.entry(v).or_default().push(Usage {
-                        name: name.clone(),
-                        arg_index,
-                    });
-                }
-            }
-        }
-    }
-    map
 }
 
 fn counted(names: impl Iterator<Item = String>) -> BTreeMap<String, usize> {

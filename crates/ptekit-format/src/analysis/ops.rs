@@ -15,16 +15,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::program::{ExecutionPlan, KernelTypes, Operator, Program, Tensor};
-
-/// `name.overload`, or `name` when the overload is empty (the reference's spelling).
-pub fn operator_name(op: &Operator) -> String {
-    let name = op.name.as_deref().unwrap_or("");
-    match op.overload.as_deref() {
-        Some(o) if !o.is_empty() => format!("{name}.{o}"),
-        _ => name.to_string(),
-    }
-}
+pub use crate::program::calls::operator_name;
+use crate::program::calls::tensor_at;
+use crate::program::{ExecutionPlan, KernelTypes, Program, Tensor};
 
 /// Operators and kernel keys of one or more programs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -55,15 +48,6 @@ impl OpList {
                 self.kernel_metadata.entry(name).or_default().insert(key);
             }
         }
-    }
-}
-
-/// The tensor at value index `index`, if that value is a tensor.
-fn tensor_at<'p>(plan: &'p ExecutionPlan<'_>, index: i32) -> Option<&'p Tensor> {
-    let values = plan.values.as_deref()?;
-    match usize::try_from(index).ok().and_then(|i| values.get(i))?.val {
-        Some(KernelTypes::Tensor(ref t)) => Some(t),
-        _ => None,
     }
 }
 

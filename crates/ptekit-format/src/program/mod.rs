@@ -1,8 +1,9 @@
 //! The ExecuTorch program (`ET12` flatbuffer): an owned model of the schema
 //! ([`model`], [`enums`]), packing that reproduces the reference serializer byte for
-//! byte ([`pack`]), verified zero-copy decoding ([`decode`]) and semantic validation
-//! ([`validate`](mod@validate)).
+//! byte ([`pack`]), verified zero-copy decoding ([`decode`]), semantic validation
+//! ([`validate`](mod@validate)) and the calls of a method ([`calls`]).
 
+pub mod calls;
 pub mod decode;
 pub mod enums;
 pub mod model;

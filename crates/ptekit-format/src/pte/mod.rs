@@ -26,7 +26,8 @@
 //! - [`plan_exact`]: re-packs a parsed file and re-emits its exact layout (byte-identical
 //!   for every file the reference writes); [`relayout`]: restore then plan with new
 //!   options (also upgrades legacy layouts).
-//! - [`summary()`](fn@summary): the [`PteSummary`] `ptekit inspect` prints.
+//! - [`summary()`](fn@summary) / [`summary_with`]: the [`PteSummary`] `ptekit inspect`
+//!   prints.
 
 mod error;
 mod exact;
@@ -48,7 +49,10 @@ pub use model::{DataEntry, NamedDataStore, PteModel};
 pub use plan::{plan, Piece, PlannedPte, SerializeOptions, DEFAULT_SEGMENT_ALIGNMENT};
 pub use restore::restore;
 pub use summary::{
-    delegate_summary, method_summary, segments, size_breakdown, subsegments, summary,
-    DelegatePayload, DelegateSummary, HeaderSummary, MethodSummary, NamedDataSummary, Parts,
-    PteSummary, SegmentSummary, SizeBreakdown, SubsegmentSummary,
+    constant_values, delegate_summary, delegation, io_tensors, is_constant, method_summary,
+    operator_calls, segments, size_breakdown, subsegments, summary, summary_with, tensor_meta,
+    tensor_nbytes, top, AvailableData, ConstantValue, DataCheck, DelegatePayload, DelegateSummary,
+    Delegation, ExternalData, ExternalKey, HeaderSummary, MethodSummary, NamedDataSummary, Parts,
+    PteSummary, SegmentSummary, SizeBreakdown, SubsegmentSummary, SummaryOptions, TensorMeta,
+    TopDelegate, TopNamedData, TopSummary, TopTensor,
 };

@@ -7,16 +7,30 @@
 //! additions (`identifier`, `extended_header.length`, `size_breakdown`,
 //! `delegates[].processed`). Serialized with serde, the field order is the JSON key order.
 //! Built in named steps: [`segments`], [`method_summary`] (values, instructions, operators,
-//! [`delegate_summary`]), [`subsegments`] and [`size_breakdown`].
+//! [`delegate_summary`], inputs and outputs as the runtime's `MethodMeta` describes them,
+//! operator calls, [`Delegation`], constant values), [`subsegments`], [`size_breakdown`],
+//! [`ExternalData`] and, when asked for, [`top()`](fn@top).
+
+mod external;
+mod method;
+mod top;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
 use super::file::PteFile;
+use crate::program::calls::operator_name;
 use crate::program::{
     BackendDelegate, BackendDelegateInlineData, DataLocation, ExecutionPlan, Program,
 };
+
+pub use external::{AvailableData, DataCheck, ExternalData, ExternalKey};
+pub use method::{
+    constant_values, delegation, io_tensors, is_constant, operator_calls, tensor_meta,
+    tensor_nbytes, ConstantValue, Delegation, TensorMeta,
+};
+pub use top::{top, TopDelegate, TopNamedData, TopSummary, TopTensor};
 
 /// What the file's extended header says, if it has one.
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -59,8 +73,24 @@ pub struct PteSummary {
     pub named_data: Vec<NamedDataSummary>,
     /// One entry per method.
     pub execution_plans: Vec<MethodSummary>,
-    /// Where the bytes of the file go.
+    /// Where the bytes of the file go; the parts not marked "of which" add up to `bytes`.
     pub size_breakdown: SizeBreakdown,
+    /// Calls and constant bytes in delegates vs. portable kernels, over all methods.
+    pub delegation: Delegation,
+    /// Data the program expects from outside the file (and, after a check, whether a
+    /// data file has it).
+    pub external_data: ExternalData,
+    /// The largest tensors, delegate payloads and named-data entries (only when asked
+    /// for, see [`SummaryOptions::top`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub top: Option<TopSummary>,
+}
+
+/// What [`summary_with`] adds to the default summary.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SummaryOptions {
+    /// List this many of the largest items of each kind (`0`: no list).
+    pub top: usize,
 }
 
 /// One data segment.
@@ -113,6 +143,18 @@ pub struct MethodSummary {
     pub non_const_buffer_sizes: Vec<i64>,
     /// Number of chains.
     pub chains: usize,
+    /// One entry per input: the tensor as `MethodMeta::input_tensor_meta` describes it,
+    /// `null` for an input that is not a tensor.
+    pub input_tensors: Vec<Option<TensorMeta>>,
+    /// One entry per output, like `input_tensors`.
+    pub output_tensors: Vec<Option<TensorMeta>>,
+    /// `KernelCall` instructions per operator.
+    pub operator_calls: BTreeMap<String, usize>,
+    /// Calls and constant bytes in delegates vs. portable kernels.
+    pub delegation: Delegation,
+    /// For a constant method (no inputs, no instructions: metadata such as an LLM's
+    /// `max_seq_len`), the values it returns; `null` otherwise.
+    pub constant_values: Option<Vec<ConstantValue>>,
 }
 
 /// One delegate of a method.
@@ -160,8 +202,13 @@ pub struct SizeBreakdown {
     pub padding: u64,
 }
 
-/// Summarizes a parsed file (see the module docs for the keys).
+/// Summarizes a parsed file (see the module docs for the keys), without the `top` lists.
 pub fn summary(file: &PteFile<'_>) -> PteSummary {
+    summary_with(file, &SummaryOptions::default())
+}
+
+/// Summarizes a parsed file with `options`.
+pub fn summary_with(file: &PteFile<'_>, options: &SummaryOptions) -> PteSummary {
     let program = file.program();
     let identifier = file.file_identifier();
     let file_len = crate::write::len64(file.bytes().len());
@@ -200,6 +247,19 @@ pub fn summary(file: &PteFile<'_>) -> PteSummary {
         execution_plans: &execution_plans,
     };
     let size_breakdown = size_breakdown(&parts);
+    let mut total = Delegation::default();
+    for m in &execution_plans {
+        total.add(&m.delegation);
+    }
+    let top = (options.top > 0).then(|| {
+        top(
+            program,
+            &execution_plans,
+            &segments,
+            &named_data,
+            options.top,
+        )
+    });
     PteSummary {
         kind: "program",
         identifier: String::from_utf8_lossy(&identifier).into_owned(),
@@ -214,6 +274,9 @@ pub fn summary(file: &PteFile<'_>) -> PteSummary {
         named_data,
         execution_plans,
         size_breakdown,
+        delegation: total,
+        external_data: ExternalData::of_program(program),
+        top,
     }
 }
 
@@ -257,24 +320,16 @@ pub fn method_summary(
             .flat_map(|c| c.instructions.iter().flatten())
             .map(|i| i.instr_args.as_ref().map_or("NONE", |k| k.kind_name())),
     );
-    let operators = plan
-        .operators
-        .iter()
-        .flatten()
-        .map(|op| {
-            let name = op.name.as_deref().unwrap_or("");
-            match op.overload.as_deref() {
-                Some(o) if !o.is_empty() => format!("{name}.{o}"),
-                _ => name.to_string(),
-            }
-        })
-        .collect();
-    let delegates = plan
+    let operators = plan.operators.iter().flatten().map(operator_name).collect();
+    let delegates: Vec<DelegateSummary> = plan
         .delegates
         .iter()
         .flatten()
         .map(|d| delegate_summary(d, segments, inline_delegates))
         .collect();
+    let payload_sizes: Vec<Option<u64>> = delegates.iter().map(|d| d.processed.size).collect();
+    let inputs = plan.inputs.as_deref().unwrap_or(&[]);
+    let outputs = plan.outputs.as_deref().unwrap_or(&[]);
     MethodSummary {
         name: plan.name.clone().unwrap_or_default(),
         values: plan.values.as_ref().map_or(0, Vec::len),
@@ -286,6 +341,11 @@ pub fn method_summary(
         outputs: plan.outputs.clone().unwrap_or_default(),
         non_const_buffer_sizes: plan.non_const_buffer_sizes.clone().unwrap_or_default(),
         chains: plan.chains.as_ref().map_or(0, Vec::len),
+        input_tensors: io_tensors(plan, inputs),
+        output_tensors: io_tensors(plan, outputs),
+        operator_calls: operator_calls(plan),
+        delegation: delegation(plan, &payload_sizes),
+        constant_values: constant_values(plan),
     }
 }
 
