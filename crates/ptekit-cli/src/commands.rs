@@ -11,7 +11,7 @@ use ptekit_format::flat_tensor::{self, FlatTensorConfig, FlatTensorError, FlatTe
 use ptekit_format::inspect::{InspectError, Inspection};
 use ptekit_format::mapped::MappedFile;
 use ptekit_format::npz::{self, NpzError};
-use ptekit_format::program::validate;
+use ptekit_format::program::{validate, Program};
 use ptekit_format::pte::{
     infer_pack_options, plan_exact, relayout, PteError, PteFile, ReadOptions, SerializeOptions,
 };
@@ -97,6 +97,14 @@ pub enum CliError {
         path: PathBuf,
         /// What does not fit.
         message: String,
+    },
+    /// A JSON document of `ptekit dump` does not describe a program.
+    #[error("{}: {source}", path.display())]
+    Build {
+        /// The document concerned.
+        path: PathBuf,
+        /// What is wrong, with the JSON path.
+        source: ptekit_format::pte::dump::BuildError,
     },
     /// Printing JSON failed.
     #[error("writing JSON output: {0}")]
@@ -293,8 +301,10 @@ pub fn inspect(files: &[PathBuf], options: &InspectOptions<'_>) -> Result<bool, 
     })
 }
 
-fn check_program(path: &Path, file: &PteFile<'_>) -> Result<(), CliError> {
-    let issues = validate(file.program());
+/// The first problem [`validate`] finds in `program` (and how many more), as an error
+/// naming `path`.
+pub(crate) fn check_program(path: &Path, program: &Program<'_>) -> Result<(), CliError> {
+    let issues = validate(program);
     if let Some(first) = issues.first() {
         let more = match issues.len() {
             1 => String::new(),
@@ -318,7 +328,7 @@ fn verify_one(path: &Path, ptd: Option<&FlatTensorFile<'_>>) -> Result<(Value, S
             let file = input
                 .parse(&ReadOptions::default())
                 .map_err(pte_err(path))?;
-            check_program(path, &file)?;
+            check_program(path, file.program())?;
             let xnn = crate::xnnpack::verify_payloads(path, &file, ptd)?;
             let identifier = String::from_utf8_lossy(&file.file_identifier()).into_owned();
             let methods = file.program().execution_plan.as_ref().map_or(0, Vec::len);
@@ -344,7 +354,7 @@ fn verify_one(path: &Path, ptd: Option<&FlatTensorFile<'_>>) -> Result<(Value, S
             let options = ReadOptions::default();
             let file = BundledFile::parse(bytes, &options.limits).map_err(bundled_err(path))?;
             let program = file.program_file(&options).map_err(bundled_err(path))?;
-            check_program(path, &program)?;
+            check_program(path, program.program())?;
             let suites = file
                 .bundled()
                 .method_test_suites

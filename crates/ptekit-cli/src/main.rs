@@ -13,6 +13,7 @@ mod output;
 mod cache;
 mod commands;
 mod diff;
+mod dump;
 mod input;
 mod ops;
 mod progress;
@@ -102,6 +103,30 @@ enum Command {
         /// Differing elements to show per tensor.
         #[arg(long, default_value_t = 10, value_name = "N")]
         max_samples: usize,
+    },
+    /// Print a program (.pte) as JSON: the program in the shape of the reference's
+    /// `_program_to_json` plus a `ptekit_container` section (header, alignments, segment
+    /// bytes). Byte arrays over 64 bytes are elided as {"ptekit_elided": {"size": N,
+    /// "offset": O}} (N bytes at offset O of FILE) unless --with-data.
+    Dump {
+        /// The program (.pte).
+        file: PathBuf,
+        /// Write every byte: a dump that `ptekit build` turns back into FILE, byte for byte.
+        #[arg(long)]
+        with_data: bool,
+    },
+    /// Write the .pte that a JSON document of `ptekit dump` describes (possibly edited).
+    /// The destination is replaced atomically; the result is verified.
+    Build {
+        /// The JSON document (`-` for standard input).
+        json: PathBuf,
+        /// Where to write the program.
+        #[arg(short, long, value_name = "OUT.pte")]
+        output: PathBuf,
+        /// The file the document was dumped from, for the bytes a dump without
+        /// --with-data elides.
+        #[arg(long, value_name = "FILE.pte")]
+        data_from: Option<PathBuf>,
     },
     /// Make bundled programs (.bpte: a program plus test cases) and take them apart.
     #[command(subcommand)]
@@ -279,6 +304,12 @@ fn main() -> ExitCode {
             }
         }
         Command::Rewrite(args) => commands::rewrite(&args),
+        Command::Dump { file, with_data } => dump::dump(&file, with_data),
+        Command::Build {
+            json,
+            output,
+            data_from,
+        } => dump::build(&json, &output, data_from.as_deref()),
         Command::Bundle(BundleCommand::ExtractProgram { input, output }) => {
             commands::bundle_extract(&input, &output)
         }

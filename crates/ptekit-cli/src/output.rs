@@ -27,7 +27,7 @@ pub fn write(args: fmt::Arguments<'_>) {
 }
 
 /// Ends the process after a failed write to standard output.
-fn fail(err: &io::Error) -> ! {
+pub fn fail(err: &io::Error) -> ! {
     if err.kind() == io::ErrorKind::BrokenPipe {
         std::process::exit(BROKEN_PIPE_EXIT);
     }

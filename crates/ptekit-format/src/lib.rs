@@ -31,6 +31,7 @@ pub mod error;
 mod fields;
 pub mod flat_tensor;
 pub mod inspect;
+mod json_text;
 pub mod mapped;
 pub mod npz;
 pub mod program;

@@ -15,14 +15,7 @@ fn plan_exact_is_byte_identical_for_every_corpus_file() {
         let planned = plan_exact(&file).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let out = planned.to_vec().unwrap();
         assert_eq!(planned.len(), out.len() as u64);
-        assert!(
-            out == bytes,
-            "{}: differs at {:?} (len {} vs {})",
-            path.display(),
-            support::first_diff(&out, &bytes),
-            out.len(),
-            bytes.len()
-        );
+        support::assert_same_bytes(&path, &out, &bytes);
         let opts = infer_pack_options(&file).unwrap();
         println!(
             "{}: header {:?} block {} pack {:?}",

@@ -84,6 +84,19 @@ pub fn first_diff(a: &[u8], b: &[u8]) -> Option<usize> {
         .or_else(|| (a.len() != b.len()).then_some(a.len().min(b.len())))
 }
 
+/// Asserts that `out` (made from the file at `path`) is `expected` byte for byte, naming
+/// the first difference.
+pub fn assert_same_bytes(path: &Path, out: &[u8], expected: &[u8]) {
+    assert!(
+        out == expected,
+        "{}: differs at {:?} (len {} vs {})",
+        path.display(),
+        first_diff(out, expected),
+        out.len(),
+        expected.len()
+    );
+}
+
 #[test]
 fn corpus_is_present() {
     assert!(corpus_ptes().iter().any(|p| p.ends_with("mlp.pte")));

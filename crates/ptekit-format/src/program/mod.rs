@@ -6,6 +6,7 @@
 pub mod calls;
 pub mod decode;
 pub mod enums;
+pub mod json;
 pub mod model;
 pub mod pack;
 
@@ -14,6 +15,7 @@ pub use decode::{
     DecodeOptions, IdentifierPolicy,
 };
 pub use enums::{DataLocation, DeviceType, ScalarType, TensorDataLocation, TensorShapeDynamism};
+pub use json::{read_program_json, write_program_json, DataFrom, JsonError, JsonPath, JsonReason};
 pub use model::*;
 pub use pack::{max_alignment, pack_program, PackError, PackOptions};
 pub mod validate;

@@ -29,6 +29,7 @@
 //! - [`summary()`](fn@summary) / [`summary_with`]: the [`PteSummary`] `ptekit inspect`
 //!   prints.
 
+pub mod dump;
 mod error;
 mod exact;
 mod file;
