@@ -9,6 +9,7 @@
 //! - [`planned`]: `bytes(x)` and `x.write_to_file(f)` of planned files;
 //! - [`bundled`]: bundled programs (`.bpte`, `executorch.devtools.bundled_program`);
 //! - [`flat_tensor`]: tensor-data files (`.ptd`, the reference's `FlatTensorSerializer`);
+//! - [`reader`]: `ptekit.inspect` and the index of `ptekit.safe_open` (no torch needed);
 //! - [`xnnpack`]: XNNPACK delegate payloads (`convert_to_flatbuffer` without flatc);
 //! - [`error`]: `ptekit.PteError` and the field-path conversion error.
 //!
@@ -19,6 +20,7 @@ pub mod bytes;
 pub mod error;
 pub mod flat_tensor;
 pub mod planned;
+pub mod reader;
 pub mod result;
 pub mod to_python;
 pub mod to_rust;
@@ -29,7 +31,7 @@ use std::path::PathBuf;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyString};
 
-use ptekit_format::pte::{plan, restore, PteFile, PteMap, PteModel, ReadOptions, SerializeOptions};
+use ptekit_format::pte::{plan, restore, PteFile, PteModel, ReadOptions, SerializeOptions};
 use ptekit_format::write::PlannedFile;
 
 // Links the XNNPACK interposers into the extension (exported, inactive until
@@ -146,37 +148,12 @@ fn deserialize_pte_binary<'py>(
     classes: &Bound<'py, PyDict>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let read = ReadOptions::default();
-    let is_path = data.is_instance_of::<PyString>()
-        || data
-            .getattr(pyo3::intern!(py, "__fspath__"))
-            .is_ok_and(|f| f.is_callable());
-    if is_path {
-        let path: PathBuf = data.extract()?;
-        let map = py
-            .detach(|| PteMap::open(&path))
-            .map_err(|e| PyErr::from(BindError::from(e)))?;
-        let model = py
-            .detach(|| PteFile::parse(map.bytes(), &read).and_then(|f| restore(&f)))
-            .map_err(|e| PyErr::from(BindError::from(e)))?;
-        return Ok(to_python::pte_file(py, &model, classes)?);
-    }
-    if let Ok(b) = data.cast::<PyBytes>() {
-        let bytes = b.as_bytes();
+    reader::with_input(data, |bytes| {
         let model = py
             .detach(|| PteFile::parse(bytes, &read).and_then(|f| restore(&f)))
             .map_err(|e| PyErr::from(BindError::from(e)))?;
-        return Ok(to_python::pte_file(py, &model, classes)?);
-    }
-    let mut keep = Keep::default();
-    let bytes: &[u8] = keep.borrow_buffer(data)?;
-    let model = py
-        .detach(|| PteFile::parse(bytes, &read).and_then(|f| restore(&f)))
-        .map_err(|e| PyErr::from(BindError::from(e)))?;
-    let out = to_python::pte_file(py, &model, classes)?;
-    // The model borrows from `keep`: drop it first.
-    drop(model);
-    drop(keep);
-    Ok(out)
+        Ok(to_python::pte_file(py, &model, classes)?)
+    })
 }
 
 /// Packs the reference's schema `BundledProgram` (`bundled`) around its program and
@@ -381,6 +358,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(serialize_flat_tensor, m)?)?;
     m.add_function(wrap_pyfunction!(deserialize_flat_tensor, m)?)?;
     xnnpack::register(m)?;
+    reader::register(m)?;
     m.add_class::<PteBinary>()?;
     m.add_class::<FlatTensorBinary>()?;
     m.add("PteError", m.py().get_type::<PteError>())?;

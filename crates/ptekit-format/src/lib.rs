@@ -11,6 +11,7 @@
 //! - [`xnnpack`]: XNNPACK delegate payloads (`XH00` + `XN01`): model, verified reader,
 //!   cross-reference checks, a writer byte-identical to the reference's flatc.
 //! - [`inspect`]: the summary of a file of any kind (what `ptekit inspect --json` prints).
+//! - [`tensors`]: the tensors a file stores, by name, with their byte ranges.
 //! - [`npz`]: minimal NumPy `.npy`/`.npz` reading and writing for test values.
 //!
 //! The container-neutral layer every format uses:
@@ -36,6 +37,7 @@ pub mod mapped;
 pub mod npz;
 pub mod program;
 pub mod pte;
+pub mod tensors;
 mod tmpfile;
 pub mod units;
 pub mod write;

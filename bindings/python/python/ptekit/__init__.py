@@ -16,6 +16,14 @@ produce the same bytes, implemented in Rust:
   (``.ptd`` tensor-data files);
 - :func:`install` / :func:`uninstall` route the exporter's own calls through ptekit.
 
+Without torch or executorch (only NumPy, for arrays):
+
+- :func:`inspect` returns what ``ptekit inspect --json`` prints, as dicts and lists;
+- :class:`safe_open` reads the tensors of a ``.ptd`` file and the constants and named
+  data of a ``.pte`` program as NumPy arrays, in place (safetensors-style).
+
+Importing ptekit imports neither torch nor executorch (nor NumPy).
+
 Errors in the input raise :class:`PteError` (a ``ValueError``) naming the field path.
 """
 
@@ -30,7 +38,12 @@ if False:  # for type checkers only (typing costs milliseconds to import)
 from . import _native
 from ._native import FlatTensorBinary, PteBinary, PteError
 
+__version__: str = _native.__version__
+
 __all__ = [
+    "__version__",
+    "inspect",
+    "safe_open",
     "FlatTensorBinary",
     "FlatTensorSerializer",
     "PteBinary",
@@ -45,6 +58,38 @@ __all__ = [
     "write_bundled_program",
     "write_pte",
 ]
+
+def inspect(data: Union[bytes, bytearray, memoryview, str, "os.PathLike[str]"], top: int = 0) -> Dict[str, Any]:
+    """What ``ptekit inspect --json [--top N]`` prints for a ``.pte``, ``.bpte`` or
+    ``.ptd`` file, as Python objects (dicts, lists, strings, numbers): per method the
+    inputs and outputs (dtype, sizes, dim order, like the runtime's ``MethodMeta``),
+    operators and their call counts, delegates, constant values; segments, named data and
+    where the bytes of the file go.
+
+    Args:
+        data: the file's bytes (any C-contiguous buffer, read in place) or a path
+            (``str`` / ``os.PathLike``; memory-mapped).
+        top: also list the ``top`` largest constant tensors, delegate payloads and named
+            data entries (``"top"`` key), like ``--top N``.
+
+    Raises:
+        PteError: the data is not a valid file (the message names offset and field).
+        OSError: the path cannot be read.
+    """
+    import json
+
+    return json.loads(_native.inspect_json(data, top))
+
+
+def safe_open(path: Union[str, "os.PathLike[str]"], framework: str = "np", device: str = "cpu") -> Any:
+    """Open a ``.ptd``, ``.pte`` or ``.bpte`` file for reading tensors, like
+    ``safetensors.safe_open``: ``with ptekit.safe_open(path) as f: f.keys();
+    f.get_tensor(name)``. See :class:`ptekit._tensors.safe_open` for the names and the
+    zero-copy rules. Needs NumPy; torch only with ``framework="pt"``."""
+    from ._tensors import safe_open as _safe_open
+
+    return _safe_open(path, framework=framework, device=device)
+
 
 _REFERENCE_HINT = (
     "ptekit.deserialize_pte_binary returns executorch's dataclasses, so it needs the "

@@ -525,22 +525,6 @@ fn tensor_info(index: usize, t: &Tensor, usages: &BTreeMap<usize, Vec<Usage>>) -
     }
 }
 
-/// The restored data of a tensor, like the reference's `_get_tensor_bytes`.
-fn tensor_bytes<'m>(t: &Tensor, model: &'m PteModel<'_>) -> Option<&'m [u8]> {
-    let constants = model.program.constant_buffer.as_deref().unwrap_or(&[]);
-    let idx = t.data_buffer_idx as usize;
-    if idx > 0 && idx < constants.len() {
-        return Some(constants.get(idx)?.storage.as_deref().unwrap_or(&[]));
-    }
-    let m = t.extra_tensor_info.as_ref()?.mutable_data_segments_idx;
-    let mutable = model.mutable_data.as_deref()?;
-    let m = usize::try_from(m).ok()?;
-    if m > 0 && m < mutable.len() {
-        return Some(mutable.get(m)?.storage.as_deref().unwrap_or(&[]));
-    }
-    None
-}
-
 fn diff_extra(a: Option<&ExtraTensorInfo>, b: Option<&ExtraTensorInfo>, out: &mut Vec<FieldDiff>) {
     match (a, b) {
         (None, None) => {}
@@ -876,7 +860,7 @@ fn diff_plan(
         match (&x.val, &y.val) {
             (Some(KernelTypes::Tensor(ta)), Some(KernelTypes::Tensor(tb))) => {
                 let metadata = diff_tensor_metadata(ta, tb);
-                let (ba, bb) = (tensor_bytes(ta, ma), tensor_bytes(tb, mb));
+                let (ba, bb) = (ma.tensor_data(ta), mb.tensor_data(tb));
                 let has_data = ba.is_some() || bb.is_some();
                 let matches = matches!((ba, bb), (Some(x), Some(y)) if x == y);
                 if metadata.is_empty() && (!has_data || matches) {

@@ -4,7 +4,7 @@
 
 use std::borrow::Cow;
 
-use crate::program::{Buffer, Program};
+use crate::program::{Buffer, Program, Tensor};
 
 use super::{ModelReason, PteError};
 
@@ -48,6 +48,27 @@ pub struct NamedDataStore<'a> {
     /// Keys stored in external files, per file tag (ignored when writing a `.pte`; empty
     /// after [`restore`]).
     pub external_data: Vec<(String, Vec<(String, DataEntry)>)>,
+}
+
+impl PteModel<'_> {
+    /// The stored data of tensor `t` of this (restored) model, like the reference's
+    /// `_get_tensor_bytes` (`devtools/pte_tool`): its constant buffer entry when
+    /// `data_buffer_idx` is in range (padding to the next entry included), else the
+    /// initial state of a mutable tensor; `None` for a tensor without stored data.
+    pub fn tensor_data(&self, t: &Tensor) -> Option<&[u8]> {
+        let constants = self.program.constant_buffer.as_deref().unwrap_or(&[]);
+        let idx = usize::try_from(t.data_buffer_idx).ok()?;
+        if idx > 0 && idx < constants.len() {
+            return Some(constants.get(idx)?.storage.as_deref().unwrap_or(&[]));
+        }
+        let m = t.extra_tensor_info.as_ref()?.mutable_data_segments_idx;
+        let mutable = self.mutable_data.as_deref()?;
+        let m = usize::try_from(m).ok()?;
+        if m > 0 && m < mutable.len() {
+            return Some(mutable.get(m)?.storage.as_deref().unwrap_or(&[]));
+        }
+        None
+    }
 }
 
 pub(crate) fn same_bytes(a: &[u8], b: &[u8]) -> bool {
