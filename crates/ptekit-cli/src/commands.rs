@@ -566,3 +566,33 @@ pub fn bundle_make(program_path: &Path, spec: &BundleSpec) -> Result<(), CliErro
     let out = bundled::make(program, &suites).map_err(bundled_err(program_path))?;
     write_atomic(&spec.output, &out, true)
 }
+
+/// The manual page of `cmd` (roff), and with `dir` of each subcommand, as clap_mangen
+/// renders them: printed (the main page), or written into `dir` as `NAME.1` through the
+/// atomic writer.
+pub fn man(cmd: clap::Command, dir: Option<&Path>) -> Result<(), CliError> {
+    fn render(cmd: &clap::Command) -> Vec<u8> {
+        let mut page = Vec::new();
+        // Rendering into memory cannot fail.
+        let _ = clap_mangen::Man::new(cmd.clone()).render(&mut page);
+        page
+    }
+    fn write_all(cmd: &clap::Command, dir: &Path) -> Result<(), CliError> {
+        let man = clap_mangen::Man::new(cmd.clone());
+        let path = dir.join(man.get_filename());
+        write_atomic(&path, &render(cmd), false)?;
+        for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+            write_all(sub, dir)?;
+        }
+        Ok(())
+    }
+    let mut cmd = cmd.disable_help_subcommand(true);
+    cmd.build();
+    match dir {
+        None => {
+            out!("{}", String::from_utf8_lossy(&render(&cmd)));
+            Ok(())
+        }
+        Some(dir) => write_all(&cmd, dir),
+    }
+}

@@ -134,6 +134,19 @@ enum Command {
     /// Inspect, verify, compact and report on XNNPACK packed-weight cache files.
     #[command(subcommand)]
     Cache(cache::CacheCommand),
+    /// Print a shell completion script: `ptekit completions bash > ~/.local/share/bash-completion/completions/ptekit`
+    /// (zsh: a file `_ptekit` in a folder of `$fpath`; fish: `~/.config/fish/completions/ptekit.fish`).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff): `ptekit man > ~/.local/share/man/man1/ptekit.1`; with
+    /// --dir, write `ptekit.1` and one page per subcommand (`ptekit-inspect.1`, ...) there.
+    Man {
+        /// Write every page into this folder instead of printing the main page.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -323,6 +336,17 @@ fn main() -> ExitCode {
             }
         },
         Command::Cache(cmd) => return exit_code(cache::run(cmd)),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "ptekit", &mut script);
+            out!("{}", String::from_utf8_lossy(&script));
+            Ok(())
+        }
+        Command::Man { dir } => {
+            use clap::CommandFactory;
+            commands::man(Cli::command(), dir.as_deref())
+        }
     };
     match code {
         Ok(()) => ExitCode::SUCCESS,
