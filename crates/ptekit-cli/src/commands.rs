@@ -5,12 +5,11 @@
 
 use std::path::{Path, PathBuf};
 
-use ptekit_format::bundled::{self, BundledError, BundledFile, MethodTestSuiteInput};
+use ptekit_format::bundled::{self, BundledError, BundledFile, MethodTestSuiteInput, TestArrays};
 use ptekit_format::error::ContainerError;
 use ptekit_format::flat_tensor::{self, FlatTensorConfig, FlatTensorError, FlatTensorFile};
 use ptekit_format::inspect::{InspectError, Inspection};
 use ptekit_format::mapped::MappedFile;
-use ptekit_format::npz::{self, NpzError};
 use ptekit_format::program::{validate, Program};
 use ptekit_format::pte::{
     infer_pack_options, plan_exact, relayout, PteError, PteFile, ReadOptions, SerializeOptions,
@@ -49,14 +48,6 @@ pub enum CliError {
         path: PathBuf,
         /// What is wrong, with the byte offset and field.
         source: FlatTensorError,
-    },
-    /// A NumPy archive could not be read.
-    #[error("{}: {source}", path.display())]
-    Npz {
-        /// The archive concerned.
-        path: PathBuf,
-        /// What is wrong.
-        source: NpzError,
     },
     /// Opening, mapping or writing a file failed.
     #[error("{}: {source}", path.display())]
@@ -538,16 +529,27 @@ pub fn bundle_extract(input: &Path, output: &Path) -> Result<(), CliError> {
     write_atomic(output, program, true)
 }
 
-/// `ptekit bundle make PROGRAM.pte --method NAME IN.npz OUT.npz [...] -o OUT.bpte`.
+/// `ptekit bundle make PROGRAM.pte --method NAME IN.npz OUT.npz [...] -o OUT.bpte`: every
+/// array is checked against the method's inputs or outputs before its data is read, and
+/// all archives together expand to at most `--max-npz-bytes`.
 pub fn bundle_make(program_path: &Path, spec: &BundleSpec) -> Result<(), CliError> {
-    let program = MappedFile::open(program_path).map_err(container_err(program_path))?;
-    let program = program.bytes();
-    let read = |path: &Path| -> Result<_, CliError> {
+    let program_map = MappedFile::open(program_path).map_err(container_err(program_path))?;
+    let program = program_map.bytes();
+    let parsed = PteFile::parse(program, &ReadOptions::default()).map_err(pte_err(program_path))?;
+    let limit = spec.max_npz_bytes;
+    let mut left = limit;
+    let mut read = |path: &Path, method: &str, case: usize, which| -> Result<_, CliError> {
         let map = MappedFile::open(path).map_err(container_err(path))?;
-        npz::read_npz(map.bytes()).map_err(|source| CliError::Npz {
-            path: path.to_path_buf(),
-            source,
-        })
+        bundled::read_test_arrays(
+            parsed.program(),
+            method,
+            case,
+            map.bytes(),
+            which,
+            limit,
+            &mut left,
+        )
+        .map_err(bundled_err(path))
     };
     let mut suites = Vec::new();
     for (name, files) in &spec.methods {
@@ -555,10 +557,11 @@ pub fn bundle_make(program_path: &Path, spec: &BundleSpec) -> Result<(), CliErro
             method_name: name.clone(),
             test_cases: Vec::new(),
         };
-        for pair in files.chunks(2) {
+        for (case, pair) in files.chunks(2).enumerate() {
             let [ins, outs] = pair else { continue };
-            let case =
-                bundled::test_case_from_npz(&read(ins)?, &read(outs)?).map_err(bundled_err(ins))?;
+            let inputs = read(ins, name, case, TestArrays::Inputs)?;
+            let outputs = read(outs, name, case, TestArrays::Outputs)?;
+            let case = bundled::test_case_from_npz(&inputs, &outputs).map_err(bundled_err(ins))?;
             suite.test_cases.push(case);
         }
         suites.push(suite);

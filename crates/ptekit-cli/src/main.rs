@@ -177,14 +177,17 @@ enum BundleCommand {
 /// Options of `ptekit bundle make`.
 #[derive(Debug, Args)]
 #[command(
-    override_usage = "ptekit bundle make PROGRAM.pte --method NAME INPUTS.npz OUTPUTS.npz [MORE.npz PAIRS...] [--method NAME ...] -o OUT.bpte"
+    override_usage = "ptekit bundle make PROGRAM.pte --method NAME INPUTS.npz OUTPUTS.npz [MORE.npz PAIRS...] [--method NAME ...] -o OUT.bpte [--max-npz-bytes N]"
 )]
 pub struct BundleMakeArgs {
     /// The program (.pte).
     pub program: PathBuf,
     /// `--method NAME INPUTS.npz OUTPUTS.npz [...]` groups, one pair of archives per test
     /// case (arrays `in0, in1, ...` and `out0, ...`; both may be the same archive),
-    /// repeated for more methods, and `-o OUT.bpte`.
+    /// repeated for more methods, and `-o OUT.bpte`. Every array must have the dtype and
+    /// shape of the method's input or output (checked from its header, before its data
+    /// is read). `--max-npz-bytes N`: the most bytes all archives together may expand to
+    /// (default 4 GiB, 4294967296), checked against the sizes the archives declare.
     #[arg(
         value_name = "--method NAME NPZ... -o OUT",
         trailing_var_arg = true,
@@ -200,6 +203,8 @@ pub struct BundleSpec {
     pub methods: Vec<(String, Vec<PathBuf>)>,
     /// Where to write the bundled program.
     pub output: PathBuf,
+    /// The most bytes all archives together may expand to.
+    pub max_npz_bytes: u64,
 }
 
 impl BundleMakeArgs {
@@ -207,6 +212,7 @@ impl BundleMakeArgs {
     pub fn parse_spec(&self) -> Result<BundleSpec, String> {
         let mut methods: Vec<(String, Vec<PathBuf>)> = Vec::new();
         let mut output = None;
+        let mut max_npz_bytes = ptekit_format::npz::DEFAULT_MAX_NPZ_BYTES;
         let mut it = self.spec.iter();
         while let Some(arg) = it.next() {
             match arg.as_str() {
@@ -217,6 +223,12 @@ impl BundleMakeArgs {
                 "-o" | "--output" => {
                     let out = it.next().ok_or("-o needs a file name")?;
                     output = Some(PathBuf::from(out));
+                }
+                "--max-npz-bytes" => {
+                    let n = it.next().ok_or("--max-npz-bytes needs a number of bytes")?;
+                    max_npz_bytes = n
+                        .parse()
+                        .map_err(|_| format!("--max-npz-bytes {n:?}: not a number of bytes"))?;
                 }
                 other if other.starts_with('-') => {
                     return Err(format!("unexpected option {other:?}"));
@@ -239,7 +251,11 @@ impl BundleMakeArgs {
             }
         }
         let output = output.ok_or("-o OUT.bpte is required")?;
-        Ok(BundleSpec { methods, output })
+        Ok(BundleSpec {
+            methods,
+            output,
+            max_npz_bytes,
+        })
     }
 }
 

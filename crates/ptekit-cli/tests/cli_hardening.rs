@@ -10,6 +10,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{assert_quiet_on_closed_stdout, corpus, root};
+use ptekit_format::npz::{write_npz, DType, NpyArray};
 
 fn os<'a>(args: &[&'a Path]) -> Vec<&'a OsStr> {
     args.iter().map(|p| p.as_os_str()).collect()
@@ -307,4 +308,202 @@ fn killed_rewrite_leaves_no_temporary_file() {
         kills > 0,
         "the rewrite always finished before it could be killed"
     );
+}
+
+/// Arrays by name, dtype and shape (zero-filled).
+type Arrays<'a> = Vec<(&'a str, DType, Vec<usize>)>;
+
+/// Writes `arrays` as an `.npz` archive at `path`.
+fn npz_at(path: &Path, arrays: &[(&str, DType, Vec<usize>)]) {
+    let arrays: Vec<(String, NpyArray)> = arrays
+        .iter()
+        .map(|(name, dtype, shape)| {
+            let len = shape.iter().product::<usize>() * dtype.size();
+            let a = NpyArray::new(*dtype, shape.clone(), vec![0; len]).expect("array");
+            ((*name).to_owned(), a)
+        })
+        .collect();
+    std::fs::write(path, write_npz(&arrays).expect("npz")).expect("write npz");
+}
+
+/// `bundle make` checks every array against the method's inputs and outputs (mlp.pte:
+/// one float input [2, 16], one float output [2, 4], static shapes) and names the test
+/// case, the value, what the program expects and what it got. Before, only dtypes were
+/// checked: wrong shapes made a `.bpte` whose tests the runtime cannot load.
+#[test]
+fn bundle_make_checks_arrays_against_the_method() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pte = corpus().join("mlp.pte");
+    let good = dir.path().join("good.npz");
+    npz_at(
+        &good,
+        &[
+            ("in0", DType::F32, vec![2, 16]),
+            ("out0", DType::F32, vec![2, 4]),
+        ],
+    );
+    let out = dir.path().join("out.bpte");
+    let make = |pairs: &[&Path]| {
+        let mut args: Vec<&OsStr> = vec![
+            OsStr::new("bundle"),
+            OsStr::new("make"),
+            pte.as_os_str(),
+            OsStr::new("--method"),
+            OsStr::new("forward"),
+        ];
+        args.extend(pairs.iter().map(|p| p.as_os_str()));
+        args.extend([OsStr::new("-o"), out.as_os_str()]);
+        common::ptekit(&args)
+    };
+    assert!(make(&[&good, &good]).status.success());
+    std::fs::remove_file(&out).expect("remove");
+    let cases: [(&str, Arrays<'_>, &str); 5] = [
+        (
+            "dtype",
+            vec![("in0", DType::I64, vec![2, 16])],
+            "test_cases[1].inputs[0]: dtype <i8 (LONG) but the program expects FLOAT",
+        ),
+        (
+            "shape",
+            vec![("in0", DType::F32, vec![3, 16])],
+            "test_cases[1].inputs[0]: shape [3, 16] but the program expects static shape [2, 16]",
+        ),
+        (
+            "rank",
+            vec![("in0", DType::F32, vec![32])],
+            "test_cases[1].inputs[0]: shape [32] but the program expects static shape [2, 16]",
+        ),
+        (
+            "index",
+            vec![("in0", DType::F32, vec![2, 16]), ("in1", DType::F32, vec![1])],
+            "test_cases[1].inputs[1]: the method has 1 inputs",
+        ),
+        (
+            "output",
+            vec![("out0", DType::F32, vec![2, 5])],
+            "test_cases[1].expected_outputs[0]: shape [2, 5] but the program expects static shape [2, 4]",
+        ),
+    ];
+    for (name, arrays, want) in cases {
+        let bad = dir.path().join(format!("{name}.npz"));
+        npz_at(&bad, &arrays);
+        // The second test case is the bad one: its inputs or its outputs.
+        let pairs: Vec<&Path> = if name == "output" {
+            vec![&good, &good, &good, &bad]
+        } else {
+            vec![&good, &good, &bad, &good]
+        };
+        let output = make(&pairs);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{name}: {stderr}");
+        let want = format!("{}: method_test_suites[forward].{want}", bad.display());
+        assert!(stderr.contains(&want), "{name}: {stderr}\nwanted {want}");
+        assert!(!out.exists(), "{name}: wrote {}", out.display());
+    }
+}
+
+/// A zip bomb: a 0.5 MB `.npz` whose `in0.npy` expands to 512 MiB of zeros. `bundle
+/// make` refuses it from the declared sizes and the `.npy` header, before reading the
+/// data: under a 400 MB address-space limit it ends with an error naming the array.
+/// Before, it read the whole member into memory (the allocation failed under the limit;
+/// without it, the 1 GiB `.bpte` of the issue).
+#[test]
+fn bundle_make_refuses_a_zip_bomb_before_reading_it() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bomb = dir.path().join("bomb.npz");
+    let npy = npy_header_bytes("<f4", 1 << 27);
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(&bomb).expect("create"));
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated)
+        .large_file(false);
+    zip.start_file("in0.npy", options).expect("member");
+    zip.write_all(&npy).expect("header");
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..512 {
+        zip.write_all(&zeros).expect("data");
+    }
+    zip.finish().expect("finish");
+    let size = std::fs::metadata(&bomb).expect("stat").len();
+    assert!(size < 1 << 20, "the bomb is {size} bytes");
+
+    let pte = corpus().join("mlp.pte");
+    let good = corpus().join("mlp.io.npz");
+    let out = dir.path().join("out.bpte");
+    let output = Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -v 400000 && exec \"$@\"")
+        .arg("sh")
+        .arg(common::bin())
+        .args(["bundle", "make"])
+        .arg(&pte)
+        .args(["--method", "forward"])
+        .arg(&bomb)
+        .arg(&good)
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .expect("run sh");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("test_cases[0].inputs[0]: shape [134217728] but the program expects"),
+        "{stderr}"
+    );
+    assert!(!out.exists());
+}
+
+/// `--max-npz-bytes` bounds what all archives together expand to, checked against the
+/// sizes they declare before a member is read.
+#[test]
+fn bundle_make_takes_a_limit_on_npz_bytes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pte = corpus().join("mlp.pte");
+    let npz = corpus().join("mlp.io.npz");
+    let out = dir.path().join("out.bpte");
+    let make = |limit: &str| {
+        let p = |s: &'static str| Path::new(s);
+        let args = [
+            p("bundle"),
+            p("make"),
+            &pte,
+            p("--method"),
+            p("forward"),
+            &npz,
+            &npz,
+            p("-o"),
+            &out,
+            p("--max-npz-bytes"),
+            Path::new(limit),
+        ];
+        common::ptekit(&os(&args))
+    };
+    // in0 (2 x 16 floats) fits, out0 (2 x 4 floats) does not.
+    let output = make("300");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("npz member out0.npy: 160 bytes uncompressed, more than the 44 bytes left of the 300-byte limit"),
+        "{stderr}"
+    );
+    assert!(!out.exists());
+    assert!(make("1000").status.success());
+}
+
+/// The `.npy` (format 1.0) bytes before the data of a one-dimensional array of `len`
+/// elements of type `descr`.
+fn npy_header_bytes(descr: &str, len: usize) -> Vec<u8> {
+    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': ({len},), }}");
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend_from_slice(
+        &u16::try_from(header.len())
+            .expect("short header")
+            .to_le_bytes(),
+    );
+    out.extend_from_slice(header.as_bytes());
+    out
 }

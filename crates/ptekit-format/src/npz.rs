@@ -45,9 +45,19 @@ pub enum NpzError {
         /// What is unsupported.
         message: String,
     },
-    /// The archive would expand past the caller's limit.
-    #[error("npz archive expands to more than {limit} bytes")]
+    /// A member would expand past what is left of the caller's limit (checked against
+    /// the size the archive declares, before the member is read).
+    #[error(
+        "npz member {member}: {size} bytes uncompressed, more than the {left} bytes left \
+         of the {limit}-byte limit"
+    )]
     TooLarge {
+        /// Member name.
+        member: String,
+        /// The member's uncompressed size as declared by the archive.
+        size: u64,
+        /// What was left of the limit.
+        left: u64,
         /// The limit in bytes.
         limit: u64,
     },
@@ -227,22 +237,48 @@ fn expected_len(dtype: DType, shape: &[usize]) -> Option<usize> {
 
 const MAGIC: &[u8; 6] = b"\x93NUMPY";
 
-/// Parses one `.npy` file. `member` names it in errors.
-pub fn parse_npy(bytes: &[u8], member: &str) -> Result<NpyArray, NpzError> {
+/// The most header bytes a `.npy` may have (NumPy writes well under 1 KiB; its own reader
+/// refuses more than 10,000 by default).
+const MAX_HEADER_LEN: usize = 64 << 10;
+
+/// What the header of a `.npy` says, before its data is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NpyHeader {
+    /// Element type.
+    pub dtype: DType,
+    /// Shape (empty for a 0-d array).
+    pub shape: Vec<usize>,
+    /// Bytes before the data (magic, version, header length, header).
+    pub data_offset: usize,
+    /// Bytes of data the dtype and shape imply.
+    pub data_len: usize,
+}
+
+/// Reads the header of a `.npy` from `r` (which is left at the first data byte).
+/// `member` names the array in errors; offsets are from the start of the `.npy`.
+pub fn read_npy_header(r: &mut impl Read, member: &str) -> Result<NpyHeader, NpzError> {
     let bad = |offset: usize, message: String| NpzError::Malformed {
         member: member.to_owned(),
         offset,
         message,
     };
-    if bytes.get(..6) != Some(&MAGIC[..]) {
+    let mut fill = |buf: &mut [u8], offset: usize, what: &str| {
+        r.read_exact(buf).map_err(|e| match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => bad(offset, format!("truncated {what}")),
+            _ => NpzError::Io {
+                member: member.to_owned(),
+                source: e,
+            },
+        })
+    };
+    let mut lead = [0u8; 8];
+    fill(&mut lead, 0, "magic and version")?;
+    if lead.get(..6) != Some(&MAGIC[..]) {
         return Err(bad(0, "missing \\x93NUMPY magic".into()));
     }
-    let major = *bytes
-        .get(6)
-        .ok_or_else(|| bad(6, "truncated version".into()))?;
-    let (len_bytes, header_start) = match major {
-        1 => (2usize, 10usize),
-        2 | 3 => (4, 12),
+    let len_bytes = match lead[6] {
+        1 => 2usize,
+        2 | 3 => 4,
         v => {
             return Err(NpzError::Unsupported {
                 member: member.to_owned(),
@@ -250,20 +286,22 @@ pub fn parse_npy(bytes: &[u8], member: &str) -> Result<NpyArray, NpzError> {
             })
         }
     };
-    let len_field = bytes
-        .get(8..8 + len_bytes)
-        .ok_or_else(|| bad(8, "truncated header length".into()))?;
-    let header_len = len_field
+    let mut len_field = [0u8; 4];
+    fill(&mut len_field[..len_bytes], 8, "header length")?;
+    let header_len = len_field[..len_bytes]
         .iter()
         .rev()
         .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
-    let data_start = header_start
-        .checked_add(header_len)
-        .ok_or_else(|| bad(8, "header length overflows".into()))?;
-    let header = bytes
-        .get(header_start..data_start)
-        .ok_or_else(|| bad(8, format!("header of {header_len} bytes past the end")))?;
-    let header = std::str::from_utf8(header)
+    let header_start = 8 + len_bytes;
+    if header_len > MAX_HEADER_LEN {
+        return Err(bad(
+            8,
+            format!("header of {header_len} bytes (more than {MAX_HEADER_LEN})"),
+        ));
+    }
+    let mut header = vec![0u8; header_len];
+    fill(&mut header, header_start, "header")?;
+    let header = std::str::from_utf8(&header)
         .map_err(|e| bad(header_start, format!("header is not text: {e}")))?;
     let h = parse_header(header).map_err(|m| bad(header_start, m))?;
     let dtype = DType::from_descr(&h.descr).ok_or_else(|| NpzError::Unsupported {
@@ -276,25 +314,46 @@ pub fn parse_npy(bytes: &[u8], member: &str) -> Result<NpyArray, NpzError> {
             message: "Fortran-order arrays (save a C-contiguous copy)".into(),
         });
     }
-    let want = expected_len(dtype, &h.shape)
+    let data_len = expected_len(dtype, &h.shape)
         .ok_or_else(|| bad(header_start, format!("shape {:?} overflows", h.shape)))?;
-    let data = bytes.get(data_start..).unwrap_or(&[]);
-    if data.len() != want {
-        return Err(bad(
-            data_start,
-            format!(
-                "{} data bytes, expected {want} for shape {:?} of {}",
-                data.len(),
-                h.shape,
-                dtype.descr()
-            ),
-        ));
-    }
-    Ok(NpyArray {
+    Ok(NpyHeader {
         dtype,
         shape: h.shape,
-        data: data.to_vec(),
+        data_offset: header_start + header_len,
+        data_len,
     })
+}
+
+impl NpyHeader {
+    /// The array with `data`, which must be [`NpyHeader::data_len`] bytes (else the
+    /// `.npy` of `member` is malformed).
+    pub fn into_array(self, data: Vec<u8>, member: &str) -> Result<NpyArray, NpzError> {
+        if data.len() != self.data_len {
+            return Err(NpzError::Malformed {
+                member: member.to_owned(),
+                offset: self.data_offset,
+                message: format!(
+                    "{} data bytes, expected {} for shape {:?} of {}",
+                    data.len(),
+                    self.data_len,
+                    self.shape,
+                    self.dtype.descr()
+                ),
+            });
+        }
+        Ok(NpyArray {
+            dtype: self.dtype,
+            shape: self.shape,
+            data,
+        })
+    }
+}
+
+/// Parses one `.npy` file. `member` names it in errors.
+pub fn parse_npy(bytes: &[u8], member: &str) -> Result<NpyArray, NpzError> {
+    let h = read_npy_header(&mut Cursor::new(bytes), member)?;
+    let data = bytes.get(h.data_offset..).unwrap_or(&[]);
+    h.into_array(data.to_vec(), member)
 }
 
 struct Header {
@@ -479,29 +538,77 @@ pub fn read_npz(bytes: &[u8]) -> Result<Vec<(String, NpyArray)>, NpzError> {
 
 /// [`read_npz`] with a limit on the total expanded size.
 pub fn read_npz_with_limit(bytes: &[u8], limit: u64) -> Result<Vec<(String, NpyArray)>, NpzError> {
-    let mut archive = zip::ZipArchive::new(Cursor::new(bytes))?;
+    let mut left = limit;
+    read_npz_checked(bytes, limit, &mut left, |_, _| Ok::<_, NpzError>(true))
+}
+
+/// Reads the `NAME.npy` members of an `.npz` archive that `check` accepts, bounding
+/// memory by what the archive declares before anything is allocated:
+///
+/// 1. its `.npy` header is read (at most 64 KiB) and must imply exactly the
+///    uncompressed size the archive declares for the member;
+/// 2. `check(NAME, header)` sees the dtype and shape: `Ok(false)` skips the member
+///    unread, an error stops;
+/// 3. a member whose declared size exceeds `left` (what is left of `limit`, shared by
+///    the calls of one job) is [`NpzError::TooLarge`];
+/// 4. only then is the data read, exactly the size the header implies (an archive
+///    whose data runs longer or shorter than it declares is malformed).
+pub fn read_npz_checked<E: From<NpzError>>(
+    bytes: &[u8],
+    limit: u64,
+    left: &mut u64,
+    mut check: impl FnMut(&str, &NpyHeader) -> Result<bool, E>,
+) -> Result<Vec<(String, NpyArray)>, E> {
+    let mut archive = zip::ZipArchive::new(Cursor::new(bytes)).map_err(NpzError::from)?;
     let mut out = Vec::new();
-    let mut budget = limit;
     for i in 0..archive.len() {
-        let mut file = archive.by_index(i)?;
+        let mut file = archive.by_index(i).map_err(NpzError::from)?;
         let name = file.name().to_owned();
         let Some(stem) = name.strip_suffix(".npy") else {
             continue;
         };
-        let mut buf = Vec::new();
-        // Read at most budget + 1 bytes, whatever the member claims.
-        let read = (&mut file)
-            .take(budget.saturating_add(1))
-            .read_to_end(&mut buf)
+        let size = file.size();
+        let header = read_npy_header(&mut file, stem)?;
+        let total = u64::try_from(header.data_offset)
+            .ok()
+            .zip(u64::try_from(header.data_len).ok())
+            .and_then(|(a, b)| a.checked_add(b));
+        if total != Some(size) {
+            return Err(NpzError::Malformed {
+                member: stem.to_owned(),
+                offset: header.data_offset,
+                message: format!(
+                    "the archive declares {size} bytes, the header implies {} of data after \
+                     {} header bytes",
+                    header.data_len, header.data_offset
+                ),
+            }
+            .into());
+        }
+        if !check(stem, &header)? {
+            continue;
+        }
+        if size > *left {
+            return Err(NpzError::TooLarge {
+                member: name,
+                size,
+                left: *left,
+                limit,
+            }
+            .into());
+        }
+        let mut data = Vec::with_capacity(header.data_len);
+        let want = u64::try_from(header.data_len).unwrap_or(u64::MAX);
+        (&mut file)
+            .take(want.saturating_add(1))
+            .read_to_end(&mut data)
             .map_err(|source| NpzError::Io {
                 member: name.clone(),
                 source,
             })?;
-        let read = u64::try_from(read).unwrap_or(u64::MAX);
-        budget = budget
-            .checked_sub(read)
-            .ok_or(NpzError::TooLarge { limit })?;
-        out.push((stem.to_owned(), parse_npy(&buf, stem)?));
+        *left -= size;
+        let array = header.into_array(data, stem)?;
+        out.push((stem.to_owned(), array));
     }
     Ok(out)
 }
@@ -556,6 +663,50 @@ mod tests {
             read_npz_with_limit(&bytes, 100),
             Err(NpzError::TooLarge { .. })
         ));
+    }
+
+    #[test]
+    fn declared_sizes_bound_what_is_read() {
+        let a = NpyArray::new(DType::F32, vec![4], vec![0; 16]).expect("a");
+        let b = NpyArray::new(DType::U8, vec![3], vec![1, 2, 3]).expect("b");
+        let bytes = write_npz(&[("a".to_string(), a.clone()), ("b".to_string(), b)]).expect("npz");
+        let a_len = write_npy(&a).len() as u64;
+        // Only what the check accepts is read, and only that counts against the limit.
+        let mut left = a_len;
+        let got = read_npz_checked(&bytes, a_len, &mut left, |name, h| {
+            assert_eq!(h.data_len, if name == "a" { 16 } else { 3 });
+            Ok::<_, NpzError>(name == "a")
+        })
+        .expect("read");
+        assert_eq!(got, vec![("a".to_string(), a)]);
+        assert_eq!(left, 0);
+        // A member larger than what is left fails before it is read.
+        let mut left = a_len - 1;
+        let err = read_npz_checked(&bytes, 100, &mut left, |_, _| Ok::<_, NpzError>(true))
+            .expect_err("too large");
+        assert!(
+            matches!(&err, NpzError::TooLarge { member, size, left: l, limit: 100 }
+                if member == "a.npy" && *size == a_len && *l == a_len - 1),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_header_that_disagrees_with_the_archive_is_malformed() {
+        // The header claims 1000 floats, the member holds 4 bytes of data.
+        let one = NpyArray::new(DType::F32, vec![1], vec![0; 4]).expect("one");
+        let npy = write_npy(&one);
+        let text = std::str::from_utf8(&npy[10..]).expect("text");
+        let lying = text.replacen("(1,)", "(1000,)", 1);
+        let mut bad = npy[..10].to_vec();
+        bad.extend_from_slice(lying.as_bytes());
+        let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        w.start_file("a.npy", zip::write::SimpleFileOptions::default())
+            .expect("member");
+        w.write_all(&bad).expect("write");
+        let bytes = w.finish().expect("finish").into_inner();
+        let err = read_npz(&bytes).expect_err("lying header");
+        assert!(err.to_string().contains("the archive declares"), "{err}");
     }
 
     #[test]

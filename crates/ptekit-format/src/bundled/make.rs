@@ -6,8 +6,10 @@ use std::borrow::Cow;
 
 use super::model::*;
 use super::{pack_bundled, BundledError, BUNDLED_PROGRAM_SCHEMA_VERSION};
-use crate::npz::{DType, NpyArray};
-use crate::program::{ExecutionPlan, KernelTypes, Program};
+use crate::npz::{read_npz_checked, DType, NpyArray, NpyHeader};
+use crate::program::{
+    ExecutionPlan, KernelTypes, Program, Tensor as ProgramTensor, TensorShapeDynamism,
+};
 use crate::pte::{PteFile, ReadOptions};
 
 /// One test input: an array (for a tensor input, or a 0-d array standing for a scalar
@@ -58,6 +60,88 @@ pub fn test_case_from_npz(
     })
 }
 
+/// Which arrays of an `.npz` archive [`read_test_arrays`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TestArrays {
+    /// `in0, in1, ...`: the method's inputs.
+    Inputs,
+    /// `out0, out1, ...`: the expected outputs.
+    Outputs,
+}
+
+/// Reads the arrays of one test case of `method` from an `.npz` archive (for
+/// [`test_case_from_npz`]), checking each against the method's inputs or outputs from
+/// its `.npy` header, before its data is read: dtype and shape as [`make`] checks them, a
+/// 0-d array for a scalar input, no index past the method's inputs or outputs. Arrays of
+/// the other kind and other names are not read. Memory is bounded by `left`, what is
+/// left of `limit` (see [`read_npz_checked`]). Errors name the test case and the value,
+/// e.g. `method_test_suites[forward].test_cases[0].inputs[1]: shape [2, 2] but ...`.
+pub fn read_test_arrays(
+    program: &Program<'_>,
+    method: &str,
+    case: usize,
+    npz: &[u8],
+    which: TestArrays,
+    limit: u64,
+    left: &mut u64,
+) -> Result<Vec<(String, NpyArray)>, BundledError> {
+    let plan = find_plan(program, method)?;
+    let at = format!("method_test_suites[{method}].test_cases[{case}]");
+    let (prefix, values, what) = match which {
+        TestArrays::Inputs => ("in", plan.inputs.as_deref(), "inputs"),
+        TestArrays::Outputs => ("out", plan.outputs.as_deref(), "outputs"),
+    };
+    let values = values.unwrap_or(&[]);
+    read_npz_checked(npz, limit, left, |name, h: &NpyHeader| {
+        let Some(i) = member_index(name, prefix) else {
+            return Ok(false);
+        };
+        let field = match which {
+            TestArrays::Inputs => format!("{at}.inputs[{i}]"),
+            TestArrays::Outputs => format!("{at}.expected_outputs[{i}]"),
+        };
+        let Some(&vi) = values.get(i) else {
+            return Err(invalid(
+                field,
+                format!("the method has {} {what}", values.len()),
+            ));
+        };
+        match (which, plan_value(plan, vi)) {
+            (_, Some(KernelTypes::Tensor(t))) => check_tensor(t, h.dtype, &h.shape, &field)?,
+            (
+                TestArrays::Inputs,
+                Some(KernelTypes::Int(_) | KernelTypes::Bool(_) | KernelTypes::Double(_)),
+            ) => {
+                if h.data_len != h.dtype.size() {
+                    return Err(invalid(
+                        field,
+                        format!("a scalar input needs a 0-d array, got shape {:?}", h.shape),
+                    ));
+                }
+            }
+            (_, other) => {
+                return Err(invalid(
+                    field,
+                    format!(
+                        "an array given but the program's value is {}",
+                        other.map_or("None", KernelTypes::kind_name)
+                    ),
+                ))
+            }
+        }
+        Ok(true)
+    })
+}
+
+/// The index `N` of an array named `{prefix}N` (decimal digits only).
+fn member_index(name: &str, prefix: &str) -> Option<usize> {
+    let rest = name.strip_prefix(prefix)?;
+    if rest.is_empty() || !rest.bytes().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    rest.parse().ok()
+}
+
 fn numbered(arrays: &[(String, NpyArray)], prefix: &str) -> Result<Vec<NpyArray>, BundledError> {
     let mut found: Vec<(usize, &NpyArray)> = Vec::new();
     for (name, a) in arrays {
@@ -67,7 +151,7 @@ fn numbered(arrays: &[(String, NpyArray)], prefix: &str) -> Result<Vec<NpyArray>
         if rest.is_empty() || !rest.bytes().all(|c| c.is_ascii_digit()) {
             continue;
         }
-        let index = rest.parse::<usize>().map_err(|_| BundledError::Invalid {
+        let index = member_index(name, prefix).ok_or_else(|| BundledError::Invalid {
             field: name.clone(),
             message: "array index out of range".into(),
         })?;
@@ -119,15 +203,15 @@ fn plan_value<'p>(plan: &'p ExecutionPlan<'_>, index: i32) -> Option<&'p KernelT
     plan.values.as_ref()?.get(i)?.val.as_ref()
 }
 
-fn make_suite<'v>(
-    program: &Program<'_>,
-    suite: &'v MethodTestSuiteInput,
-) -> Result<BundledMethodTestSuite<'v>, BundledError> {
-    let name = &suite.method_name;
+/// The method `name` of `program`.
+fn find_plan<'p, 'a>(
+    program: &'p Program<'a>,
+    name: &str,
+) -> Result<&'p ExecutionPlan<'a>, BundledError> {
     let plans = program.execution_plan.as_deref().unwrap_or(&[]);
-    let plan = plans
+    plans
         .iter()
-        .find(|p| p.name.as_deref() == Some(name.as_str()))
+        .find(|p| p.name.as_deref() == Some(name))
         .ok_or_else(|| {
             let names: Vec<&str> = plans.iter().filter_map(|p| p.name.as_deref()).collect();
             invalid(
@@ -137,7 +221,15 @@ fn make_suite<'v>(
                     names.join(", ")
                 ),
             )
-        })?;
+        })
+}
+
+fn make_suite<'v>(
+    program: &Program<'_>,
+    suite: &'v MethodTestSuiteInput,
+) -> Result<BundledMethodTestSuite<'v>, BundledError> {
+    let name = &suite.method_name;
+    let plan = find_plan(program, name)?;
     let plan_inputs = plan.inputs.as_deref().unwrap_or(&[]);
     let plan_outputs = plan.outputs.as_deref().unwrap_or(&[]);
     let mut cases = Vec::with_capacity(suite.test_cases.len());
@@ -169,7 +261,7 @@ fn make_suite<'v>(
             };
             match plan_value(plan, vi) {
                 Some(KernelTypes::Tensor(t)) => {
-                    check_dtype(a, t.scalar_type, &field)?;
+                    check_tensor(t, a.dtype, &a.shape, &field)?;
                     outputs.push(tensor_value(a, &field)?);
                 }
                 other => {
@@ -194,20 +286,46 @@ fn make_suite<'v>(
     })
 }
 
-fn check_dtype(
-    a: &NpyArray,
-    want: crate::program::ScalarType,
+/// Checks an array against the program's tensor `t`: the same dtype; the same rank;
+/// each size equal to the program's for a static shape, at most it for a dynamic shape
+/// with an upper bound, anything for an unbounded one. The runtime refuses other values
+/// when the test is loaded (a method input cannot change its rank, nor a static tensor
+/// its sizes), and an array larger than the program's tensor is never a valid test.
+fn check_tensor(
+    t: &ProgramTensor,
+    dtype: DType,
+    shape: &[usize],
     field: &str,
 ) -> Result<(), BundledError> {
-    if a.dtype.scalar_type() != want {
+    if dtype.scalar_type() != t.scalar_type {
         return Err(invalid(
             field.to_owned(),
             format!(
                 "dtype {} ({}) but the program expects {}",
-                a.dtype.descr(),
-                a.dtype.scalar_type(),
-                want
+                dtype.descr(),
+                dtype.scalar_type(),
+                t.scalar_type
             ),
+        ));
+    }
+    let sizes = t.sizes.as_deref().unwrap_or(&[]);
+    let fits = |(&got, &size): (&usize, &i32)| {
+        let size = usize::try_from(size).ok();
+        match t.shape_dynamism {
+            TensorShapeDynamism::DYNAMIC_BOUND => size.is_some_and(|s| got <= s),
+            TensorShapeDynamism::DYNAMIC_UNBOUND => true,
+            _ => size == Some(got),
+        }
+    };
+    if shape.len() != sizes.len() || !shape.iter().zip(sizes).all(fits) {
+        let rule = match t.shape_dynamism {
+            TensorShapeDynamism::DYNAMIC_BOUND => "sizes at most",
+            TensorShapeDynamism::DYNAMIC_UNBOUND => "rank of",
+            _ => "static shape",
+        };
+        return Err(invalid(
+            field.to_owned(),
+            format!("shape {shape:?} but the program expects {rule} {sizes:?}"),
         ));
     }
     Ok(())
@@ -259,7 +377,7 @@ fn input_value<'v>(
     };
     let val = match (want, value) {
         (Some(KernelTypes::Tensor(t)), TestValue::Array(a)) => {
-            check_dtype(a, t.scalar_type, field)?;
+            check_tensor(t, a.dtype, &a.shape, field)?;
             return tensor_value(a, field);
         }
         (Some(KernelTypes::Int(_)), TestValue::Int(x)) => ValueUnion::Int(Int { int_val: *x }),

@@ -33,7 +33,10 @@ use crate::program::DecodeError;
 use crate::pte::{PteError, PteFile, ReadOptions};
 
 pub use decode::decode_bundled;
-pub use make::{make, test_case_from_npz, MethodTestCaseInput, MethodTestSuiteInput, TestValue};
+pub use make::{
+    make, read_test_arrays, test_case_from_npz, MethodTestCaseInput, MethodTestSuiteInput,
+    TestArrays, TestValue,
+};
 pub use model::*;
 pub use pack::{
     pack_bundled, pack_bundled_around_program, PackedBundled, PROGRAM_ALIGNMENT,
