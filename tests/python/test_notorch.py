@@ -1,7 +1,7 @@
 """ptekit without torch and executorch: in a virtual environment with only NumPy and the
 ptekit wheel (made by scripts/setup-notorch-venv.sh), `import ptekit` imports neither,
-`ptekit.__version__` is the CLI's version, and `ptekit.inspect` and `ptekit.safe_open` give
-exactly what they give in the reference environment (where
+`ptekit.__version__` is the CLI's version, and `ptekit.inspect`, `ptekit.verify` and
+`ptekit.safe_open` give exactly what they give in the reference environment (where
 tests/python/test_readers.py checks them against executorch's own readers)."""
 
 import json
@@ -21,7 +21,7 @@ if sys.argv[1] == "--no-torch":
 import ptekit
 out = {"version": ptekit.__version__, "files": {}}
 for path in sys.argv[2:]:
-    entry = {"inspect": ptekit.inspect(path), "top": ptekit.inspect(path, top=3)}
+    entry = {"inspect": ptekit.inspect(path), "top": ptekit.inspect(path, top=3), "verify": ptekit.verify(path)}
     tensors = {}
     with ptekit.safe_open(path) as f:
         for name in f.keys():

@@ -1,8 +1,9 @@
 """The torch-free readers against the reference: `pk.inspect` returns what
 `ptekit inspect --json` prints; `pk.safe_open` gives the tensors executorch's own
 readers give (`deserialize_pte_binary` for a program's constants and named data,
-`FlatTensorSerializer.deserialize` for a `.ptd`), as zero-copy read-only NumPy views.
-(tests/python/test_notorch.py runs the same readers where torch is absent.)"""
+`FlatTensorSerializer.deserialize` for a `.ptd`), as zero-copy read-only NumPy views;
+`ptekit.verify` answers what `ptekit verify --json` answers and refuses what it refuses,
+with the same message. (tests/python/test_notorch.py runs the same readers where torch is absent.)"""
 
 import json
 import math
@@ -35,6 +36,28 @@ def test_inspect_equals_cli_json(ptekit, path):
     assert pk.inspect(str(path)) == cli
     assert pk.inspect(path.read_bytes()) == cli
     assert pk.inspect(memoryview(bytearray(path.read_bytes()))) == cli
+
+
+@pytest.mark.parametrize("path", all_files(), ids=lambda p: p.name)
+def test_verify_equals_cli(ptekit, path):
+    cli = json.loads(ptekit("verify", "--json", path).stdout)
+    assert cli.pop("ok") is True and cli.pop("bytes") == path.stat().st_size
+    cli.pop("file")
+    assert pk.verify(path) == cli
+    assert pk.verify(path.read_bytes()) == cli
+
+
+def test_verify_rejects_what_the_cli_rejects(ptekit, tmp_path):
+    broken = tmp_path / "broken.pte"
+    broken.write_bytes((CORPUS / "mlp.pte").read_bytes()[:3000])
+    r = ptekit("verify", broken, check=False)
+    assert r.returncode == 1
+    with pytest.raises(pk.PteError) as e:
+        pk.verify(broken)
+    assert r.stderr.strip() == f"ptekit: {broken}: {e.value}"
+    # XNNPACK named keys are looked up in the .ptd given as `ptd`, like --data.
+    program, ptd = CORPUS / "external.pte", CORPUS / "external._default_external_constant.ptd"
+    assert pk.verify(program, ptd=ptd) == pk.verify(program, ptd=ptd.read_bytes())
 
 
 def test_inspect_rejects_garbage_with_the_reason(tmp_path):

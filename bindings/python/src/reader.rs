@@ -1,5 +1,5 @@
 //! Reading without torch or executorch: `ptekit.inspect` (the JSON of `ptekit inspect
-//! --json`) and the index behind `ptekit.safe_open` (which tensors a file stores and
+//! --json`), `ptekit.verify` (the checks of `ptekit verify`) and the index behind `ptekit.safe_open` (which tensors a file stores and
 //! where).
 
 use std::path::PathBuf;
@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 
-use ptekit_format::inspect::{inspect_with, InspectError, InspectOptions};
+use ptekit_format::flat_tensor::{FlatTensorFile, ReadOptions};
+use ptekit_format::inspect::{inspect_with, verify, InspectError, InspectOptions, VerifyError};
 use ptekit_format::mapped::MappedFile;
 use ptekit_format::tensors::stored_tensors;
 
@@ -103,10 +104,43 @@ fn tensor_entries<'py>(data: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyList>>
     PyList::new(py, items)
 }
 
+impl From<VerifyError> for BindError {
+    fn from(e: VerifyError) -> Self {
+        match e {
+            VerifyError::Read(e) => e.into(),
+            other => BindError::Python(PteError::new_err(other.to_string())),
+        }
+    }
+}
+
+/// `verify_json(data, ptd=None)`: what `ptekit verify [--data PTD]` checks, for `data`
+/// (path or bytes; `ptd` likewise); the JSON of what was checked, or `PteError`.
+#[pyfunction]
+#[pyo3(signature = (data, ptd=None))]
+fn verify_json(data: &Bound<'_, PyAny>, ptd: Option<&Bound<'_, PyAny>>) -> PyResult<String> {
+    let py = data.py();
+    with_input(data, |bytes| {
+        let run = |ptd_bytes: Option<&[u8]>| -> PyResult<String> {
+            py.detach(|| -> Result<String, BindError> {
+                let ptd_file = ptd_bytes
+                    .map(|b| FlatTensorFile::parse(b, &ReadOptions::default()))
+                    .transpose()?;
+                Ok(verify(bytes, ptd_file.as_ref())?.to_string())
+            })
+            .map_err(PyErr::from)
+        };
+        match ptd {
+            Some(p) => with_input(p, |pb| run(Some(pb))),
+            None => run(None),
+        }
+    })
+}
+
 /// Adds the functions of this module to the native module.
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(inspect_json, m)?)?;
     m.add_function(wrap_pyfunction!(tensor_entries, m)?)?;
+    m.add_function(wrap_pyfunction!(verify_json, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

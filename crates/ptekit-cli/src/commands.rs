@@ -5,10 +5,10 @@
 
 use std::path::{Path, PathBuf};
 
-use ptekit_format::bundled::{self, BundledError, BundledFile, MethodTestSuiteInput, TestArrays};
+use ptekit_format::bundled::{self, BundledError, MethodTestSuiteInput, TestArrays};
 use ptekit_format::error::ContainerError;
 use ptekit_format::flat_tensor::{self, FlatTensorConfig, FlatTensorError, FlatTensorFile};
-use ptekit_format::inspect::{InspectError, Inspection};
+use ptekit_format::inspect::{InspectError, Inspection, VerifyError};
 use ptekit_format::mapped::MappedFile;
 use ptekit_format::program::{validate, Program};
 use ptekit_format::pte::{
@@ -314,61 +314,36 @@ pub(crate) fn check_program(path: &Path, program: &Program<'_>) -> Result<(), Cl
 fn verify_one(path: &Path, ptd: Option<&FlatTensorFile<'_>>) -> Result<(Value, String), CliError> {
     let input = Input::open(path)?;
     let bytes = input.bytes();
-    let (value, what) = match detect(path, bytes)? {
-        Kind::Program => {
-            let file = input
-                .parse(&ReadOptions::default())
-                .map_err(pte_err(path))?;
-            check_program(path, file.program())?;
-            let xnn = crate::xnnpack::verify_payloads(path, &file, ptd)?;
-            let identifier = String::from_utf8_lossy(&file.file_identifier()).into_owned();
-            let methods = file.program().execution_plan.as_ref().map_or(0, Vec::len);
-            let segments = file.segments().len();
-            let what = format!(
-                "{identifier} program, {methods} method(s), {segments} segment(s){}",
-                if xnn > 0 {
-                    format!(", {xnn} XNNPACK payload(s)")
-                } else {
-                    String::new()
-                }
-            );
-            let value = serde_json::json!({
-                "kind": "program",
-                "identifier": identifier,
-                "methods": methods,
-                "segments": segments,
-                "xnnpack_payloads": xnn,
-            });
-            (value, what)
+    let value = ptekit_format::inspect::verify(bytes, ptd).map_err(|e| match e {
+        VerifyError::Read(e) => inspect_err(path)(e),
+        other => CliError::Invalid {
+            path: path.to_path_buf(),
+            message: other.to_string(),
+        },
+    })?;
+    let count = |key: &str| value.get(key).and_then(Value::as_u64).unwrap_or(0);
+    let what = match value.get("kind").and_then(Value::as_str) {
+        Some("program") => format!(
+            "{} program, {} method(s), {} segment(s){}",
+            value
+                .get("identifier")
+                .and_then(Value::as_str)
+                .unwrap_or("?"),
+            count("methods"),
+            count("segments"),
+            match count("xnnpack_payloads") {
+                0 => String::new(),
+                n => format!(", {n} XNNPACK payload(s)"),
+            }
+        ),
+        Some("bundled_program") => {
+            format!("bundled program, {} test suite(s)", count("test_suites"))
         }
-        Kind::Bundled => {
-            let options = ReadOptions::default();
-            let file = BundledFile::parse(bytes, &options.limits).map_err(bundled_err(path))?;
-            let program = file.program_file(&options).map_err(bundled_err(path))?;
-            check_program(path, program.program())?;
-            let suites = file
-                .bundled()
-                .method_test_suites
-                .as_ref()
-                .map_or(0, Vec::len);
-            let value = serde_json::json!({"kind": "bundled_program", "test_suites": suites});
-            (value, format!("bundled program, {suites} test suite(s)"))
-        }
-        Kind::TensorData => {
-            let file = FlatTensorFile::parse(bytes, &flat_tensor::ReadOptions::default())
-                .map_err(ptd_err(path))?;
-            let named = file.flat_tensor().named_data.as_ref().map_or(0, Vec::len);
-            let segments = file.segments().len();
-            let value = serde_json::json!({
-                "kind": "tensor_data",
-                "named_tensors": named,
-                "segments": segments,
-            });
-            (
-                value,
-                format!("tensor data, {named} named tensor(s), {segments} segment(s)"),
-            )
-        }
+        _ => format!(
+            "tensor data, {} named tensor(s), {} segment(s)",
+            count("named_tensors"),
+            count("segments")
+        ),
     };
     let size = bytes.len() as u64;
     let mut value = with_file(&display_name(path), value);

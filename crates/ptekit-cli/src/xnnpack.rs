@@ -1,16 +1,14 @@
 //! XNNPACK payloads in the CLI: the text section of each XNNPACK delegate in
-//! `inspect`, the deep payload check of `verify`, and
-//! `ptekit xnnpack dump`.
+//! `inspect` and `ptekit xnnpack dump` (the deep payload check of `verify` is
+//! `ptekit_format::inspect::verify`).
 
 use std::fmt::Write as _;
 use std::path::Path;
 
 use ptekit_flatbuffers::Limits;
 use ptekit_format::inspect::XnnpackEntry;
-use ptekit_format::pte::PteFile;
 use ptekit_format::xnnpack::{
-    self, check_payload, decode_payload, delegate_payloads, is_xnnpack_payload, payload_json,
-    render_summary, NamedSizes,
+    decode_payload, delegate_payloads, is_xnnpack_payload, payload_json, render_summary,
 };
 use serde_json::{json, Value};
 
@@ -36,28 +34,6 @@ pub fn render_entries(entries: &[XnnpackEntry], text: &mut String) {
             }
         }
     }
-}
-
-/// Checks every XNNPACK payload of `file` deeply (header, flatbuffer, cross-references,
-/// named keys against the program's named data and `ptd`). Returns the number checked.
-pub fn verify_payloads(
-    path: &Path,
-    file: &PteFile<'_>,
-    ptd: Option<&ptekit_format::flat_tensor::FlatTensorFile<'_>>,
-) -> Result<usize, CliError> {
-    let named = NamedSizes::new(file, ptd);
-    let payloads = delegate_payloads(file);
-    for d in &payloads {
-        check_payload(d, &named, &Limits::default()).map_err(|e| CliError::Invalid {
-            path: path.to_path_buf(),
-            message: if ptd.is_none() && matches!(e.kind(), xnnpack::XnnpackErrorKind::NamedKey) {
-                format!("{e} (pass the program's .ptd with --data)")
-            } else {
-                e.to_string()
-            },
-        })?;
-    }
-    Ok(payloads.len())
 }
 
 /// `ptekit xnnpack dump FILE [--delegate N]`: one payload as lossless JSON. `FILE` is a

@@ -273,3 +273,95 @@ impl Inspection {
 pub fn inspect_json(bytes: &[u8]) -> Result<Value, InspectError> {
     inspect(bytes).map(|i| i.to_json())
 }
+
+/// Why [`verify`] refused a file.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    /// The file does not parse (kind, header, flatbuffer, segments, references).
+    #[error(transparent)]
+    Read(#[from] InspectError),
+    /// The program parses but its tables do not agree (the first problem
+    /// [`validate`](crate::program::validate()) found, and how many more).
+    #[error("{first}{}", if *.more > 0 { format!(" (and {} more)", .more) } else { String::new() })]
+    Invalid {
+        /// The first problem.
+        first: crate::program::Issue,
+        /// How many more there are.
+        more: usize,
+    },
+    /// An XNNPACK payload is malformed or refers to what does not exist.
+    #[error("{error}{}", if *.without_data { " (pass the program's .ptd with --data)" } else { "" })]
+    Xnnpack {
+        /// What is wrong, where.
+        error: xnnpack::XnnpackError,
+        /// A named key was not found and no `.ptd` was given.
+        without_data: bool,
+    },
+}
+
+fn validated(program: &crate::program::Program<'_>) -> Result<(), VerifyError> {
+    let mut issues = crate::program::validate(program);
+    if issues.is_empty() {
+        return Ok(());
+    }
+    let more = issues.len() - 1;
+    Err(VerifyError::Invalid {
+        first: issues.swap_remove(0),
+        more,
+    })
+}
+
+/// What `ptekit verify` checks, for one file of any kind: it parses through the verified
+/// readers, a program's tables must agree ([`validate`](crate::program::validate())),
+/// and every XNNPACK payload must decode and refer only to values, constants and named
+/// data that exist (named keys looked up in the program, then in `ptd`). Returns what was
+/// checked: `kind` and counts (`methods`, `segments`, `xnnpack_payloads`; `test_suites`;
+/// `named_tensors`).
+pub fn verify(bytes: &[u8], ptd: Option<&FlatTensorFile<'_>>) -> Result<Value, VerifyError> {
+    let options = ReadOptions::default();
+    let read = |e: InspectError| VerifyError::Read(e);
+    match detect(bytes).map_err(|id| read(InspectError::UnknownKind(id)))? {
+        Kind::Program => {
+            let file = PteFile::parse(bytes, &options).map_err(|e| read(e.into()))?;
+            validated(file.program())?;
+            let named = NamedSizes::new(&file, ptd);
+            let payloads = delegate_payloads(&file);
+            for d in &payloads {
+                xnnpack::check_payload(d, &named, &Limits::default()).map_err(|error| {
+                    VerifyError::Xnnpack {
+                        without_data: ptd.is_none()
+                            && matches!(error.kind(), xnnpack::XnnpackErrorKind::NamedKey),
+                        error,
+                    }
+                })?;
+            }
+            Ok(json!({
+                "kind": "program",
+                "identifier": String::from_utf8_lossy(&file.file_identifier()),
+                "methods": file.program().execution_plan.as_ref().map_or(0, Vec::len),
+                "segments": file.segments().len(),
+                "xnnpack_payloads": payloads.len(),
+            }))
+        }
+        Kind::Bundled => {
+            let file = BundledFile::parse(bytes, &options.limits).map_err(|e| read(e.into()))?;
+            let program = file.program_file(&options).map_err(|e| read(e.into()))?;
+            validated(program.program())?;
+            let suites = file
+                .bundled()
+                .method_test_suites
+                .as_ref()
+                .map_or(0, Vec::len);
+            Ok(json!({"kind": "bundled_program", "test_suites": suites}))
+        }
+        Kind::TensorData => {
+            let file = FlatTensorFile::parse(bytes, &flat_tensor::ReadOptions::default())
+                .map_err(|e| read(e.into()))?;
+            Ok(json!({
+                "kind": "tensor_data",
+                "named_tensors": file.flat_tensor().named_data.as_ref().map_or(0, Vec::len),
+                "segments": file.segments().len(),
+            }))
+        }
+    }
+}

@@ -19,6 +19,7 @@ produce the same bytes, implemented in Rust:
 Without torch or executorch (only NumPy, for arrays):
 
 - :func:`inspect` returns what ``ptekit inspect --json`` prints, as dicts and lists;
+- :func:`verify` checks a file as ``ptekit verify`` does;
 - :class:`safe_open` reads the tensors of a ``.ptd`` file and the constants and named
   data of a ``.pte`` program as NumPy arrays, in place (safetensors-style).
 
@@ -44,6 +45,7 @@ __all__ = [
     "__version__",
     "inspect",
     "safe_open",
+    "verify",
     "FlatTensorBinary",
     "FlatTensorSerializer",
     "PteBinary",
@@ -79,6 +81,31 @@ def inspect(data: Union[bytes, bytearray, memoryview, str, "os.PathLike[str]"], 
     import json
 
     return json.loads(_native.inspect_json(data, top))
+
+
+def verify(
+    data: Union[bytes, bytearray, memoryview, str, "os.PathLike[str]"],
+    ptd: Union[None, bytes, bytearray, memoryview, str, "os.PathLike[str]"] = None,
+) -> Dict[str, Any]:
+    """Check a ``.pte``, ``.bpte`` or ``.ptd`` file as ``ptekit verify [--data PTD]`` does.
+
+    Args:
+        data: the file's bytes or a path.
+        ptd: the program's tensor-data file (bytes or path), where named data its XNNPACK
+            payloads use may live.
+
+    Returns:
+        What was checked: ``{"kind": "program", "identifier": "ET12", "methods": 1,
+        "segments": 2, "xnnpack_payloads": 0}`` (``"test_suites"`` for a bundled program,
+        ``"named_tensors"`` and ``"segments"`` for a ``.ptd``).
+
+    Raises:
+        PteError: the file is invalid; the message names the offset or field path.
+        OSError: a path cannot be read.
+    """
+    import json
+
+    return json.loads(_native.verify_json(data, ptd))
 
 
 def safe_open(path: Union[str, "os.PathLike[str]"], framework: str = "np", device: str = "cpu") -> Any:
