@@ -7,6 +7,7 @@ save / bundled-program serialize + write). Runs alternate reference and ptekit
 (A B A B ...); the medians are reported. Cases:
 
   mlp        a float32 MLP of about SIZE MiB of weights (8 square Linear layers), .pte
+  ptd        the same with its weights in a .ptd file (external_constants=True): .pte + .ptd
   xnnpack    the same lowered to XNNPACK, .pte
   bundled    the same as a bundled program (.bpte) with 3 test cases, written the
              reference's way (serialize_from_bundled_program_to_flatbuffer -> bytes -> write)
@@ -42,7 +43,7 @@ import tempfile
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-CASES = ("mlp", "xnnpack", "bundled", "bundled-stream", "transformer")
+CASES = ("mlp", "ptd", "xnnpack", "bundled", "bundled-stream", "transformer")
 MIB = 1 << 20
 
 
@@ -86,7 +87,7 @@ def child(case, mode, size_mib, out_path):
 
     sys.path.insert(0, str(ROOT / "scripts"))
     from make_fixtures import LiteBlock, Mlp, Transformer  # noqa: E402
-    from executorch.exir import EdgeCompileConfig, to_edge_transform_and_lower
+    from executorch.exir import EdgeCompileConfig, ExecutorchBackendConfig, to_edge_transform_and_lower
 
     if mode == "ptekit":
         result["ptekit_modules"] = sorted(m for m in set(sys.modules) - before if m.startswith("ptekit"))
@@ -123,7 +124,8 @@ def child(case, mode, size_mib, out_path):
     edge = to_edge_transform_and_lower(
         ep, partitioner=partitioner, compile_config=EdgeCompileConfig(_check_ir_validity=False)
     )
-    manager = edge.to_executorch()
+    config = ExecutorchBackendConfig(external_constants=case == "ptd")
+    manager = edge.to_executorch(config)
     if case in ("bundled", "bundled-stream"):
         from executorch.devtools import BundledProgram
         from executorch.devtools.bundled_program.serialize import (
@@ -140,16 +142,25 @@ def child(case, mode, size_mib, out_path):
             del data
     else:
         manager.save(out_path)
+        if case == "ptd":
+            manager.write_tensor_data_to_file(os.path.dirname(out_path))
     result["export_s"] = time.perf_counter() - t0
     result["export_cpu_s"] = time.process_time() - c0
     result["peak_rss"] = _status("VmHWM")
     result["rss_built"] = rss_built
     result["process_s"] = time.perf_counter() - t_process
-    result["size"] = os.path.getsize(out_path)
+    folder = os.path.dirname(out_path)
+    result["size"] = sum(os.path.getsize(os.path.join(folder, n)) for n in os.listdir(folder))
     print(json.dumps(result))
 
 
 def run_one(case, mode, size_mib, out_path):
+    """Runs one export in a fresh process; the files it writes (the artifact, and for
+    `ptd` the .ptd next to it) go to a folder of their own, hashed together, removed."""
+    folder = out_path + ".d"
+    os.mkdir(folder)
+    # The same name in both modes: the names are hashed with the contents.
+    out_path = os.path.join(folder, "model" + os.path.splitext(out_path)[1])
     env = dict(os.environ)
     proc = subprocess.run(
         [sys.executable, __file__, "--child", case, mode, str(size_mib), out_path],
@@ -161,11 +172,14 @@ def run_one(case, mode, size_mib, out_path):
         raise SystemExit(f"{case}/{mode} failed:\n{proc.stderr[-3000:]}")
     r = json.loads(proc.stdout.strip().splitlines()[-1])
     h = hashlib.sha256()
-    with open(out_path, "rb") as f:
-        while chunk := f.read(8 * MIB):
-            h.update(chunk)
+    for name in sorted(os.listdir(folder)):
+        h.update(name.encode() + b"\0")
+        with open(os.path.join(folder, name), "rb") as f:
+            while chunk := f.read(8 * MIB):
+                h.update(chunk)
+        os.remove(os.path.join(folder, name))
+    os.rmdir(folder)
     r["sha256"] = h.hexdigest()
-    os.remove(out_path)
     return r
 
 
