@@ -101,8 +101,8 @@ class safe_open:
     Keys: for a ``.ptd`` file, its named tensors; for a ``.pte`` program, every constant
     tensor under its fully qualified name when the program records one, else
     ``"<method>/<value index>"`` (e.g. ``"forward/3"``; stable for a given file), plus the
-    program's named data under their keys (raw bytes: ``uint8`` arrays). Mutable buffers
-    with an initial state are included like constants.
+    program's named data under their keys (raw bytes: ``uint8`` arrays). Memory-planned
+    tensors (mutable buffers, also those with an initial state) are not included.
 
     Arrays are views of a read-only memory map of the file (no copy; the map stays open
     while any array uses it, also after the ``with`` block). A tensor whose ``dim_order``
