@@ -10,7 +10,7 @@ use ptekit_format::error::ContainerError;
 use ptekit_format::flat_tensor::{self, FlatTensorConfig, FlatTensorError, FlatTensorFile};
 use ptekit_format::inspect::{InspectError, Inspection, VerifyError};
 use ptekit_format::mapped::MappedFile;
-use ptekit_format::program::{validate, Program};
+use ptekit_format::program::{validate, IssueKind, Program};
 use ptekit_format::pte::{
     infer_pack_options, plan_exact, relayout, PteError, PteFile, ReadOptions, SerializeOptions,
 };
@@ -293,9 +293,12 @@ pub fn inspect(files: &[PathBuf], options: &InspectOptions<'_>) -> Result<bool, 
 }
 
 /// The first problem [`validate`] finds in `program` (and how many more), as an error
-/// naming `path`.
+/// naming `path`; layouts that only the 1.5.1 runtime refuses
+/// ([`IssueKind::Unsupported`]) are allowed: nothing broken is written, a legacy layout
+/// may be.
 pub(crate) fn check_program(path: &Path, program: &Program<'_>) -> Result<(), CliError> {
-    let issues = validate(program);
+    let mut issues = validate(program);
+    issues.retain(|i| i.kind != IssueKind::Unsupported);
     if let Some(first) = issues.first() {
         let more = match issues.len() {
             1 => String::new(),
@@ -368,10 +371,12 @@ fn verify_one(path: &Path, ptd: Option<&FlatTensorFile<'_>>) -> Result<(Value, S
 pub fn verify(files: &[PathBuf], data: Option<&Path>, json: bool) -> Result<bool, CliError> {
     let data_input = data.map(open_data).transpose()?;
     let ptd = match (&data_input, data) {
-        (Some(input), Some(path)) => Some(
-            FlatTensorFile::parse(input.bytes(), &flat_tensor::ReadOptions::default())
-                .map_err(ptd_err(path))?,
-        ),
+        (Some(input), Some(path)) => {
+            let ptd = FlatTensorFile::parse(input.bytes(), &flat_tensor::ReadOptions::default())
+                .map_err(ptd_err(path))?;
+            flat_tensor::verify(&ptd).map_err(ptd_err(path))?;
+            Some(ptd)
+        }
         _ => None,
     };
     let mut all_ok = true;
@@ -437,6 +442,8 @@ pub fn rewrite(args: &RewriteArgs) -> Result<(), CliError> {
             }
             let file = FlatTensorFile::parse(bytes, &flat_tensor::ReadOptions::default())
                 .map_err(ptd_err(input))?;
+            // Nothing is written that `verify` would refuse.
+            flat_tensor::verify(&file).map_err(ptd_err(input))?;
             let plan = match args.segment_alignment {
                 None => flat_tensor::plan_exact(&file),
                 Some(segment_alignment) => {
@@ -459,6 +466,8 @@ pub fn rewrite(args: &RewriteArgs) -> Result<(), CliError> {
         }
     }
     let file = parse_program(&map).map_err(pte_err(input))?;
+    // Nothing broken is written (a layout the runtime refuses may be kept, or upgraded).
+    file.verify_consistency().map_err(pte_err(input))?;
     let plan = if relaying {
         // Options not given keep what the input used where that can be told from it.
         let inferred = infer_pack_options(&file).map_err(pte_err(input))?;

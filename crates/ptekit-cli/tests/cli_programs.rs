@@ -106,6 +106,16 @@ fn inspect_text_names_methods_and_segments() {
 fn verify_accepts_every_real_program() {
     for path in program_files() {
         let out = run(&["verify", path.to_str().unwrap()]);
+        if path.ends_with("legacy_inline_constants.pte") {
+            // Written by an older exporter; the 1.5.1 runtime refuses its inline
+            // constants (tests/python/test_verify_vs_runtime.py), and so does verify.
+            assert!(
+                String::from_utf8_lossy(&out.stderr).contains("constant_buffer (file offset"),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            continue;
+        }
         assert!(
             out.status.success(),
             "{}: {}",

@@ -472,6 +472,26 @@ impl<'v, 'buf> Table<'v, 'buf> {
         Ok(Some(pos))
     }
 
+    /// The absolute position of `field` inside the table (`None` when absent), for
+    /// pointing at a field that a later check found wrong.
+    pub fn field_position(&self, field: usize) -> Result<Option<usize>> {
+        self.field_pos(field, 0, 1)
+    }
+
+    /// The absolute position of the first element and the length of the vector in
+    /// `field` (`None` when absent), elements of `elem_size` bytes, checked like the
+    /// typed vector accessors.
+    pub fn vector_position(
+        &self,
+        field: usize,
+        elem_size: usize,
+    ) -> Result<Option<(usize, usize)>> {
+        match self.offset_field(field)? {
+            None => Ok(None),
+            Some(pos) => self.v.vector_at(pos, elem_size, elem_size).map(Some),
+        }
+    }
+
     /// Whether `field` is present (has a non-zero vtable entry).
     pub fn has_field(&self, field: usize) -> Result<bool> {
         Ok(self.field_pos(field, 0, 1)?.is_some())

@@ -280,15 +280,6 @@ pub enum VerifyError {
     /// The file does not parse (kind, header, flatbuffer, segments, references).
     #[error(transparent)]
     Read(#[from] InspectError),
-    /// The program parses but its tables do not agree (the first problem
-    /// [`validate`](crate::program::validate()) found, and how many more).
-    #[error("{first}{}", if *.more > 0 { format!(" (and {} more)", .more) } else { String::new() })]
-    Invalid {
-        /// The first problem.
-        first: crate::program::Issue,
-        /// How many more there are.
-        more: usize,
-    },
     /// An XNNPACK payload is malformed or refers to what does not exist.
     #[error("{error}{}", if *.without_data { " (pass the program's .ptd with --data)" } else { "" })]
     Xnnpack {
@@ -297,18 +288,6 @@ pub enum VerifyError {
         /// A named key was not found and no `.ptd` was given.
         without_data: bool,
     },
-}
-
-fn validated(program: &crate::program::Program<'_>) -> Result<(), VerifyError> {
-    let mut issues = crate::program::validate(program);
-    if issues.is_empty() {
-        return Ok(());
-    }
-    let more = issues.len() - 1;
-    Err(VerifyError::Invalid {
-        first: issues.swap_remove(0),
-        more,
-    })
 }
 
 /// What `ptekit verify` checks, for one file of any kind: it parses through the verified
@@ -323,7 +302,10 @@ pub fn verify(bytes: &[u8], ptd: Option<&FlatTensorFile<'_>>) -> Result<Value, V
     match detect(bytes).map_err(|id| read(InspectError::UnknownKind(id)))? {
         Kind::Program => {
             let file = PteFile::parse(bytes, &options).map_err(|e| read(e.into()))?;
-            validated(file.program())?;
+            file.verify().map_err(|e| read(e.into()))?;
+            if let Some(ptd) = ptd {
+                file.verify_external(ptd).map_err(|e| read(e.into()))?;
+            }
             let named = NamedSizes::new(&file, ptd);
             let payloads = delegate_payloads(&file);
             for d in &payloads {
@@ -345,8 +327,7 @@ pub fn verify(bytes: &[u8], ptd: Option<&FlatTensorFile<'_>>) -> Result<Value, V
         }
         Kind::Bundled => {
             let file = BundledFile::parse(bytes, &options.limits).map_err(|e| read(e.into()))?;
-            let program = file.program_file(&options).map_err(|e| read(e.into()))?;
-            validated(program.program())?;
+            bundled::verify(&file, &options).map_err(|e| read(e.into()))?;
             let suites = file
                 .bundled()
                 .method_test_suites
@@ -357,6 +338,7 @@ pub fn verify(bytes: &[u8], ptd: Option<&FlatTensorFile<'_>>) -> Result<Value, V
         Kind::TensorData => {
             let file = FlatTensorFile::parse(bytes, &flat_tensor::ReadOptions::default())
                 .map_err(|e| read(e.into()))?;
+            flat_tensor::verify(&file).map_err(|e| read(e.into()))?;
             Ok(json!({
                 "kind": "tensor_data",
                 "named_tensors": file.flat_tensor().named_data.as_ref().map_or(0, Vec::len),

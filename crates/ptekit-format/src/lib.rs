@@ -35,6 +35,7 @@ pub mod inspect;
 mod json_text;
 pub mod mapped;
 pub mod npz;
+mod overlap;
 pub mod program;
 pub mod pte;
 pub mod tensors;

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 
 use ptekit_flatbuffers::Limits;
 use ptekit_format::program::{
-    decode_program, file_identifier, pack_program, validate, InstructionArguments, KernelTypes,
-    PackOptions, Program,
+    decode_program, file_identifier, pack_program, validate, InstructionArguments, IssueKind,
+    KernelTypes, PackOptions, Program,
 };
 use serde_json::Value;
 
@@ -122,7 +122,16 @@ fn corpus_repacks_byte_for_byte() {
             expected
         );
 
-        let issues = validate(&program);
+        let mut issues = validate(&program);
+        if name.contains("legacy_inline_constants") {
+            // The 1.5.1 runtime refuses the inline constant layout (tested in
+            // tests/python/test_verify_vs_runtime.py); it is the only issue.
+            assert!(
+                issues.len() == 1 && issues[0].kind == IssueKind::Unsupported,
+                "{issues:#?}"
+            );
+            issues.clear();
+        }
         assert!(
             issues.is_empty(),
             "{name}: unexpected validation issues: {issues:#?}"

@@ -316,21 +316,9 @@ fn bad_references_are_reported() {
     exercise(&b);
 }
 
-/// Deterministic xorshift, to corrupt files reproducibly without extra dependencies.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
 #[test]
 fn random_corruption_never_panics() {
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut rng = support::Rng(0x9e37_79b9_7f4a_7c15);
     for name in [
         "mlp.pte",
         "mlp_xnnpack.pte",
@@ -340,16 +328,16 @@ fn random_corruption_never_panics() {
         let bytes = support::corpus_file(name);
         for _ in 0..1500 {
             let mut b = bytes.clone();
-            let flips = 1 + rng.next() % 4;
+            let flips = 1 + rng.next_u64() % 4;
             for _ in 0..flips {
                 // Half of the corruptions hit the header and the first tables.
-                let limit = if rng.next() % 2 == 0 {
+                let limit = if rng.next_u64() % 2 == 0 {
                     256.min(b.len())
                 } else {
                     b.len()
                 };
-                let at = (rng.next() % limit as u64) as usize;
-                b[at] = rng.next() as u8;
+                let at = (rng.next_u64() % limit as u64) as usize;
+                b[at] = rng.next_u64() as u8;
             }
             exercise(&b);
         }

@@ -101,3 +101,21 @@ pub fn assert_same_bytes(path: &Path, out: &[u8], expected: &[u8]) {
 fn corpus_is_present() {
     assert!(corpus_ptes().iter().any(|p| p.ends_with("mlp.pte")));
 }
+
+/// Deterministic xorshift, to corrupt files reproducibly without extra dependencies.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// A number below `n`.
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+}

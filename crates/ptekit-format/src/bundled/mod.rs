@@ -23,6 +23,7 @@ mod make;
 pub mod model;
 mod pack;
 mod summary;
+mod verify;
 
 use std::borrow::Cow;
 
@@ -45,6 +46,7 @@ pub use pack::{
 pub use summary::{
     render_summary, summary, BundledSummary, TestCaseSummary, TestSuiteSummary, ValueSummary,
 };
+pub use verify::verify;
 
 /// The file identifier of bundled programs (`file_identifier "BP08"`).
 pub const BUNDLED_FILE_IDENTIFIER: [u8; 4] = *b"BP08";
@@ -174,10 +176,16 @@ pub fn extract_program<'a>(
     file.program_bytes()
 }
 
-/// Exact rewrite: decodes `bpte` into the model and packs it again. For every file the
-/// reference writes the result is byte-identical to the input; for any verified input
-/// it holds the same model.
+/// Exact rewrite: decodes `bpte`, [verifies](verify()) it (embedded program and test
+/// cases: nothing is written that `ptekit verify` would refuse) and packs the model
+/// again. For every file the reference writes the result is byte-identical to the
+/// input; for any verified input it holds the same model.
 pub fn rewrite(bpte: &[u8], limits: &Limits) -> Result<Vec<u8>, BundledError> {
-    let bp = decode_bundled(bpte, limits)?;
-    Ok(pack_bundled(&bp)?)
+    let file = BundledFile::parse(bpte, limits)?;
+    let options = ReadOptions {
+        limits: *limits,
+        ..ReadOptions::default()
+    };
+    verify(&file, &options)?;
+    Ok(pack_bundled(file.bundled())?)
 }

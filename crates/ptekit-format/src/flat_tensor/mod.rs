@@ -33,6 +33,7 @@
 mod codec;
 pub mod model;
 mod summary;
+mod verify;
 
 use std::borrow::Cow;
 
@@ -40,6 +41,7 @@ use ptekit_flatbuffers::{BuildError, Limits};
 
 use crate::align::{align_up, lcm};
 use crate::error::{ContainerError, HeaderReason, LayoutReason};
+use crate::overlap::{check_no_overlap, Span};
 use crate::program::DecodeError;
 use crate::write::{len64, Pieces};
 pub use crate::write::{Piece, PlannedFile};
@@ -47,6 +49,7 @@ pub use crate::write::{Piece, PlannedFile};
 pub use codec::{decode_flat_tensor, is_ft_identifier, pack_flat_tensor};
 pub use model::*;
 pub use summary::{render_summary, summary, FlatTensorSummary, NamedTensorSummary, SegmentSummary};
+pub use verify::verify;
 
 /// The identifier the reference writes (`file_identifier "FT01"`).
 pub const FLAT_TENSOR_FILE_IDENTIFIER: [u8; 4] = *b"FT01";
@@ -345,6 +348,12 @@ impl<'a> FlatTensorFile<'a> {
                 data,
             });
         }
+        let spans = segments.iter().enumerate().map(|(index, s)| Span {
+            start: s.file_offset,
+            end: s.file_offset.saturating_add(s.size),
+            index,
+        });
+        check_no_overlap(spans)?;
         for (i, n) in flat_tensor
             .named_data
             .as_deref()

@@ -19,4 +19,6 @@ pub use json::{read_program_json, write_program_json, DataFrom, JsonError, JsonP
 pub use model::*;
 pub use pack::{max_alignment, pack_program, PackError, PackOptions};
 pub mod validate;
-pub use validate::{validate, Issue, IssueKind};
+pub use validate::{check_tensor_layout, validate, Issue, IssueKind, LayoutIssue, MAX_TENSOR_RANK};
+pub mod locate;
+pub use locate::locate;

@@ -11,7 +11,7 @@
 
 use std::fmt;
 
-use super::enums::{DataLocation, TensorDataLocation, TensorShapeDynamism};
+use super::enums::{DataLocation, ScalarType, TensorDataLocation, TensorShapeDynamism};
 use super::model::*;
 
 /// The category of an [`Issue`].
@@ -23,6 +23,8 @@ pub enum IssueKind {
     IndexOutOfRange,
     /// Fields contradict each other (e.g. data both inline and in a segment).
     Inconsistent,
+    /// Well-formed, but the reference runtime (executorch 1.5.1) refuses it when loading.
+    Unsupported,
 }
 
 /// One semantic problem, located by a field path like `execution_plan[0].values[3]`.
@@ -34,6 +36,9 @@ pub struct Issue {
     pub path: String,
     /// Human-readable description.
     pub message: String,
+    /// Byte offset of the table or field in the file, when known (set by
+    /// [`PteFile::validate`](crate::pte::PteFile::validate) with [`locate`](super::locate)).
+    pub offset: Option<u64>,
 }
 
 impl fmt::Display for IssueKind {
@@ -42,13 +47,21 @@ impl fmt::Display for IssueKind {
             IssueKind::UnknownEnumValue => "unknown enum value",
             IssueKind::IndexOutOfRange => "index out of range",
             IssueKind::Inconsistent => "inconsistent",
+            IssueKind::Unsupported => "not supported by the runtime",
         })
     }
 }
 
 impl fmt::Display for Issue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}: {}", self.path, self.kind, self.message)
+        match self.offset {
+            Some(at) => write!(
+                f,
+                "{} (file offset 0x{at:x}): {}: {}",
+                self.path, self.kind, self.message
+            ),
+            None => write!(f, "{}: {}: {}", self.path, self.kind, self.message),
+        }
     }
 }
 
@@ -80,12 +93,143 @@ fn in_range_u32(index: u32, len: usize) -> bool {
     usize::try_from(index).is_ok_and(|i| i < len)
 }
 
+/// Most dimensions the runtime's tensors have (`kTensorDimensionLimit`).
+pub const MAX_TENSOR_RANK: usize = 16;
+
+/// A problem [`check_tensor_layout`] found: the field (relative to the tensor, e.g.
+/// `sizes[2]`) and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayoutIssue {
+    /// Category.
+    pub kind: IssueKind,
+    /// Field relative to the tensor: `scalar_type`, `sizes`, `sizes[i]` or `dim_order`.
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Checks a tensor's element type, sizes and dimension order the way the reference
+/// runtime does before it makes a tensor of them (program tensors, bundled test tensors
+/// and `.ptd` tensor layouts alike): a declared `ScalarType`; sizes and dim order
+/// present, of equal length, at most [`MAX_TENSOR_RANK`] dimensions; no negative size;
+/// the dim order a permutation of the dimensions; the byte size computable without
+/// overflow. Returns the size in bytes, or `None` for a declared type whose element size
+/// is not known here (complex and sub-byte bit types).
+pub fn check_tensor_layout(
+    scalar_type: ScalarType,
+    sizes: Option<&[i32]>,
+    dim_order: Option<&[u8]>,
+) -> Result<Option<u64>, LayoutIssue> {
+    let issue = |kind, field: String, message: String| LayoutIssue {
+        kind,
+        field,
+        message,
+    };
+    if !scalar_type.is_known() {
+        return Err(issue(
+            IssueKind::UnknownEnumValue,
+            "scalar_type".into(),
+            format!("unknown ScalarType value {}", scalar_type.0),
+        ));
+    }
+    let Some(sizes) = sizes else {
+        return Err(issue(
+            IssueKind::Inconsistent,
+            "sizes".into(),
+            "missing".into(),
+        ));
+    };
+    if sizes.len() > MAX_TENSOR_RANK {
+        return Err(issue(
+            IssueKind::Unsupported,
+            "sizes".into(),
+            format!("{} dimensions (at most {MAX_TENSOR_RANK})", sizes.len()),
+        ));
+    }
+    if let Some((d, s)) = sizes.iter().enumerate().find(|(_, s)| **s < 0) {
+        return Err(issue(
+            IssueKind::Inconsistent,
+            format!("sizes[{d}]"),
+            format!("negative size {s}"),
+        ));
+    }
+    let Some(order) = dim_order else {
+        return Err(issue(
+            IssueKind::Inconsistent,
+            "dim_order".into(),
+            "missing".into(),
+        ));
+    };
+    let mut seen = [false; MAX_TENSOR_RANK];
+    let permutation = order.len() == sizes.len()
+        && order.iter().all(|&d| {
+            let d = usize::from(d);
+            d < sizes.len() && seen.get_mut(d).is_some_and(|s| !std::mem::replace(s, true))
+        });
+    if !permutation {
+        return Err(issue(
+            IssueKind::Inconsistent,
+            "dim_order".into(),
+            format!(
+                "{order:?} is not a permutation of the {} dimensions",
+                sizes.len()
+            ),
+        ));
+    }
+    let numel = sizes
+        .iter()
+        .try_fold(1u64, |acc, &d| acc.checked_mul(u64::try_from(d).ok()?));
+    let nbytes = match scalar_type.element_size() {
+        None => return Ok(None),
+        Some(e) => numel.and_then(|n| n.checked_mul(u64::try_from(e).ok()?)),
+    };
+    match nbytes.filter(|n| i64::try_from(*n).is_ok()) {
+        Some(n) => Ok(Some(n)),
+        None => Err(issue(
+            IssueKind::Inconsistent,
+            "sizes".into(),
+            format!("{sizes:?} elements of {scalar_type} overflow the byte size"),
+        )),
+    }
+}
+
 impl<'p> Validator<'p, '_> {
+    /// Bytes of tensor data available from entry `idx` of where the tensor's data index
+    /// points to the end of its buffer or segment (`None` when that place does not
+    /// exist; that is reported elsewhere).
+    fn data_available(&self, t: &Tensor, idx: u32) -> Option<u64> {
+        let p = self.program;
+        let i = usize::try_from(idx).ok()?;
+        let in_segment = |s: &SubsegmentOffsets| -> Option<u64> {
+            let offset = *s.offsets.as_ref()?.get(i)?;
+            let segment = self
+                .segments()
+                .get(usize::try_from(s.segment_index).ok()?)?;
+            segment.size.checked_sub(offset)
+        };
+        match (&t.allocation_info, &t.extra_tensor_info) {
+            (None, _) if len_of(&p.constant_buffer) > 0 => {
+                let storage = p.constant_buffer.as_ref()?.get(i)?.storage.as_ref()?;
+                u64::try_from(storage.len()).ok()
+            }
+            (None, _) => in_segment(p.constant_segment.as_ref()?),
+            (Some(_), x) => {
+                let m = x.as_ref().map_or(0, |x| x.mutable_data_segments_idx);
+                in_segment(
+                    p.mutable_data_segments
+                        .as_ref()?
+                        .get(usize::try_from(m).ok()?)?,
+                )
+            }
+        }
+    }
+
     fn push(&mut self, kind: IssueKind, path: impl Into<String>, message: impl Into<String>) {
         self.issues.push(Issue {
             kind,
             path: path.into(),
             message: message.into(),
+            offset: None,
         });
     }
 
@@ -125,6 +269,17 @@ impl<'p> Validator<'p, '_> {
                 format!(
                     "both constant_buffer ({inline_constants} entries) and \
                      constant_segment.offsets ({segment_constants}) are non-empty"
+                ),
+            );
+        }
+        if inline_constants > 0 {
+            self.push(
+                IssueKind::Unsupported,
+                "constant_buffer",
+                format!(
+                    "{inline_constants} constants in the deprecated inline constant_buffer \
+                     (the runtime is built without it; `ptekit rewrite --upgrade` moves \
+                     them to a constant segment)"
                 ),
             );
         }
@@ -199,10 +354,43 @@ impl<'p> Validator<'p, '_> {
         value_list(self, format!("{path}.outputs"), &plan.outputs);
         for (i, v) in plan.values.iter().flatten().enumerate() {
             let vpath = format!("{path}.values[{i}].val");
+            // The runtime refuses lists and strings without their vector.
+            let missing = match &v.val {
+                Some(KernelTypes::IntList(l)) => l.items.is_none().then_some("IntList.items"),
+                Some(KernelTypes::DoubleList(l)) => l.items.is_none().then_some("DoubleList.items"),
+                Some(KernelTypes::BoolList(l)) => l.items.is_none().then_some("BoolList.items"),
+                Some(KernelTypes::TensorList(l)) => l.items.is_none().then_some("TensorList.items"),
+                Some(KernelTypes::OptionalTensorList(l)) => {
+                    l.items.is_none().then_some("OptionalTensorList.items")
+                }
+                Some(KernelTypes::String(s)) => {
+                    s.string_val.is_none().then_some("String.string_val")
+                }
+                _ => None,
+            };
+            if let Some(field) = missing {
+                self.push(
+                    IssueKind::Inconsistent,
+                    format!("{vpath}.{field}"),
+                    "missing (the runtime needs the list or string)",
+                );
+            }
             match &v.val {
                 Some(KernelTypes::Tensor(t)) => self.tensor(&format!("{vpath}.Tensor"), t, plan),
                 Some(KernelTypes::TensorList(l)) => {
                     value_list(self, format!("{vpath}.TensorList.items"), &l.items);
+                }
+                // IntList items are value indices (of the Int values holding the numbers).
+                Some(KernelTypes::IntList(l)) => {
+                    for (j, &idx) in l.items.iter().flatten().enumerate() {
+                        if !usize::try_from(idx).is_ok_and(|i| i < n_values) {
+                            self.push(
+                                IssueKind::IndexOutOfRange,
+                                format!("{vpath}.IntList.items[{j}]"),
+                                format!("value index {idx} of {n_values}"),
+                            );
+                        }
+                    }
                 }
                 Some(KernelTypes::OptionalTensorList(l)) => {
                     for (j, &idx) in l.items.iter().flatten().enumerate() {
@@ -335,8 +523,27 @@ impl<'p> Validator<'p, '_> {
     }
 
     fn tensor(&mut self, path: &str, t: &Tensor, plan: &ExecutionPlan<'_>) {
-        if !t.scalar_type.is_known() {
-            self.unknown_enum(format!("{path}.scalar_type"), "ScalarType", t.scalar_type.0);
+        let nbytes =
+            match check_tensor_layout(t.scalar_type, t.sizes.as_deref(), t.dim_order.as_deref()) {
+                Ok(n) => n,
+                Err(e) => {
+                    self.push(e.kind, format!("{path}.{}", e.field), e.message);
+                    None
+                }
+            };
+        if t.storage_offset != 0 {
+            self.push(
+                IssueKind::Unsupported,
+                format!("{path}.storage_offset"),
+                format!("storage offset {} (only 0 is supported)", t.storage_offset),
+            );
+        }
+        if t.shape_dynamism == TensorShapeDynamism::DYNAMIC_UNBOUND {
+            self.push(
+                IssueKind::Unsupported,
+                format!("{path}.shape_dynamism"),
+                "fully dynamic (DYNAMIC_UNBOUND) shapes",
+            );
         }
         if !t.shape_dynamism.is_known() {
             self.unknown_enum(
@@ -420,6 +627,17 @@ impl<'p> Validator<'p, '_> {
                     format!("{path}.data_buffer_idx"),
                     format!("{what} entry {idx} of {len}"),
                 );
+            } else if let (Some(nbytes), Some(available)) = (nbytes, self.data_available(t, idx)) {
+                if nbytes > available {
+                    self.push(
+                        IssueKind::IndexOutOfRange,
+                        format!("{path}.data_buffer_idx"),
+                        format!(
+                            "the tensor needs {nbytes} bytes, {what} entry {idx} has \
+                             {available} bytes after it"
+                        ),
+                    );
+                }
             }
         }
         if let Some(a) = &t.allocation_info {
@@ -435,14 +653,6 @@ impl<'p> Validator<'p, '_> {
             if t.shape_dynamism == TensorShapeDynamism::DYNAMIC_UNBOUND {
                 return;
             }
-            let nbytes = t.scalar_type.element_size().and_then(|e| {
-                t.sizes
-                    .iter()
-                    .flatten()
-                    .try_fold(u64::try_from(e).ok()?, |acc, &d| {
-                        acc.checked_mul(u64::try_from(d).ok()?)
-                    })
-            });
             let end = nbytes.and_then(|n| a.memory_offset().checked_add(n));
             match (end, u64::try_from(buffer)) {
                 (Some(end), Ok(buffer)) if end <= buffer => {}
@@ -454,13 +664,14 @@ impl<'p> Validator<'p, '_> {
                         a.memory_id
                     ),
                 ),
-                // Unknown element size or negative/overflowing sizes.
+                // Unknown element size or bad sizes (reported above), or an end past
+                // 2^64.
                 (None, _) => {
-                    if t.scalar_type.element_size().is_some() {
+                    if nbytes.is_some() {
                         self.push(
-                            IssueKind::Inconsistent,
-                            format!("{path}.sizes"),
-                            "negative or overflowing tensor size",
+                            IssueKind::IndexOutOfRange,
+                            format!("{path}.allocation_info"),
+                            "memory offset + tensor size overflows",
                         );
                     }
                 }

@@ -3,7 +3,7 @@
 use crate::error::{ContainerError, HeaderReason, LayoutReason};
 use std::fmt;
 
-use crate::program::{DataLocation, DecodeError, PackError};
+use crate::program::{DataLocation, DecodeError, Issue, PackError};
 
 /// Everything that can go wrong reading, restoring, planning or writing a `.pte` file.
 ///
@@ -71,6 +71,15 @@ pub enum PteError {
     /// I/O, size arithmetic or layout (shared with every container).
     #[error(transparent)]
     Container(#[from] ContainerError),
+    /// The program decoded, but a semantic check failed
+    /// ([`PteFile::verify`](super::PteFile::verify)).
+    #[error("{first}{}", if *more > 0 { format!(" (and {more} more)") } else { String::new() })]
+    Invalid {
+        /// The first problem, with its file offset and field path.
+        first: Box<Issue>,
+        /// How many more there are.
+        more: usize,
+    },
 }
 
 impl PteError {

@@ -2,11 +2,16 @@
 
 use ptekit_flatbuffers::Limits;
 
-use crate::program::{decode_program, DataLocation, Program};
+use crate::flat_tensor::FlatTensorFile;
+use crate::program::{
+    decode_program, locate, validate, DataLocation, Issue, IssueKind, KernelTypes, Program,
+    TensorDataLocation,
+};
 
 use super::header::{read_u32_at, ExtendedHeader, HEADER_OFFSET};
 use super::PteError;
-use crate::error::{HeaderReason, LayoutReason};
+use crate::error::{ContainerError, HeaderReason, LayoutReason};
+use crate::overlap::{check_no_overlap, Span};
 use crate::write::{len64, SourceRef};
 
 /// Options of [`PteFile::parse`].
@@ -84,8 +89,9 @@ impl<'a> PteFile<'a> {
             Some(h) => detect_inserted_block(program_bytes, h),
             None => 0,
         };
-        let segments = resolve_segments(bytes, header.as_ref(), &program, options)?;
-        check_references(&program, &segments)?;
+        let segments = resolve_segments(bytes, header.as_ref(), &program, options)
+            .map_err(|e| locate_error(program_bytes, e))?;
+        check_references(&program, &segments).map_err(|e| locate_error(program_bytes, e))?;
         Ok(Self {
             bytes,
             header,
@@ -200,6 +206,135 @@ impl<'a> PteFile<'a> {
     pub fn with_source(mut self, source: SourceRef<'a>) -> Self {
         self.source = Some(source);
         self
+    }
+
+    /// The semantic problems of the program ([`validate`](fn@crate::program::validate)),
+    /// each with the file offset of the table or field it is about.
+    pub fn validate(&self) -> Vec<Issue> {
+        let program_bytes = self.program_bytes();
+        let mut issues = validate(&self.program);
+        for issue in &mut issues {
+            issue.offset = Some(locate(program_bytes, &issue.path).unwrap_or(0));
+        }
+        issues
+    }
+
+    /// Everything `ptekit verify` checks of a program besides its delegate payloads:
+    /// [`PteFile::parse`] did the header, flatbuffer, segments and references; this adds
+    /// [`PteFile::validate`] and fails with the first issue (and how many more there are).
+    pub fn verify(&self) -> Result<(), PteError> {
+        first_issue(self.validate())
+    }
+
+    /// Checks the program's external tensors against the `.ptd` that holds their data,
+    /// as the runtime does when it loads a method with that data: every external
+    /// tensor's fully qualified name is a key of the `.ptd`, whose entry has a tensor
+    /// layout with the tensor's dtype, sizes and dim order. Issues carry the file offset
+    /// of the program's tensor.
+    pub fn verify_external(&self, ptd: &FlatTensorFile<'_>) -> Result<(), PteError> {
+        let named = ptd.flat_tensor().named_data.as_deref().unwrap_or_default();
+        let mut issues = Vec::new();
+        for (p, plan) in self.program.execution_plan.iter().flatten().enumerate() {
+            for (v, value) in plan.values.iter().flatten().enumerate() {
+                let Some(KernelTypes::Tensor(t)) = &value.val else {
+                    continue;
+                };
+                let Some(x) = &t.extra_tensor_info else {
+                    continue;
+                };
+                if x.location != TensorDataLocation::EXTERNAL {
+                    continue;
+                }
+                let path = format!("execution_plan[{p}].values[{v}].val.Tensor");
+                let Some(fqn) = x.fully_qualified_name.as_deref() else {
+                    continue; // validate reports it
+                };
+                let mut issue = |field: &str, kind, message: String| {
+                    issues.push(Issue {
+                        kind,
+                        path: format!("{path}.{field}"),
+                        message,
+                        offset: None,
+                    });
+                };
+                let Some(entry) = named.iter().find(|n| n.key.as_deref() == Some(fqn)) else {
+                    issue(
+                        "extra_tensor_info.fully_qualified_name",
+                        IssueKind::IndexOutOfRange,
+                        format!("external tensor {fqn:?} is not in the .ptd"),
+                    );
+                    continue;
+                };
+                let Some(layout) = &entry.tensor_layout else {
+                    issue(
+                        "extra_tensor_info.fully_qualified_name",
+                        IssueKind::Inconsistent,
+                        format!("the .ptd entry {fqn:?} has no tensor layout"),
+                    );
+                    continue;
+                };
+                if layout.scalar_type != t.scalar_type
+                    || layout.sizes != t.sizes
+                    || layout.dim_order != t.dim_order
+                {
+                    issue(
+                        "sizes",
+                        IssueKind::Inconsistent,
+                        format!(
+                            "{} {:?} (dim order {:?}), but the .ptd entry {fqn:?} is {} {:?} \
+                             (dim order {:?})",
+                            t.scalar_type,
+                            t.sizes.as_deref().unwrap_or_default(),
+                            t.dim_order.as_deref().unwrap_or_default(),
+                            layout.scalar_type,
+                            layout.sizes.as_deref().unwrap_or_default(),
+                            layout.dim_order.as_deref().unwrap_or_default()
+                        ),
+                    );
+                }
+            }
+        }
+        let program_bytes = self.program_bytes();
+        for issue in &mut issues {
+            issue.offset = Some(locate(program_bytes, &issue.path).unwrap_or(0));
+        }
+        first_issue(issues)
+    }
+
+    /// [`PteFile::verify`] without the issues of kind [`IssueKind::Unsupported`]: what
+    /// makes the file wrong for any reader. A rewrite checks this: it may carry a layout
+    /// that the 1.5.1 runtime refuses (or, with `--upgrade`, fix it), never a broken one.
+    pub fn verify_consistency(&self) -> Result<(), PteError> {
+        let mut issues = self.validate();
+        issues.retain(|i| i.kind != IssueKind::Unsupported);
+        first_issue(issues)
+    }
+}
+
+fn first_issue(issues: Vec<Issue>) -> Result<(), PteError> {
+    let mut issues = issues.into_iter();
+    match issues.next() {
+        None => Ok(()),
+        Some(first) => Err(PteError::Invalid {
+            more: issues.len(),
+            first: Box::new(first),
+        }),
+    }
+}
+
+/// Gives a layout error found by the reference checks (which know the field, not where
+/// it is) the file offset of that field.
+fn locate_error(program_bytes: &[u8], e: PteError) -> PteError {
+    match e {
+        PteError::Container(ContainerError::Layout {
+            offset: 0,
+            field,
+            reason,
+        }) => {
+            let offset = locate(program_bytes, &field).unwrap_or(0);
+            PteError::layout(offset, field, reason)
+        }
+        other => other,
     }
 }
 
@@ -327,36 +462,15 @@ fn resolve_segments<'a>(
         });
     }
     if !options.allow_overlapping_segments {
-        let mut ranges: Vec<(u64, u64, usize)> = out
-            .iter()
-            .enumerate()
-            .filter_map(|(i, s)| match s.file_offset {
-                Some(fo) if s.size > 0 => Some((fo, fo.saturating_add(s.size), i)),
-                _ => None,
+        let spans = out.iter().enumerate().filter_map(|(index, s)| {
+            let start = s.file_offset?;
+            Some(Span {
+                start,
+                end: start.saturating_add(s.size),
+                index,
             })
-            .collect();
-        ranges.sort_unstable();
-        // The range reaching furthest so far; any later range starting before its end
-        // overlaps it.
-        let mut furthest: Option<(u64, u64, usize)> = None;
-        for r in ranges {
-            if let Some(p) = furthest {
-                if r.0 < p.1 {
-                    return Err(PteError::layout(
-                        r.0,
-                        format!("segments[{}]", r.2),
-                        LayoutReason::Overlap {
-                            range: (r.0, r.1),
-                            other: p.2,
-                            other_range: (p.0, p.1),
-                        },
-                    ));
-                }
-            }
-            if furthest.is_none_or(|p| r.1 > p.1) {
-                furthest = Some(r);
-            }
-        }
+        });
+        check_no_overlap(spans)?;
     }
     Ok(out)
 }

@@ -1,0 +1,208 @@
+//! What `ptekit verify` checks of a bundled program beyond decoding: the embedded
+//! program (as for a `.pte`), and every test case against the method it tests.
+//!
+//! The reference runtime's bundled-program code (executorch 1.5.1,
+//! `devtools/bundled_program`) trusts the test values: it reads the suites, cases, sizes,
+//! dim order and data without null or bounds checks, makes tensors of them (a negative
+//! size or an unknown dtype aborts the process), copies `numel * itemsize` bytes of test
+//! data, and reads one input per method input and one expected output per method output.
+//! So a `.bpte` passes only when every suite names a method of the program, every case
+//! has exactly the method's inputs (the same kinds, tensors of the same dtype and rank,
+//! each dimension equal to the method's, or at most its bound for a dynamic-shape input)
+//! and its outputs (tensors of the same dtype), and every test tensor is well formed with
+//! enough data.
+
+use super::model::*;
+use super::{BundledError, BundledFile};
+use crate::program::{
+    check_tensor_layout, ExecutionPlan, KernelTypes, Program, TensorShapeDynamism,
+};
+use crate::pte::ReadOptions;
+
+/// Verifies a decoded `.bpte`: the embedded program ([`PteFile::verify`]) and every test
+/// case (see the [module](self) documentation). Returns the first problem.
+///
+/// [`PteFile::verify`]: crate::pte::PteFile::verify
+pub fn verify(file: &BundledFile<'_>, options: &ReadOptions) -> Result<(), BundledError> {
+    let program = file.program_file(options)?;
+    program.verify().map_err(|source| BundledError::Program {
+        offset: file.program_offset().unwrap_or(0),
+        source,
+    })?;
+    check_tests(file, program.program())
+}
+
+fn invalid(field: String, message: impl Into<String>) -> BundledError {
+    BundledError::Invalid {
+        field,
+        message: message.into(),
+    }
+}
+
+fn check_tests(file: &BundledFile<'_>, program: &Program<'_>) -> Result<(), BundledError> {
+    let Some(suites) = &file.bundled().method_test_suites else {
+        return Err(invalid("method_test_suites".into(), "missing"));
+    };
+    let plans = program.execution_plan.as_deref().unwrap_or_default();
+    for (s, suite) in suites.iter().enumerate() {
+        let Some(name) = &suite.method_name else {
+            return Err(invalid(
+                format!("method_test_suites[{s}].method_name"),
+                "missing",
+            ));
+        };
+        let at = format!("method_test_suites[{name}]");
+        let Some(plan) = plans
+            .iter()
+            .find(|p| p.name.as_deref() == Some(name.as_str()))
+        else {
+            return Err(invalid(at, "no method of this name in the program"));
+        };
+        let Some(cases) = &suite.test_cases else {
+            return Err(invalid(format!("{at}.test_cases"), "missing"));
+        };
+        for (c, case) in cases.iter().enumerate() {
+            let at = format!("{at}.test_cases[{c}]");
+            check_values(file, plan, &at, "inputs", case.inputs.as_deref())?;
+            check_values(
+                file,
+                plan,
+                &at,
+                "expected_outputs",
+                case.expected_outputs.as_deref(),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// The program's value at `index` of the method's values.
+fn plan_value<'p>(plan: &'p ExecutionPlan<'_>, index: i32) -> Option<&'p KernelTypes> {
+    let i = usize::try_from(index).ok()?;
+    plan.values.as_ref()?.get(i)?.val.as_ref()
+}
+
+fn check_values(
+    file: &BundledFile<'_>,
+    plan: &ExecutionPlan<'_>,
+    at: &str,
+    list: &str,
+    values: Option<&[Value<'_>]>,
+) -> Result<(), BundledError> {
+    let inputs = list == "inputs";
+    let wanted = if inputs { &plan.inputs } else { &plan.outputs };
+    let wanted = wanted.as_deref().unwrap_or_default();
+    let Some(values) = values else {
+        return Err(invalid(format!("{at}.{list}"), "missing"));
+    };
+    if values.len() != wanted.len() {
+        return Err(invalid(
+            format!("{at}.{list}"),
+            format!(
+                "{} values for a method with {} {}",
+                values.len(),
+                wanted.len(),
+                if inputs { "inputs" } else { "outputs" }
+            ),
+        ));
+    }
+    for (j, (value, &vi)) in values.iter().zip(wanted).enumerate() {
+        let field = format!("{at}.{list}[{j}]");
+        let want = plan_value(plan, vi);
+        let ok = match (&value.val, want) {
+            (Some(ValueUnion::Tensor(t)), Some(KernelTypes::Tensor(w))) => {
+                check_tensor(file, t, &field)?;
+                check_against(t, w, inputs, &field)?;
+                true
+            }
+            // The runtime compares expected outputs only as tensors.
+            (Some(ValueUnion::Int(_)), Some(KernelTypes::Int(_)))
+            | (Some(ValueUnion::Bool(_)), Some(KernelTypes::Bool(_)))
+            | (Some(ValueUnion::Double(_)), Some(KernelTypes::Double(_))) => inputs,
+            _ => false,
+        };
+        if !ok {
+            return Err(invalid(
+                field,
+                format!(
+                    "{} for the method's {} {}",
+                    value.val.as_ref().map_or("no value", ValueUnion::kind_name),
+                    if inputs { "input" } else { "output" },
+                    want.map_or("None", KernelTypes::kind_name)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A test tensor is well formed: known dtype, sizes and dim order as the runtime checks
+/// them, and at least `numel * itemsize` bytes of data.
+fn check_tensor(file: &BundledFile<'_>, t: &Tensor<'_>, field: &str) -> Result<(), BundledError> {
+    let nbytes = check_tensor_layout(t.scalar_type, t.sizes.as_deref(), t.dim_order.as_deref())
+        .map_err(|e| invalid(format!("{field}.Tensor.{}", e.field), e.message))?
+        .ok_or_else(|| {
+            invalid(
+                format!("{field}.Tensor.scalar_type"),
+                format!("{} has no element size for test data", t.scalar_type),
+            )
+        })?;
+    let Some(data) = &t.data else {
+        return Err(invalid(format!("{field}.Tensor.data"), "missing"));
+    };
+    let have = u64::try_from(data.len()).unwrap_or(u64::MAX);
+    if have < nbytes {
+        let at = (data.as_ptr() as usize)
+            .checked_sub(file.bytes().as_ptr() as usize)
+            .map_or(String::new(), |o| format!(" (file offset 0x{o:x})"));
+        return Err(invalid(
+            format!("{field}.Tensor.data"),
+            format!(
+                "{have} bytes{at}, but sizes {:?} need {nbytes}",
+                t.sizes.as_deref().unwrap_or_default()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A test tensor fits the method's tensor: the same dtype, and for inputs the same rank
+/// with each dimension equal to the method's (or at most it, for dynamic shapes), which
+/// is what the runtime's `set_input` accepts.
+fn check_against(
+    t: &Tensor<'_>,
+    want: &crate::program::Tensor,
+    input: bool,
+    field: &str,
+) -> Result<(), BundledError> {
+    if t.scalar_type != want.scalar_type {
+        return Err(invalid(
+            format!("{field}.Tensor.scalar_type"),
+            format!(
+                "{} but the method's tensor is {}",
+                t.scalar_type, want.scalar_type
+            ),
+        ));
+    }
+    if !input {
+        return Ok(());
+    }
+    let got = t.sizes.as_deref().unwrap_or_default();
+    let bound = want.sizes.as_deref().unwrap_or_default();
+    let dynamic = want.shape_dynamism != TensorShapeDynamism::STATIC;
+    let fits = got.len() == bound.len()
+        && got
+            .iter()
+            .zip(bound)
+            .all(|(g, b)| if dynamic { g <= b } else { g == b });
+    if !fits {
+        return Err(invalid(
+            format!("{field}.Tensor.sizes"),
+            format!(
+                "{got:?} does not fit the method's input {bound:?}{}",
+                if dynamic { " (upper bounds)" } else { "" }
+            ),
+        ));
+    }
+    Ok(())
+}
