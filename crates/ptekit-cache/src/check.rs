@@ -3,10 +3,9 @@
 
 use std::path::Path;
 
-use crate::error::CacheError;
+use crate::error::{CacheError, FormatError};
 use crate::format::{DeadReason, SlotState, MAGIC};
 use crate::store::{self, CacheFile, FileOptions};
-use crate::sys::SharedMap;
 use crate::xpwc;
 
 /// The kind of a cache file, told by its magic bytes.
@@ -41,22 +40,40 @@ pub fn file_kind(path: &Path) -> Result<FileKind, CacheError> {
     Ok(FileKind::Unknown)
 }
 
-/// Maps `path` read-only and calls `f` with its bytes (the empty slice for an empty file).
-pub fn with_xpwc<T>(path: &Path, f: impl FnOnce(&[u8]) -> T) -> Result<T, CacheError> {
+/// The most index bytes [`read_xpwc`] reads (an entry is its name plus 24 bytes).
+const MAX_XPWC_INDEX_BYTES: u64 = 256 << 20;
+
+/// Reads and parses an `XPWC` file with `pread` (its footer, then its index; the packed
+/// data is not read). The file is not mapped: one that another process truncates
+/// meanwhile gives an error, never `SIGBUS`.
+pub fn read_xpwc(path: &Path) -> Result<Result<xpwc::XpwcFile, FormatError>, CacheError> {
+    use std::os::unix::fs::FileExt;
     let file = std::fs::File::open(path).map_err(|e| CacheError::io("open", path, e))?;
     let len = file
         .metadata()
         .map_err(|e| CacheError::io("stat", path, e))?
         .len();
-    let len = usize::try_from(len).map_err(|_| CacheError::Invalid("file too large".into()))?;
-    if len == 0 {
-        return Ok(f(&[]));
+    let mut footer = [0u8; xpwc::FOOTER_LEN as usize];
+    let base = match len.checked_sub(xpwc::FOOTER_LEN) {
+        Some(at) if file.read_exact_at(&mut footer, at).is_ok() => xpwc::tail_start(&footer, len),
+        // Too short, or shrunk meanwhile: the parser explains what is missing.
+        _ => len,
+    };
+    if len - base > MAX_XPWC_INDEX_BYTES {
+        return Ok(Err(FormatError::Field {
+            field: "footer.index_start",
+            offset: len.saturating_sub(xpwc::FOOTER_LEN),
+            reason: format!(
+                "an index of {} bytes (more than {MAX_XPWC_INDEX_BYTES}) is not read",
+                len - base
+            ),
+        }));
     }
-    let map = SharedMap::new(&file, len, false).map_err(|e| CacheError::io("mmap", path, e))?;
-    let bytes = map
-        .slice(0, len)
-        .ok_or_else(|| CacheError::Invalid("mapping".into()))?;
-    Ok(f(bytes))
+    let mut tail = vec![0u8; usize::try_from(len - base).unwrap_or(0)];
+    let got =
+        store::read_full_at(&file, &mut tail, base).map_err(|e| CacheError::io("read", path, e))?;
+    tail.truncate(got);
+    Ok(xpwc::parse_tail(&tail, base, len))
 }
 
 /// Opens a `PTKWC` file read-only, without creating it.
@@ -79,7 +96,7 @@ pub fn verify_file(path: &Path) -> Result<serde_json::Value, Vec<String>> {
         Ok(FileKind::Unknown) => Err(vec![
             "neither a ptekit cache file nor an XPWC v2 file".into()
         ]),
-        Ok(FileKind::Xpwc) => match with_xpwc(path, xpwc::parse) {
+        Ok(FileKind::Xpwc) => match read_xpwc(path) {
             Err(e) => Err(vec![e.to_string()]),
             Ok(Err(e)) => Err(vec![e.to_string()]),
             Ok(Ok(x)) => Ok(

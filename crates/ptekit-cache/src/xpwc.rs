@@ -55,31 +55,75 @@ pub struct XpwcFile {
     pub index_bytes: u64,
 }
 
-fn u32_at(b: &[u8], at: u64) -> Option<u32> {
-    let at = usize::try_from(at).ok()?;
-    let s = b.get(at..at.checked_add(4)?)?;
-    let mut a = [0u8; 4];
-    a.copy_from_slice(s);
-    Some(u32::from_le_bytes(a))
+/// The bytes of an `XPWC` file that the reader looks at: all of them, or only the tail
+/// from file offset `base` (the index and the footer are all [`parse`] reads).
+#[derive(Clone, Copy)]
+struct Image<'b> {
+    tail: &'b [u8],
+    base: u64,
+    len: u64,
 }
 
-fn u64_at(b: &[u8], at: u64) -> Option<u64> {
-    let at = usize::try_from(at).ok()?;
-    let s = b.get(at..at.checked_add(8)?)?;
-    let mut a = [0u8; 8];
-    a.copy_from_slice(s);
-    Some(u64::from_le_bytes(a))
+impl<'b> Image<'b> {
+    fn whole(b: &'b [u8]) -> Self {
+        Image {
+            tail: b,
+            base: 0,
+            len: b.len() as u64,
+        }
+    }
+
+    /// `n` bytes at file offset `at`, if they lie in the tail.
+    fn get(&self, at: u64, n: u64) -> Option<&'b [u8]> {
+        let start = usize::try_from(at.checked_sub(self.base)?).ok()?;
+        let end = start.checked_add(usize::try_from(n).ok()?)?;
+        self.tail.get(start..end)
+    }
+}
+
+fn u32_at(b: Image<'_>, at: u64) -> Option<u32> {
+    b.get(at, 4)?.try_into().ok().map(u32::from_le_bytes)
+}
+
+fn u64_at(b: Image<'_>, at: u64) -> Option<u64> {
+    b.get(at, 8)?.try_into().ok().map(u64::from_le_bytes)
 }
 
 /// Whether the bytes end with an `XPWC` footer magic.
 pub fn looks_like_xpwc(b: &[u8]) -> bool {
     let n = b.len() as u64;
-    n >= FOOTER_LEN && u32_at(b, n - 8) == Some(XPWC_MAGIC)
+    n >= FOOTER_LEN && u32_at(Image::whole(b), n - 8) == Some(XPWC_MAGIC)
 }
 
 /// Parses and validates a whole `XPWC` file image.
 pub fn parse(b: &[u8]) -> Result<XpwcFile, FormatError> {
-    let n = b.len() as u64;
+    parse_image(Image::whole(b))
+}
+
+/// [`parse`] from the tail of a file of `file_len` bytes: `tail` holds its bytes from
+/// file offset `base` to the end (the file's index and footer; see [`tail_start`]), so
+/// a file can be read with `pread` instead of mapping it (a file that shrinks meanwhile
+/// gives an error, never `SIGBUS`). A tail that starts after the index is an error
+/// about the index.
+pub fn parse_tail(tail: &[u8], base: u64, file_len: u64) -> Result<XpwcFile, FormatError> {
+    parse_image(Image {
+        tail,
+        base,
+        len: file_len,
+    })
+}
+
+/// Where the tail that [`parse_tail`] needs starts, from the 20-byte `footer` of a file
+/// of `file_len` bytes: the index start (or the footer, if that lies past it).
+pub fn tail_start(footer: &[u8; FOOTER_LEN as usize], file_len: u64) -> u64 {
+    let mut index_start = [0u8; 8];
+    index_start.copy_from_slice(&footer[..8]);
+    let footer_at = file_len.saturating_sub(FOOTER_LEN);
+    u64::from_le_bytes(index_start).min(footer_at)
+}
+
+fn parse_image(b: Image<'_>) -> Result<XpwcFile, FormatError> {
+    let n = b.len;
     if n < FOOTER_LEN {
         return Err(FormatError::Truncated {
             what: "XPWC footer",
@@ -141,11 +185,8 @@ pub fn parse(b: &[u8]) -> Result<XpwcFile, FormatError> {
                 ),
             });
         }
-        let ns = usize::try_from(cur + 4).map_err(|_| trunc("index.name", cur + 4, name_len))?;
-        let ne = usize::try_from(cur + 4 + name_len)
-            .map_err(|_| trunc("index.name", cur + 4, name_len))?;
         let name = String::from_utf8_lossy(
-            b.get(ns..ne)
+            b.get(cur + 4, name_len)
                 .ok_or_else(|| trunc("index.name", cur + 4, name_len))?,
         )
         .into_owned();
@@ -246,4 +287,28 @@ pub fn build(entries: &[(String, Vec<u8>, u32)], orphans: usize) -> Vec<u8> {
     out.extend_from_slice(&XPWC_MAGIC.to_le_bytes());
     out.extend_from_slice(&XPWC_VERSION.to_le_bytes());
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tail_parses_like_the_whole_file() {
+        let img = build(
+            &[("a".into(), vec![1; 5000], 1), ("b".into(), vec![2; 10], 2)],
+            1,
+        );
+        let len = img.len() as u64;
+        let mut footer = [0u8; FOOTER_LEN as usize];
+        footer.copy_from_slice(&img[img.len() - FOOTER_LEN as usize..]);
+        let base = tail_start(&footer, len);
+        let whole = parse(&img).expect("whole");
+        assert_eq!(base, whole.index_start);
+        let tail = &img[usize::try_from(base).expect("base")..];
+        assert_eq!(parse_tail(tail, base, len).expect("tail"), whole);
+        // A tail that starts after the index, or is cut short, is an error.
+        assert!(parse_tail(&tail[1..], base + 1, len).is_err());
+        assert!(parse_tail(&tail[..tail.len() - 1], base, len).is_err());
+    }
 }

@@ -4,10 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
-use ptekit_cache::check::{self, open_read_only, verify_file, with_xpwc, FileKind};
+use ptekit_cache::check::{self, open_read_only, read_xpwc, verify_file, FileKind};
 use ptekit_cache::format::{SlotState, Summary};
 use ptekit_cache::store::{self, FileOptions};
-use ptekit_cache::xpwc;
 
 /// Packed-weight cache files: ptekit's own (`PTKWC`) and the reference
 /// runtime's `XPWC` v2 (inspect, verify, stats).
@@ -107,7 +106,7 @@ fn inspect(path: &Path, json: bool) -> i32 {
             );
             1
         }
-        Ok(FileKind::Xpwc) => match with_xpwc(path, xpwc::parse) {
+        Ok(FileKind::Xpwc) => match read_xpwc(path) {
             Err(e) => fail(e),
             Ok(Err(e)) => {
                 if json {
@@ -331,7 +330,7 @@ fn stats(path: &Path, json: bool) -> i32 {
 }
 
 fn inspect_xpwc_stats(path: &Path, json: bool) -> i32 {
-    match with_xpwc(path, xpwc::parse) {
+    match read_xpwc(path) {
         Err(e) => fail(e),
         Ok(Err(e)) => {
             eprintln!("invalid: {e}");

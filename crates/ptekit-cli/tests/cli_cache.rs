@@ -132,3 +132,83 @@ fn cache_commands_on_closed_stdout() {
         }
     }
 }
+
+/// Runs the read-only cache commands (and `compact` on ptekit files) 50 times each while
+/// another thread keeps truncating and restoring the file: no run may die by a signal
+/// (before, the XPWC reader mapped the file and died with SIGBUS when the index it was
+/// reading was cut off).
+#[test]
+fn cache_commands_survive_truncation() {
+    use std::os::unix::process::ExitStatusExt;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ptk = dir.path().join("c.pwc");
+    make_cache(&ptk);
+    let ptk_image = std::fs::read(&ptk).expect("read");
+    let xp = dir.path().join("ref.xpwc");
+    // 8,000 entries with long names: a 2.2 MB index that takes the parser a while.
+    let entries: Vec<(String, Vec<u8>, u32)> = (0..8000u32)
+        .map(|i| (format!("{i:0>256}"), vec![1; 16], i))
+        .collect();
+    let xp_image = xpwc::build(&entries, 0);
+    for (path, image, commands) in [
+        (
+            &xp,
+            &xp_image,
+            &[
+                &["cache", "verify"][..],
+                &["cache", "inspect", "--json"],
+                &["cache", "stats"],
+            ][..],
+        ),
+        (
+            &ptk,
+            &ptk_image,
+            &[
+                &["cache", "verify"][..],
+                &["cache", "inspect", "--json"],
+                &["cache", "stats"],
+                &["cache", "compact", "--lock-timeout", "5"],
+            ][..],
+        ),
+    ] {
+        std::fs::write(path, image).expect("write");
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                // Cut the file at a varying page in its second half, then restore it.
+                let len = image.len() as u64;
+                let mut page = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    page = (page * 7 + 13) % (len / 2 / 4096).max(1);
+                    let cut = len / 2 + page * 4096;
+                    // compact may have replaced the file: write to whatever is there now.
+                    if let Ok(f) = std::fs::OpenOptions::new().write(true).open(path) {
+                        let _ = f.set_len(cut);
+                        let _ = f.write_all_at(&image[cut as usize..], cut);
+                    }
+                }
+            });
+            for _ in 0..50 {
+                for args in commands {
+                    let mut all: Vec<&std::ffi::OsStr> =
+                        args.iter().map(std::ffi::OsStr::new).collect();
+                    all.push(path.as_os_str());
+                    let out = common::ptekit(&all);
+                    assert_eq!(
+                        out.status.signal(),
+                        None,
+                        "{all:?} died: {}",
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                    assert!(
+                        matches!(out.status.code(), Some(0..=2)),
+                        "{all:?}: {:?}",
+                        out.status
+                    );
+                }
+            }
+            stop.store(true, Ordering::Relaxed);
+        });
+    }
+}
