@@ -204,16 +204,22 @@ def test_top_tensors_against_restored_constants(path):
 
 
 def test_size_breakdown_adds_up_to_the_file_size():
-    files = PROGRAMS + sorted(CORPUS.glob("*.bpte"))
+    """Every corpus file: the parts (not the "of which" ones) add up to the file size, for
+    a bundled program also those of its embedded program to the program's size."""
+    files = PROGRAMS + sorted(CORPUS.glob("*.bpte")) + sorted(CORPUS.glob("*.ptd"))
+    kinds = set()
     for path in files:
         s = inspect_json(path)
-        s = s.get("program", s)
-        b = s["size_breakdown"]
-        parts = [v for k, v in b.items() if not k.startswith("inline_")]
-        size = s["bytes"]
-        assert sum(parts) == size, (path.name, b)
-        if path.suffix == ".pte":
-            assert size == path.stat().st_size
+        kinds.add(s.get("kind", "program"))
+        size = path.stat().st_size
+        summaries = [(s, size)]
+        if s.get("kind") == "bundled_program":
+            summaries.append((s["program"], s["program_size"]))
+        for part, total in summaries:
+            b = part["size_breakdown"]
+            assert sum(v for k, v in b.items() if not k.startswith("inline_")) == total, (
+                path.name, b)
+    assert kinds == {"program", "bundled_program", "tensor_data"}
 
 
 def write_ptd(tmp_path, name, edit):

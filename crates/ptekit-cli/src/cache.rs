@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use ptekit_cache::check::{self, open_read_only, read_xpwc, verify_file, FileKind};
 use ptekit_cache::format::{SlotState, Summary};
 use ptekit_cache::store::{self, FileOptions};
+use ptekit_format::units::{bytes, thousands};
 
 /// Packed-weight cache files: ptekit's own (`PTKWC`) and the reference
 /// runtime's `XPWC` v2 (inspect, verify, stats).
@@ -75,16 +76,20 @@ pub fn run(cmd: CacheCommand) -> i32 {
 }
 
 fn print_summary(s: &Summary) {
-    outln!("file_bytes:        {}", s.file_bytes);
-    outln!("live_entries:      {}", s.live_entries);
-    outln!("live_bytes:        {}", s.live_bytes);
-    outln!("dead_bytes:        {}", s.dead_bytes);
-    outln!("dead_entries:      {}", s.dead_entries);
-    outln!("orphan_reserves:   {}", s.orphan_reservations);
-    outln!("padding_bytes:     {}", s.padding_bytes);
-    outln!("free_tail_bytes:   {}", s.free_tail_bytes);
-    outln!("index_slots:       {}/{}", s.slots_used, s.slot_count);
-    outln!("torn_slots:        {}", s.torn_slots);
+    outln!("file_bytes:        {}", bytes(s.file_bytes));
+    outln!("live_entries:      {}", thousands(s.live_entries));
+    outln!("live_bytes:        {}", bytes(s.live_bytes));
+    outln!("dead_bytes:        {}", bytes(s.dead_bytes));
+    outln!("dead_entries:      {}", thousands(s.dead_entries));
+    outln!("orphan_reserves:   {}", thousands(s.orphan_reservations));
+    outln!("padding_bytes:     {}", bytes(s.padding_bytes));
+    outln!("free_tail_bytes:   {}", bytes(s.free_tail_bytes));
+    outln!(
+        "index_slots:       {}/{}",
+        thousands(s.slots_used),
+        thousands(s.slot_count)
+    );
+    outln!("torn_slots:        {}", thousands(s.torn_slots));
 }
 
 fn hex(b: &[u8]) -> String {
@@ -127,12 +132,12 @@ fn inspect(path: &Path, json: bool) -> i32 {
                     );
                 } else {
                     outln!("format: XPWC v2 (reference runtime)");
-                    outln!("file_bytes:        {}", x.file_bytes);
-                    outln!("entries:           {}", x.entries.len());
-                    outln!("live_bytes:        {}", x.live_bytes);
-                    outln!("dead_bytes:        {}", x.dead_bytes);
-                    outln!("page_padding:      {}", x.page_padding_bytes);
-                    outln!("index_bytes:       {}", x.index_bytes);
+                    outln!("file_bytes:        {}", bytes(x.file_bytes));
+                    outln!("entries:           {}", thousands(x.entries.len() as u64));
+                    outln!("live_bytes:        {}", bytes(x.live_bytes));
+                    outln!("dead_bytes:        {}", bytes(x.dead_bytes));
+                    outln!("page_padding:      {}", bytes(x.page_padding_bytes));
+                    outln!("index_bytes:       {}", bytes(x.index_bytes));
                     for e in &x.entries {
                         outln!(
                             "  {:>12} {:>12} seed={:#010x} {}",
@@ -281,12 +286,12 @@ fn compact(path: &Path, lock_timeout: u64, json: bool) -> i32 {
                 outln!("{}", serde_json::json!(r));
             } else {
                 outln!(
-                    "compacted {}: {} -> {} bytes, kept {} entries, reclaimed {} dead bytes, dropped {} corrupt ({:.1} ms)",
+                    "compacted {}: {} -> {}, kept {} entries, reclaimed {} of dead entries, dropped {} corrupt ({:.1} ms)",
                     path.display(),
-                    r.before.file_bytes,
-                    r.after.file_bytes,
-                    r.kept,
-                    r.before.dead_bytes,
+                    bytes(r.before.file_bytes),
+                    bytes(r.after.file_bytes),
+                    thousands(r.kept),
+                    bytes(r.before.dead_bytes),
                     r.dropped_corrupt,
                     r.elapsed_ms
                 );
@@ -345,11 +350,11 @@ fn inspect_xpwc_stats(path: &Path, json: bool) -> i32 {
                     "page_padding_bytes": x.page_padding_bytes, "index_bytes": x.index_bytes})
                 );
             } else {
-                outln!("file_bytes:        {}", x.file_bytes);
-                outln!("entries:           {}", x.entries.len());
-                outln!("live_bytes:        {}", x.live_bytes);
-                outln!("dead_bytes:        {}", x.dead_bytes);
-                outln!("page_padding:      {}", x.page_padding_bytes);
+                outln!("file_bytes:        {}", bytes(x.file_bytes));
+                outln!("entries:           {}", thousands(x.entries.len() as u64));
+                outln!("live_bytes:        {}", bytes(x.live_bytes));
+                outln!("dead_bytes:        {}", bytes(x.dead_bytes));
+                outln!("page_padding:      {}", bytes(x.page_padding_bytes));
             }
             0
         }

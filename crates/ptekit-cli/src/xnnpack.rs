@@ -25,7 +25,9 @@ pub fn render_entries(entries: &[XnnpackEntry], text: &mut String) {
         let _ = writeln!(
             text,
             "  execution_plan[{}].delegates[{}] ({} bytes)",
-            e.plan, e.delegate, e.bytes
+            e.plan,
+            e.delegate,
+            crate::render::thousands(e.bytes)
         );
         match &e.summary {
             Ok(s) => text.push_str(&render_summary(s, "    ")),

@@ -51,6 +51,20 @@ pub fn share(part: u64, whole: u64) -> String {
     }
 }
 
+/// A one-line size breakdown: `size breakdown: program 4,880 (86.2%), test data 320
+/// (5.6%); total 5,200` (shares of `total`).
+pub fn breakdown_line(parts: &[(&str, u64)], total: u64) -> String {
+    let shown: Vec<String> = parts
+        .iter()
+        .map(|&(name, n)| format!("{name} {} ({})", thousands(n), share(n, total)))
+        .collect();
+    format!(
+        "size breakdown: {}; total {}",
+        shown.join(", "),
+        thousands(total)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,5 +91,9 @@ mod tests {
         assert_eq!(bytes(8720), "8,720 bytes (8.5 KiB)");
         assert_eq!(share(2800, 8720), "32.1%");
         assert_eq!(share(1, 0), "-");
+        assert_eq!(
+            breakdown_line(&[("a", 1000), ("b", 3000)], 4000),
+            "size breakdown: a 1,000 (25.0%), b 3,000 (75.0%); total 4,000"
+        );
     }
 }

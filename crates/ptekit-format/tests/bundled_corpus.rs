@@ -206,5 +206,5 @@ fn summary_lists_suites() {
     assert_eq!(v.bytes, Some(128));
     let text = bundled::render_summary(&s);
     assert!(text.contains("forward: 2 cases"), "{text}");
-    assert!(text.contains("Tensor FLOAT [2, 4] (32 B)"), "{text}");
+    assert!(text.contains("Tensor FLOAT [2, 4] (32 bytes)"), "{text}");
 }

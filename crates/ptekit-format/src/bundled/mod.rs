@@ -44,7 +44,8 @@ pub use pack::{
     TENSOR_DATA_ALIGNMENT,
 };
 pub use summary::{
-    render_summary, summary, BundledSummary, TestCaseSummary, TestSuiteSummary, ValueSummary,
+    render_summary, summary, BundledSummary, SizeBreakdown, TestCaseSummary, TestSuiteSummary,
+    ValueSummary,
 };
 pub use verify::verify;
 

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::model::*;
 use super::{BundledFile, BUNDLED_FILE_IDENTIFIER};
+use crate::units::{breakdown_line, bytes, thousands};
 
 /// Summary of a `.bpte` (serializable for `--json`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -23,6 +24,19 @@ pub struct BundledSummary {
     pub program_offset: Option<u64>,
     /// One entry per test suite, in file order.
     pub test_suites: Vec<TestSuiteSummary>,
+    /// Where the bytes of the file go; the three parts add up to `file_size`.
+    pub size_breakdown: SizeBreakdown,
+}
+
+/// Bytes of a `.bpte` by purpose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct SizeBreakdown {
+    /// The embedded program (`.pte`).
+    pub program: u64,
+    /// Tensor data of the test cases' inputs and expected outputs.
+    pub test_data: u64,
+    /// The bundled program's own tables, scalars and padding.
+    pub other: u64,
 }
 
 /// One method's test suite.
@@ -105,7 +119,7 @@ pub fn summary(file: &BundledFile<'_>) -> BundledSummary {
             .map(value_summary)
             .collect::<Vec<_>>()
     };
-    let test_suites = bp
+    let test_suites: Vec<TestSuiteSummary> = bp
         .method_test_suites
         .as_deref()
         .unwrap_or(&[])
@@ -128,23 +142,38 @@ pub fn summary(file: &BundledFile<'_>) -> BundledSummary {
             }
         })
         .collect();
+    let file_size = file.bytes().len() as u64;
+    let program_size = bp.program.as_ref().map(|p| p.len() as u64);
+    let test_data = test_suites
+        .iter()
+        .flat_map(|s| &s.cases)
+        .flat_map(|c| c.inputs.iter().chain(&c.expected_outputs))
+        .filter_map(|v| v.bytes)
+        .fold(0u64, u64::saturating_add);
+    let program = program_size.unwrap_or(0).min(file_size);
+    let test_data = test_data.min(file_size - program);
     BundledSummary {
-        file_size: file.bytes().len() as u64,
+        file_size,
         file_identifier: String::from_utf8_lossy(&BUNDLED_FILE_IDENTIFIER).into_owned(),
         version: bp.version,
-        program_size: bp.program.as_ref().map(|p| p.len() as u64),
+        program_size,
         program_offset: file.program_offset(),
         test_suites,
+        size_breakdown: SizeBreakdown {
+            program,
+            test_data,
+            other: file_size - program - test_data,
+        },
     }
 }
 
 fn render_value(v: &ValueSummary) -> String {
     match v.kind {
         "Tensor" => format!(
-            "Tensor {} {:?} ({} B)",
+            "Tensor {} {:?} ({})",
             v.dtype.as_deref().unwrap_or("?"),
             v.shape.as_deref().unwrap_or(&[]),
-            v.bytes.unwrap_or(0)
+            bytes(v.bytes.unwrap_or(0))
         ),
         "Int" => format!("Int {}", v.int_value.unwrap_or(0)),
         "Bool" => format!("Bool {}", v.bool_value.unwrap_or(false)),
@@ -158,20 +187,34 @@ pub fn render_summary(s: &BundledSummary) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "bundled program ({}), schema version {}, {} bytes",
-        s.file_identifier, s.version, s.file_size
+        "bundled program ({}), schema version {}, {}",
+        s.file_identifier,
+        s.version,
+        bytes(s.file_size)
     );
     match (s.program_size, s.program_offset) {
         (Some(size), Some(off)) => {
-            let _ = writeln!(out, "embedded program: {size} bytes at offset 0x{off:x}");
+            let _ = writeln!(
+                out,
+                "embedded program: {} at offset {}",
+                bytes(size),
+                thousands(off)
+            );
         }
         (Some(size), None) => {
-            let _ = writeln!(out, "embedded program: {size} bytes");
+            let _ = writeln!(out, "embedded program: {}", bytes(size));
         }
         _ => {
             let _ = writeln!(out, "embedded program: absent");
         }
     }
+    let b = &s.size_breakdown;
+    let parts = [
+        ("program", b.program),
+        ("test data", b.test_data),
+        ("tables and padding", b.other),
+    ];
+    let _ = writeln!(out, "{}", breakdown_line(&parts, s.file_size));
     let _ = writeln!(out, "test suites: {}", s.test_suites.len());
     for suite in &s.test_suites {
         let _ = writeln!(

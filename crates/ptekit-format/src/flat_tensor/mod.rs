@@ -48,7 +48,9 @@ pub use crate::write::{Piece, PlannedFile};
 
 pub use codec::{decode_flat_tensor, is_ft_identifier, pack_flat_tensor};
 pub use model::*;
-pub use summary::{render_summary, summary, FlatTensorSummary, NamedTensorSummary, SegmentSummary};
+pub use summary::{
+    render_summary, summary, FlatTensorSummary, NamedTensorSummary, SegmentSummary, SizeBreakdown,
+};
 pub use verify::verify;
 
 /// The identifier the reference writes (`file_identifier "FT01"`).

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::FlatTensorFile;
+use crate::units::{breakdown_line, bytes, thousands};
 
 /// Summary of a `.ptd` (serializable for `--json`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -27,6 +28,19 @@ pub struct FlatTensorSummary {
     pub named_tensors: Vec<NamedTensorSummary>,
     /// Segments, in file order.
     pub segments: Vec<SegmentSummary>,
+    /// Where the bytes of the file go; the three parts add up to `file_size`.
+    pub size_breakdown: SizeBreakdown,
+}
+
+/// Bytes of a `.ptd` by purpose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct SizeBreakdown {
+    /// The `FH01` header and the flatbuffer (up to the flatbuffer's end).
+    pub header_and_flatbuffer: u64,
+    /// The segments (tensor data), without padding.
+    pub segments: u64,
+    /// Alignment padding and any other byte.
+    pub padding: u64,
 }
 
 /// One named entry.
@@ -87,8 +101,22 @@ pub fn summary(file: &FlatTensorFile<'_>) -> FlatTensorSummary {
                 .map_or(0, |s| s.size),
         })
         .collect();
+    let file_size = file.bytes().len() as u64;
+    let header_and_flatbuffer = h
+        .flatbuffer_offset
+        .saturating_add(h.flatbuffer_size)
+        .min(file_size);
+    let segments_total = file
+        .segments()
+        .iter()
+        .fold(0u64, |acc, s| acc.saturating_add(s.size));
+    let size_breakdown = SizeBreakdown {
+        header_and_flatbuffer,
+        segments: segments_total,
+        padding: file_size.saturating_sub(header_and_flatbuffer.saturating_add(segments_total)),
+    };
     FlatTensorSummary {
-        file_size: file.bytes().len() as u64,
+        file_size,
         file_identifier: file.file_identifier().escape_ascii().to_string(),
         version: ft.version,
         flatbuffer_offset: h.flatbuffer_offset,
@@ -105,6 +133,7 @@ pub fn summary(file: &FlatTensorFile<'_>) -> FlatTensorSummary {
                 file_offset: s.file_offset,
             })
             .collect(),
+        size_breakdown,
     }
 }
 
@@ -113,13 +142,18 @@ pub fn render_summary(s: &FlatTensorSummary) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "tensor data file ({}), version {}, {} bytes",
-        s.file_identifier, s.version, s.file_size
+        "tensor data file ({}), version {}, {}",
+        s.file_identifier,
+        s.version,
+        bytes(s.file_size)
     );
     let _ = writeln!(
         out,
-        "header FH01: flatbuffer {} bytes (offset {}), segments at 0x{:x}, {} bytes",
-        s.flatbuffer_size, s.flatbuffer_offset, s.segment_base_offset, s.segment_data_size
+        "header FH01: flatbuffer {} bytes (offset {}), segments at {}, {} bytes",
+        thousands(s.flatbuffer_size),
+        thousands(s.flatbuffer_offset),
+        thousands(s.segment_base_offset),
+        thousands(s.segment_data_size)
     );
     let _ = writeln!(out, "named tensors: {}", s.named_tensors.len());
     for n in &s.named_tensors {
@@ -132,7 +166,7 @@ pub fn render_summary(s: &FlatTensorSummary) -> String {
             "  {}: {} — {} bytes in segment {}",
             n.key.as_deref().unwrap_or("<no key>"),
             layout,
-            n.bytes,
+            thousands(n.bytes),
             n.segment_index
         );
     }
@@ -140,9 +174,18 @@ pub fn render_summary(s: &FlatTensorSummary) -> String {
     for (i, seg) in s.segments.iter().enumerate() {
         let _ = writeln!(
             out,
-            "  [{i}] offset {} size {} (file 0x{:x})",
-            seg.offset, seg.size, seg.file_offset
+            "  [{i}] offset {} size {} (file offset {})",
+            thousands(seg.offset),
+            thousands(seg.size),
+            thousands(seg.file_offset)
         );
     }
+    let b = &s.size_breakdown;
+    let parts = [
+        ("header and flatbuffer", b.header_and_flatbuffer),
+        ("segments", b.segments),
+        ("padding", b.padding),
+    ];
+    let _ = writeln!(out, "{}", breakdown_line(&parts, s.file_size));
     out
 }

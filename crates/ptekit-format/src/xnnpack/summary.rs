@@ -8,6 +8,7 @@ use serde::Serialize;
 use super::decode::Payload;
 use super::model::*;
 use super::validate::NamedLookup;
+use crate::units::thousands;
 
 /// Value flag: the value is a delegate input (`XNN_VALUE_FLAG_EXTERNAL_INPUT`).
 pub const FLAG_EXTERNAL_INPUT: u32 = 1;
@@ -186,7 +187,7 @@ pub fn render_summary(s: &XnnpackSummary, indent: &str) -> String {
         } else {
             "no header, legacy"
         },
-        s.flatbuffer_bytes
+        thousands(s.flatbuffer_bytes as u64)
     );
     let _ = writeln!(
         out,
@@ -208,14 +209,14 @@ pub fn render_summary(s: &XnnpackSummary, indent: &str) -> String {
         ("legacy buffer", st.legacy_buffer),
     ] {
         if n > 0 {
-            wher.push(format!("{name} {n}"));
+            wher.push(format!("{name} {}", thousands(n)));
         }
     }
     let _ = writeln!(
         out,
         "{indent}  constants {} entries, {} bytes{}",
         s.constant_entries,
-        s.constant_bytes,
+        thousands(s.constant_bytes),
         if wher.is_empty() {
             String::new()
         } else {
