@@ -12,7 +12,8 @@ use ptekit_format::inspect::{InspectError, Inspection, VerifyError};
 use ptekit_format::mapped::MappedFile;
 use ptekit_format::program::{validate, IssueKind, Program};
 use ptekit_format::pte::{
-    infer_pack_options, plan_exact, relayout, PteError, PteFile, ReadOptions, SerializeOptions,
+    pack_options_to_keep, plan_rewrite, relayout, PteError, PteFile, ReadOptions, RewriteLayout,
+    SerializeOptions,
 };
 use ptekit_format::write::{write_bytes_atomic, WriteOptions};
 use serde_json::Value;
@@ -408,7 +409,40 @@ fn write_atomic(path: &Path, bytes: &[u8], sync: bool) -> Result<(), CliError> {
 }
 
 /// `ptekit rewrite IN OUT [options]`.
+/// What `rewrite` did: the layout it wrote (`exact`, `canonical` with the reason, or
+/// `relayout`) and the output size.
+struct Rewritten {
+    layout: &'static str,
+    reason: Option<String>,
+    bytes: u64,
+}
+
+/// `ptekit rewrite IN OUT [options] [--json]`. Without layout options the input's
+/// layout is kept when its bytes can be reproduced, else the canonical layout is written
+/// and stderr says why.
 pub fn rewrite(args: &RewriteArgs) -> Result<(), CliError> {
+    let input = args.input.as_path();
+    let done = rewrite_file(args)?;
+    if let Some(reason) = &done.reason {
+        eprintln!(
+            "ptekit: {}: not reproducible byte for byte ({reason}); wrote the canonical layout",
+            input.display()
+        );
+    }
+    if args.json {
+        let value = serde_json::json!({
+            "input": input.display().to_string(),
+            "output": args.output.display().to_string(),
+            "layout": done.layout,
+            "reason": done.reason,
+            "bytes": done.bytes,
+        });
+        outln!("{}", serde_json::to_string_pretty(&value)?);
+    }
+    Ok(())
+}
+
+fn rewrite_file(args: &RewriteArgs) -> Result<Rewritten, CliError> {
     let input = args.input.as_path();
     let output = args.output.as_path();
     let map = MappedFile::open(input).map_err(container_err(input))?;
@@ -417,6 +451,7 @@ pub fn rewrite(args: &RewriteArgs) -> Result<(), CliError> {
         || args.segment_alignment.is_some()
         || args.tensor_alignment.is_some()
         || args.delegate_alignment.is_some();
+    let write = WriteOptions { durable: args.sync };
     match detect(input, bytes)? {
         Kind::Program => {}
         Kind::Bundled => {
@@ -428,9 +463,19 @@ pub fn rewrite(args: &RewriteArgs) -> Result<(), CliError> {
                         .into(),
                 });
             }
+            // Decoded, verified and packed again: the reference's layout, which is the
+            // input's own when the reference wrote it.
             let out = bundled::rewrite(bytes, &ReadOptions::default().limits)
                 .map_err(bundled_err(input))?;
-            return write_atomic(output, &out, args.sync);
+            write_atomic(output, &out, args.sync)?;
+            let exact = out.as_slice() == bytes;
+            return Ok(Rewritten {
+                layout: if exact { "exact" } else { "canonical" },
+                reason: (!exact).then(|| {
+                    "the bundled flatbuffer is not laid out like the reference's packer".into()
+                }),
+                bytes: out.len() as u64,
+            });
         }
         Kind::TensorData => {
             if args.upgrade || args.tensor_alignment.is_some() || args.delegate_alignment.is_some()
@@ -444,59 +489,68 @@ pub fn rewrite(args: &RewriteArgs) -> Result<(), CliError> {
                 .map_err(ptd_err(input))?;
             // Nothing is written that `verify` would refuse.
             flat_tensor::verify(&file).map_err(ptd_err(input))?;
-            let plan = match args.segment_alignment {
-                None => flat_tensor::plan_exact(&file),
-                Some(segment_alignment) => {
+            let (plan, layout, reason) = match args.segment_alignment {
+                None => match flat_tensor::plan_exact(&file) {
+                    Ok(plan) => (plan, "exact", None),
+                    Err(e) => (
+                        flat_tensor::plan_relayout(&file, &FlatTensorConfig::default())
+                            .map_err(ptd_err(input))?,
+                        "canonical",
+                        Some(e.to_string()),
+                    ),
+                },
+                Some(segment_alignment) => (
                     flat_tensor::plan_relayout(&file, &FlatTensorConfig { segment_alignment })
-                }
-            }
-            .map_err(ptd_err(input))?
+                        .map_err(ptd_err(input))?,
+                    "relayout",
+                    None,
+                ),
+            };
             // Segment data is copied from the input file descriptor, not through the map.
-            .with_source(Some(map.source()));
+            let plan = plan.with_source(Some(map.source()));
             let bar = bytes_bar(plan.len(), "rewrite");
             let mut progress = |done: u64, _total: u64| bar.set_position(done);
-            plan.write_atomic(
-                output,
-                &WriteOptions { durable: args.sync },
-                Some(&mut progress),
-            )
-            .map_err(container_err(output))?;
+            plan.write_atomic(output, &write, Some(&mut progress))
+                .map_err(container_err(output))?;
             bar.finish_and_clear();
-            return Ok(());
+            return Ok(Rewritten {
+                layout,
+                reason,
+                bytes: plan.len(),
+            });
         }
     }
     let file = parse_program(&map).map_err(pte_err(input))?;
     // Nothing broken is written (a layout the runtime refuses may be kept, or upgraded).
     file.verify_consistency().map_err(pte_err(input))?;
-    let plan = if relaying {
+    let (plan, layout, reason) = if relaying {
         // Options not given keep what the input used where that can be told from it.
-        let inferred = infer_pack_options(&file).map_err(pte_err(input))?;
+        let kept = pack_options_to_keep(&file).map_err(pte_err(input))?;
         let defaults = SerializeOptions::default();
         let options = SerializeOptions {
             segment_alignment: args.segment_alignment.unwrap_or(defaults.segment_alignment),
-            constant_tensor_alignment: Some(
-                args.tensor_alignment.unwrap_or(inferred.tensor_alignment),
-            ),
-            delegate_alignment: Some(
-                args.delegate_alignment
-                    .unwrap_or(inferred.delegate_alignment),
-            ),
+            constant_tensor_alignment: Some(args.tensor_alignment.unwrap_or(kept.tensor_alignment)),
+            delegate_alignment: Some(args.delegate_alignment.unwrap_or(kept.delegate_alignment)),
             ..defaults
         };
-        relayout(&file, &options).map_err(pte_err(input))?
+        let plan = relayout(&file, &options).map_err(pte_err(input))?;
+        (plan, "relayout", None)
     } else {
-        plan_exact(&file).map_err(pte_err(input))?
+        match plan_rewrite(&file).map_err(pte_err(input))? {
+            (plan, RewriteLayout::Exact) => (plan, "exact", None),
+            (plan, RewriteLayout::Canonical { reason }) => (plan, "canonical", Some(reason)),
+        }
     };
     let bar = bytes_bar(plan.len(), "rewrite");
     let mut progress = |done: u64, _total: u64| bar.set_position(done);
-    plan.write_atomic(
-        output,
-        &WriteOptions { durable: args.sync },
-        Some(&mut progress),
-    )
-    .map_err(pte_err(output))?;
+    plan.write_atomic(output, &write, Some(&mut progress))
+        .map_err(pte_err(output))?;
     bar.finish_and_clear();
-    Ok(())
+    Ok(Rewritten {
+        layout,
+        reason,
+        bytes: plan.len(),
+    })
 }
 
 /// `ptekit bundle extract-program IN.bpte OUT.pte`.

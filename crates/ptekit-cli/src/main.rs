@@ -285,6 +285,12 @@ pub struct RewriteArgs {
     /// just leaves flushing to the kernel.
     #[arg(long)]
     pub sync: bool,
+    /// Print what was written as one JSON object: `layout` is `exact` (the input's
+    /// layout, byte for byte where the input was written like the reference),
+    /// `canonical` (the input was laid out by another writer: the reference's layout,
+    /// with `reason`) or `relayout` (layout options were given).
+    #[arg(long)]
+    pub json: bool,
 }
 
 fn main() -> ExitCode {

@@ -344,3 +344,46 @@ pub fn relayout<'a>(
     }
     Ok(plan(&model, &options)?.with_source(file.source()))
 }
+
+/// How [`plan_rewrite`] lays out its output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RewriteLayout {
+    /// Byte for byte the input's layout ([`plan_exact`]).
+    Exact,
+    /// The input's program bytes are not what the reference's packer makes of the program
+    /// (another FlatBuffers builder, other padding): the canonical layout, what the
+    /// reference writes for this program ([`relayout`] with the default options).
+    Canonical {
+        /// Why the exact rewrite was not possible (the first differing byte).
+        reason: String,
+    },
+}
+
+/// `ptekit rewrite` without layout options: [`plan_exact`] when the file re-packs to its
+/// own bytes, else the canonical layout ([`RewriteLayout::Canonical`], the reason kept).
+/// Either way the output holds the same program, constants, delegate data and named data.
+pub fn plan_rewrite<'a>(file: &PteFile<'a>) -> Result<(PlannedPte<'a>, RewriteLayout), PteError> {
+    match plan_exact(file) {
+        Ok(plan) => Ok((plan, RewriteLayout::Exact)),
+        Err(not @ PteError::NotReproducible { .. }) => {
+            let plan = relayout(file, &SerializeOptions::default())?;
+            Ok((
+                plan,
+                RewriteLayout::Canonical {
+                    reason: not.to_string(),
+                },
+            ))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The pack alignments to keep when re-laying out a file: those that reproduce its
+/// program bytes ([`infer_pack_options`]), or the reference's defaults when none do
+/// (a file another builder wrote).
+pub fn pack_options_to_keep(file: &PteFile<'_>) -> Result<PackOptions, PteError> {
+    match infer_pack_options(file) {
+        Err(PteError::NotReproducible { .. }) => Ok(PackOptions::default()),
+        other => other,
+    }
+}

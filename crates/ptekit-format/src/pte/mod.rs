@@ -42,7 +42,9 @@ mod summary;
 
 pub use crate::write::{SourceRef, WriteOptions};
 pub use error::{ModelReason, PteError};
-pub use exact::{infer_pack_options, plan_exact, relayout};
+pub use exact::{
+    infer_pack_options, pack_options_to_keep, plan_exact, plan_rewrite, relayout, RewriteLayout,
+};
 pub use file::{PteFile, ReadOptions, SegmentInfo};
 pub use header::{ExtendedHeader, HEADER_MAGIC, HEADER_OFFSET};
 pub use map::PteMap;
