@@ -15,6 +15,8 @@ case "$target" in
   read_pte) exts="pte" ;;
   read_bundled) exts="bpte" ;;
   read_ptd) exts="ptd" ;;
+  write_pte) exts="pte" ;;
+  read_npz) exts="npz" ;;
   read_cache_index | read_xnnpack) exts="" ;;
   *) exts="pte bpte ptd" ;;
 esac

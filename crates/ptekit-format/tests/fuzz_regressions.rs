@@ -16,6 +16,11 @@ use ptekit_format::program::validate;
 use ptekit_format::pte::{plan_exact, restore, PteFile, ReadOptions};
 use ptekit_format::xnnpack;
 
+/// The properties of the `write_pte`, `read_npz` and `python_readers` targets, the same
+/// file the fuzz targets include.
+#[path = "../../../fuzz/checks.rs"]
+mod checks;
+
 fn inputs(target: &str) -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fuzz_regressions")
@@ -134,4 +139,19 @@ fn read_ptd_regressions() {
 #[test]
 fn read_xnnpack_regressions() {
     replay("read_xnnpack", read_xnnpack);
+}
+
+#[test]
+fn write_pte_regressions() {
+    replay("write_pte", checks::write_pte);
+}
+
+#[test]
+fn read_npz_regressions() {
+    replay("read_npz", checks::read_npz);
+}
+
+#[test]
+fn python_readers_regressions() {
+    replay("python_readers", checks::python_readers);
 }
