@@ -1,17 +1,22 @@
 #!/usr/bin/env python3
-"""Benchmark (not a test): the XNNPACK packed-weight cache in the real
-ExecuTorch runtime, one fresh process per measurement, interleaved
-(none, cold, warm, none, cold, warm, ...), medians reported.
+"""Benchmark (not a test): packed-weight caches in the real ExecuTorch 1.5.1
+runtime (the wheel's Python runtime), one fresh process per measurement.
 
-    python scripts/make_cache_models.py bench-out --bench
-    python scripts/bench-xnnpack-cache.py bench-out/mlp_fp32_big.pte bench-out/dyn_int8_big.pte [--runs 5]
+    python scripts/make_cache_models.py bench-out --bench --only mlp_fp32_big dyn_int8_big transformer_fp32_big
+    python scripts/bench-xnnpack-cache.py bench-out/mlp_fp32_big.pte ... [--runs 5] [--json OUT]
 
-Modes: `none` = the runtime without a cache; `cold` = LD_PRELOAD
-libptekit_xnnpack.so with a new cache file; `warm` = the same file again.
-Columns: load_method ms (program + method load), first execute ms,
-RssAnon / RssFile growth over the load and first execute (KiB), cache file
-size. The reference runtime's own XPWC cache is not measured here (it needs a
-C++ load-option wrapper); README quotes the issue's figures for it.
+Modes, interleaved per round (none, ptekit cold, ptekit warm, xpwc cold, xpwc
+warm, none, ...), a new cache file per round:
+  none        the runtime without any cache
+  ptekit-*    LD_PRELOAD=libptekit_xnnpack.so PTEKIT_XNNPACK_CACHE=FILE
+  xpwc-*      the reference runtime's own file-backed cache (XPWC), turned on
+              through its per-load XnnpackBackend options weight_cache_enabled
+              and packed_cache_path by scripts/xpwc_shim.cpp (built here with
+              g++ against the wheel's headers and libexecutorch.so)
+Columns (medians): load_method ms, first execute ms, RssAnon / RssFile growth
+over load + first execute (MiB), cache file size (MiB). Every mode's outputs
+must be bit-identical to `none`, except where the reference cache gives wrong
+outputs (reported, not hidden).
 """
 import argparse
 import json
@@ -24,51 +29,103 @@ import tempfile
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 RUN = ROOT / "scripts" / "xnnpack_cache_run.py"
+SHIM_SRC = ROOT / "scripts" / "xpwc_shim.cpp"
 TARGET = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "release"
+MODES = ["none", "ptekit-cold", "ptekit-warm", "xpwc-cold", "xpwc-warm"]
 
 
-def once(model, cache=None):
+def executorch_dir():
+    """site-packages/executorch of the interpreter running the benchmark."""
+    out = subprocess.run(
+        [sys.executable, "-c", "import executorch; print(list(executorch.__path__)[0])"],
+        capture_output=True, text=True, check=True,
+    )
+    return pathlib.Path(out.stdout.strip())
+
+
+def build_shim():
+    et = executorch_dir()
+    lib = et / "lib"
+    out = TARGET / "xpwc_shim.so"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [
+        os.environ.get("CXX", "g++"), "-O2", "-std=c++17", "-shared", "-fPIC",
+        # The wheel ships c10 headers without their generated cmake_macros.h.
+        "-DC10_USING_CUSTOM_GENERATED_MACROS",
+        "-I", str(et / "include"),
+        "-I", str(et / "include" / "executorch" / "runtime" / "core" / "portable_type" / "c10"),
+        str(SHIM_SRC),
+        "-L", str(lib), "-lexecutorch", f"-Wl,-rpath,{lib}", "-o", str(out),
+    ]
+    subprocess.run(cmd, check=True)
+    return out
+
+
+def once(model, mode, cache, shim):
     env = dict(os.environ)
-    env.pop("LD_PRELOAD", None)
-    env.pop("PTEKIT_XNNPACK_CACHE", None)
-    if cache is not None:
+    for k in ("LD_PRELOAD", "PTEKIT_XNNPACK_CACHE", "PTEKIT_XPWC_PATH"):
+        env.pop(k, None)
+    args = [sys.executable, str(RUN), str(model)]
+    if mode.startswith("ptekit"):
         env["LD_PRELOAD"] = str(TARGET / "libptekit_xnnpack.so")
         env["PTEKIT_XNNPACK_CACHE"] = str(cache)
-    p = subprocess.run([sys.executable, str(RUN), str(model)], capture_output=True, text=True, env=env)
+    elif mode.startswith("xpwc"):
+        args += ["--xpwc", str(cache), "--xpwc-shim", str(shim)]
+    p = subprocess.run(args, capture_output=True, text=True, env=env)
     if p.returncode != 0:
-        raise SystemExit(p.stderr[-2000:])
-    return json.loads(p.stdout.strip().splitlines()[-1])
+        raise SystemExit(f"{model} {mode}: exit {p.returncode}\n{p.stderr[-3000:]}")
+    r = json.loads(p.stdout.strip().splitlines()[-1])
+    r["file_bytes"] = cache.stat().st_size if cache is not None and cache.exists() else 0
+    if mode.startswith("xpwc") and r.get("xpwc_wrapped_loads", 0) < 1:
+        raise SystemExit(f"{model} {mode}: the shim did not see Program::load_method")
+    return r
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("models", nargs="+")
     ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--modes", nargs="*", default=MODES)
+    ap.add_argument("--json", help="write every measurement here")
     a = ap.parse_args()
     subprocess.run(["cargo", "build", "--release", "-q", "-p", "ptekit-xnnpack-preload"], cwd=ROOT, check=True)
-    cols = ["load_ms", "execute_ms", "rss_anon_kib", "rss_file_kib"]
-    print("| model | mode | load_method ms | first execute ms | RssAnon KiB | RssFile KiB | file MiB |")
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    shim = build_shim() if any(m.startswith("xpwc") for m in a.modes) else None
+    cols = ["method_ms", "execute_ms", "rss_anon_kib", "rss_file_kib", "file_bytes"]
+    rows = []
+    everything = {}
     for model in a.models:
-        res = {m: [] for m in ("none", "cold", "warm")}
-        sizes = []
-        shas = set()
-        with tempfile.TemporaryDirectory() as d:
-            for i in range(a.runs):
-                cache = pathlib.Path(d) / f"c{i}.pwc"
-                for mode in ("none", "cold", "warm"):
-                    r = once(model, None if mode == "none" else cache)
-                    res[mode].append(r)
-                    shas.add(r["sha256"])
-                sizes.append(cache.stat().st_size)
-                cache.unlink()
-        assert len(shas) == 1, f"{model}: outputs differ between modes"
         name = pathlib.Path(model).stem
+        res = {m: [] for m in a.modes}
+        with tempfile.TemporaryDirectory(dir=os.environ.get("PTEKIT_BENCH_TMP")) as d:
+            for i in range(a.runs):
+                files = {"ptekit": pathlib.Path(d) / f"p{i}.pwc", "xpwc": pathlib.Path(d) / f"x{i}.xpwc"}
+                for mode in a.modes:
+                    kind = mode.split("-")[0]
+                    r = once(model, mode, files.get(kind), shim)
+                    res[mode].append(r)
+                    print(f"# {name} round {i} {mode}: method {r['method_ms']:.1f} ms, "
+                          f"execute {r['execute_ms']:.1f} ms", file=sys.stderr, flush=True)
+                for f in files.values():
+                    if f.exists():
+                        f.unlink()
+        everything[name] = res
+        base = {r["sha256"] for r in res.get("none", [])}
+        none_ms = statistics.median(r["method_ms"] for r in res["none"]) if "none" in res else None
         for mode, rs in res.items():
             med = {c: statistics.median(r[c] for r in rs) for c in cols}
-            size = f"{statistics.median(sizes) / 2**20:.1f}" if mode != "none" else "-"
-            print(f"| {name} | {mode} | {med['load_ms']:.1f} | {med['execute_ms']:.1f} | "
-                  f"{med['rss_anon_kib']:.0f} | {med['rss_file_kib']:.0f} | {size} |", flush=True)
+            same = "yes" if not base or {r["sha256"] for r in rs} == base else "NO"
+            ratio = f"{med['method_ms'] / none_ms:.2f}" if none_ms else "-"
+            rows.append(
+                f"| {name} | {mode} | {med['method_ms']:.1f} | {ratio} | {med['execute_ms']:.1f} | "
+                f"{med['rss_anon_kib'] / 1024:.1f} | {med['rss_file_kib'] / 1024:.1f} | "
+                f"{med['file_bytes'] / 2**20:.1f} | {same} |"
+            )
+    print("| model | mode | load_method ms | × none | first execute ms | RssAnon MiB | RssFile MiB | file MiB | outputs = none |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+    for r in rows:
+        print(r)
+    if a.json:
+        pathlib.Path(a.json).write_text(json.dumps(everything, indent=1))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,9 @@ alone:
                   bytes, scales differing by 2
   same_bytes_fp32 fp32 layers 128->512 and 512->128 holding the same bytes
   two_methods     methods forward and forward_twice sharing one weight
-Bench (--bench): mlp_fp32_big (16 x 2048 fp32, 256 MiB), dyn_int8_big.
+Bench (--bench): mlp_fp32_big (16 x 2048 fp32, 256 MiB), dyn_int8_big (the
+same, dynamic int8), transformer_fp32_big (12 blocks of width 512, fp32;
+the partitioner splits it into many XNNPACK subgraphs).
 """
 import argparse
 import os
@@ -136,6 +138,21 @@ class SameBytes(torch.nn.Module):
         return self.down(torch.relu(self.up(x)))
 
 
+class Transformer(torch.nn.Module):
+    """Transformer blocks of scripts/make_fixtures.py on float inputs."""
+
+    def __init__(self, d, layers, heads):
+        super().__init__()
+        from make_fixtures import Block
+
+        self.blocks = torch.nn.ModuleList(Block(d, heads) for _ in range(layers))
+
+    def forward(self, x):
+        for b in self.blocks:
+            x = b(x)
+        return x
+
+
 class TwoMethods(torch.nn.Module):
     def __init__(self):
         super().__init__()
@@ -197,6 +214,9 @@ def main():
         if want("dyn_int8_big"):
             m, x = MLP(2048, 16, 2048), (torch.randn(1, 2048),)
             write(a.out, "dyn_int8_big", export(m, x, quant=dyn), m, x)
+        if want("transformer_fp32_big"):
+            m, x = Transformer(512, 12, 8), (torch.randn(1, 16, 512),)
+            write(a.out, "transformer_fp32_big", export(m, x), m, x)
     return 0
 
 

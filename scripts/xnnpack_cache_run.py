@@ -6,6 +6,9 @@ and the ptekit cache counters when the preload library is active.
     [LD_PRELOAD=.../libptekit_xnnpack.so PTEKIT_XNNPACK_CACHE=FILE] \
         python scripts/xnnpack_cache_run.py MODEL.pte [--method forward] [--inputs X.npz]
     python scripts/xnnpack_cache_run.py MODEL.pte --enable FILE   # Python path
+    python scripts/xnnpack_cache_run.py MODEL.pte --xpwc FILE --xpwc-shim xpwc_shim.so
+        # the reference runtime's own XPWC cache (load options added by the shim,
+        # see scripts/xpwc_shim.cpp)
 
 Inputs come from `--inputs` (`in0, in1, ...`) or are made from a fixed seed
 from the method's input metadata. Used by the tests and the benchmark.
@@ -14,6 +17,7 @@ import argparse
 import ctypes
 import hashlib
 import json
+import os
 import sys
 import time
 
@@ -34,8 +38,16 @@ def main():
     ap.add_argument("--method", default="forward")
     ap.add_argument("--inputs")
     ap.add_argument("--enable", help="turn the cache on through ptekit.runtime")
-    ap.add_argument("--repeat", type=int, default=1, help="load and run N times")
+    ap.add_argument("--xpwc", help="turn the reference runtime's own XPWC cache on (file)")
+    ap.add_argument("--xpwc-shim", help="the load-option shim built from scripts/xpwc_shim.cpp")
     a = ap.parse_args()
+    shim = None
+    if a.xpwc:
+        # Global scope before the ExecuTorch extension loads, so that its
+        # Program::load_method calls bind to the shim's definition.
+        shim = ctypes.CDLL(a.xpwc_shim, mode=os.RTLD_GLOBAL | os.RTLD_NOW)
+        shim.ptekit_xpwc_shim_wrapped_loads.restype = ctypes.c_ulong
+        os.environ["PTEKIT_XPWC_PATH"] = a.xpwc
     if a.enable:
         import ptekit.runtime
 
@@ -48,8 +60,11 @@ def main():
     before = rss()
     t0 = time.perf_counter()
     program = rt.load_program(a.pte)
+    tp = time.perf_counter()
     method = program.load_method(a.method)
-    load_ms = (time.perf_counter() - t0) * 1e3
+    t_end = time.perf_counter()
+    load_ms = (t_end - t0) * 1e3
+    method_ms = (t_end - tp) * 1e3
     meta = method.metadata
     if a.inputs:
         d = np.load(a.inputs)
@@ -70,11 +85,17 @@ def main():
     res = {
         "sha256": h.hexdigest(),
         "load_ms": load_ms,
+        "method_ms": method_ms,
         "execute_ms": exec_ms,
         "rss_anon_kib": after["RssAnon"] - before["RssAnon"],
         "rss_file_kib": after["RssFile"] - before["RssFile"],
         "first": [float(x) for x in outs[0].flatten()[:4]],
     }
+    if shim is not None:
+        res["xpwc_wrapped_loads"] = shim.ptekit_xpwc_shim_wrapped_loads()
+        res["xpwc_file_bytes"] = os.path.getsize(a.xpwc) if os.path.exists(a.xpwc) else 0
+        print(json.dumps(res))
+        return 0
     try:
         import ptekit.runtime
 

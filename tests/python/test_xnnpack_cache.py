@@ -84,6 +84,43 @@ def test_cold_and_warm_outputs_are_bit_identical(tmp_path, preload, model, via):
     w = warm["cache"]
     assert (w["hits"], w["misses"], w["bytes_packed"]) == (n, 0, 0), w
     assert w["bytes_mapped"] == c["bytes_packed"] > 0
+    # The weights lie in the unchanged, mapped model file: their keys come
+    # from the file's memo in the cache, not from hashing them again.
+    assert c["bytes_hashed"] > 0 and c["keys_from_memo"] == 0, c
+    assert w["bytes_hashed"] == 0 and w["keys_from_memo"] > 0, w
+
+
+def test_verify_mode_hashes_again_and_agrees(tmp_path, preload):
+    cache = tmp_path / "v.pwc"
+    cold = run("dyn_int8", cache=cache)
+    warm = run("dyn_int8", cache=cache, verify=True)
+    assert warm["sha256"] == cold["sha256"] == uncached("dyn_int8")
+    w = warm["cache"]
+    assert w["bytes_hashed"] == cold["cache"]["bytes_hashed"] > 0, w
+    assert (w["keys_from_memo"], w["memo_mismatches"], w["misses"]) == (0, 0, 0), w
+
+
+def test_size_cap_keeps_the_most_recently_used(tmp_path, preload, ptekit):
+    sizes = {}
+    for m in ["mlp_fp32", "dyn_int8"]:
+        sizes[m] = run(m, cache=tmp_path / f"{m}.pwc")["cache"]["bytes_packed"]
+    cap = max(sizes.values())
+    cache = tmp_path / "capped.pwc"
+    env = {"PTEKIT_XNNPACK_CACHE_MAX_BYTES": str(cap)}
+    a = run("mlp_fp32", cache=cache, env=env)
+    b = run("dyn_int8", cache=cache, env=env)
+    assert a["sha256"] == uncached("mlp_fp32") and b["sha256"] == uncached("dyn_int8")
+    assert b["cache"]["committed"] == LOOKUPS["dyn_int8"] and b["cache"]["fallbacks"] == 0
+    info = _entries(ptekit, cache)
+    s = info["summary"]
+    assert s["live_bytes"] == sizes["dyn_int8"] <= cap, s
+    assert sum(1 for x in info["slots"] if x["kind"] == "drop") > 0
+    assert ptekit("cache", "verify", cache).returncode == 0
+    # The withdrawn model is packed again, right, and the other one goes.
+    again = run("mlp_fp32", cache=cache, env=env)
+    assert again["sha256"] == uncached("mlp_fp32")
+    assert again["cache"]["misses"] == LOOKUPS["mlp_fp32"], again["cache"]
+    assert _entries(ptekit, cache)["summary"]["live_bytes"] == sizes["mlp_fp32"]
 
 
 def test_without_the_variable_nothing_changes(tmp_path, preload):
@@ -136,9 +173,6 @@ def test_four_processes_at_once_on_one_file(tmp_path, preload, ptekit):
         assert r["sha256"] == uncached(m) and r["cache"]["misses"] == 0
 
 
-INDEX_OFFSET, SLOT_SIZE = 65536, 256  # crates/ptekit-cache/src/format.rs
-
-
 def _entries(ptekit, cache):
     r = ptekit("cache", "inspect", "--json", cache)
     return json.loads(r.stdout)
@@ -146,7 +180,7 @@ def _entries(ptekit, cache):
 
 def _live(info):
     return [
-        {"slot_offset": INDEX_OFFSET + SLOT_SIZE * s["slot"], "data_offset": s["offset"], "data_len": s["size"]}
+        {"slot_offset": s["slot_offset"], "data_offset": s["offset"], "data_len": s["size"]}
         for s in info["slots"]
         if s["kind"] == "entry" and s["status"] == "live"
     ]

@@ -123,6 +123,13 @@ pub fn verify_file(path: &Path) -> Result<serde_json::Value, Vec<String>> {
                         "slot {i}: entry at {}+{} invalid: {r:?}",
                         e.data_offset, e.data_len
                     )),
+                    SlotState::Link {
+                        offset,
+                        slots,
+                        valid: false,
+                    } => reasons.push(format!(
+                        "slot {i}: index extent at {offset} ({slots} slots) lies outside the data region or overlaps other data; not followed"
+                    )),
                     SlotState::Reserve {
                         data_offset,
                         data_len,

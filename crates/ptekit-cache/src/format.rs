@@ -1,25 +1,36 @@
-//! The on-disk format of a ptekit packed-weight cache file (`PTKWC` v1).
+//! The on-disk format of a ptekit packed-weight cache file (`PTKWC`, format
+//! version 3).
 //!
 //! ```text
 //! offset 0            header (128 bytes, checksummed), written once at creation:
 //!                     layout, file id, and the identity of the environment the
 //!                     packed bytes are valid for (XNNPACK build, CPU features)
-//! header.index_offset index log: `slot_count` slots of 256 bytes, append-only
-//! header.data_offset  packed data, allocated in 64-byte aligned ranges
+//! header.index_offset index log: `slot_count` slots of 256 bytes, append-only;
+//!                     continued by `LINK` records in further extents
+//! header.data_offset  packed data (and index extents), 128-byte aligned ranges
 //! ```
 //!
-//! The index log holds two kinds of records, each self-checking (BLAKE3 of the
+//! The index log holds these records, each self-checking (BLAKE3 of the
 //! record body):
 //! * `RESERVE` — written before a writer packs into a range, so that the range
 //!   is never handed out again even if the writer dies before committing;
 //! * `ENTRY` — written after the packed bytes of a range have been flushed;
 //!   it names the range, the XNNPACK key (seed, fingerprint id), the content
-//!   digest of the unpacked kernel and bias, and a digest of the packed bytes.
+//!   digest of the unpacked kernel and bias, and a digest of the packed bytes;
+//! * `DROP` — withdraws an earlier entry (cut off by a truncation, or evicted
+//!   by the size cap);
+//! * `MEMO` — the content key of a byte range of a read-only file mapping,
+//!   named by the file's identity (device, inode, size, times), so that a
+//!   later load of the same unchanged file needs no hashing;
+//! * `LINK` — the index continues in an extent in the data region: the next
+//!   slot is the first of that extent (the index has no fixed size).
 //!
-//! A slot is written once and never rewritten. A reader takes every slot up to
-//! the first all-zero slot; a slot that fails its checksum is a torn record and
-//! is ignored (a writer skips it, so it is never rewritten either). Everything
-//! here is pure parsing; [`Index::apply`] never panics on any input.
+//! A slot is written once and never rewritten, except for its last-use time
+//! (bytes 240..248, outside the checksum; advisory, for least-recently-used
+//! eviction). A reader takes every slot up to the first all-zero slot; a slot
+//! that fails its checksum is a torn record and is ignored (a writer skips it,
+//! so it is never rewritten either). Everything here is pure parsing;
+//! [`Index::apply`] never panics on any input.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -28,8 +39,9 @@ use crate::error::FormatError;
 /// File magic: the first 8 bytes of a cache file.
 pub const MAGIC: [u8; 8] = *b"PTKWC\0\0\x01";
 /// Format version written in the header (2: environment identity in the
-/// header, packing descriptors in the keys).
-pub const VERSION: u32 = 2;
+/// header, packing descriptors in the keys; 3: index extents, file-region
+/// memos, last-use times).
+pub const VERSION: u32 = 3;
 /// Bytes of header that carry data (the rest up to `index_offset` is zero).
 pub const HEADER_LEN: usize = 128;
 /// Offset of the header checksum.
@@ -45,13 +57,21 @@ pub const DATA_ALIGN: u64 = 128;
 /// header page is never shared with anything written later.
 pub const INDEX_OFFSET: u64 = 65536;
 /// Longest name kept in a record (longer names are truncated on a char boundary).
-pub const NAME_MAX: usize = 144;
+pub const NAME_MAX: usize = 136;
+/// Offset of the last-use time in a slot (not covered by the checksum).
+pub const LAST_USE_AT: usize = 240;
 
 const RECORD_MAGIC: u32 = u32::from_le_bytes(*b"PWCR");
 const KIND_ENTRY: u8 = 1;
 const KIND_RESERVE: u8 = 2;
 const KIND_DROP: u8 = 3;
+const KIND_MEMO: u8 = 4;
+const KIND_LINK: u8 = 5;
 const CRC_AT: usize = 248;
+/// Bytes of a slot covered by its checksum.
+const CRC_COVERS: usize = LAST_USE_AT;
+/// Alignment of index extents.
+pub const EXTENT_ALIGN: u64 = 4096;
 
 /// The first 8 bytes of `b` in hex (for messages).
 pub fn short_hex(b: &[u8]) -> String {
@@ -269,6 +289,32 @@ pub struct Entry {
     pub name: String,
     /// Process id of the writer.
     pub pid: u32,
+    /// Seconds since the epoch of the last load that used the entry (as
+    /// read; advisory, not checksummed).
+    pub last_use: u64,
+}
+
+impl Entry {
+    /// The lookup key of the entry.
+    pub fn key(&self) -> EntryKey {
+        EntryKey {
+            seed: self.seed,
+            fingerprint_id: self.fingerprint_id,
+            digest: self.key_digest,
+        }
+    }
+}
+
+/// A file-region memo to commit: the content key of `len` bytes named by
+/// the digest of a file's identity and the range's place in it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RegionMemo {
+    /// Region identity digest.
+    pub region: [u8; 32],
+    /// Content key (BLAKE3 of the bytes).
+    pub content: [u8; 32],
+    /// Length of the region.
+    pub len: u64,
 }
 
 /// A record of the index log.
@@ -294,6 +340,26 @@ pub enum Record {
         /// Process id of the writer.
         pid: u32,
     },
+    /// The content key of a byte range of a file, by the file's identity.
+    Memo {
+        /// Digest of the file identity and the range (see the preload library).
+        region: [u8; 32],
+        /// The content key of the range's bytes (BLAKE3).
+        content: [u8; 32],
+        /// Length of the range.
+        len: u64,
+        /// Process id of the writer.
+        pid: u32,
+    },
+    /// The index continues at `offset` with `slots` slots.
+    Link {
+        /// File offset of the next extent.
+        offset: u64,
+        /// Number of slots in it.
+        slots: u32,
+        /// Process id of the writer.
+        pid: u32,
+    },
 }
 
 impl Record {
@@ -306,7 +372,8 @@ impl Record {
                 data_len,
                 ..
             } => (*data_offset, *data_len),
-            Record::Drop { .. } => (0, 0),
+            Record::Link { offset, slots, .. } => (*offset, u64::from(*slots) * SLOT_SIZE as u64),
+            Record::Drop { .. } | Record::Memo { .. } => (0, 0),
         }
     }
 
@@ -337,6 +404,7 @@ impl Record {
                 b[56..88].copy_from_slice(&e.key_digest);
                 b[88..104].copy_from_slice(&e.data_digest);
                 b[104..104 + name.len()].copy_from_slice(name.as_bytes());
+                b[LAST_USE_AT..CRC_AT].copy_from_slice(&e.last_use.to_le_bytes());
             }
             Record::Reserve {
                 data_offset,
@@ -353,8 +421,26 @@ impl Record {
                 b[8..12].copy_from_slice(&pid.to_le_bytes());
                 b[12..16].copy_from_slice(&slot.to_le_bytes());
             }
+            Record::Memo {
+                region,
+                content,
+                len,
+                pid,
+            } => {
+                b[4] = KIND_MEMO;
+                b[8..12].copy_from_slice(&pid.to_le_bytes());
+                b[16..24].copy_from_slice(&len.to_le_bytes());
+                b[24..56].copy_from_slice(region);
+                b[56..88].copy_from_slice(content);
+            }
+            Record::Link { offset, slots, pid } => {
+                b[4] = KIND_LINK;
+                b[8..12].copy_from_slice(&pid.to_le_bytes());
+                b[12..16].copy_from_slice(&slots.to_le_bytes());
+                b[16..24].copy_from_slice(&offset.to_le_bytes());
+            }
         }
-        let c = digest8(&b[..CRC_AT]);
+        let c = digest8(&b[..CRC_COVERS]);
         b[CRC_AT..].copy_from_slice(&c.to_le_bytes());
         b
     }
@@ -362,7 +448,7 @@ impl Record {
     /// Recomputes the checksum of a slot in place (so that a mutated slot
     /// reaches the record parser; used by the structure-aware fuzz target).
     pub fn seal(slot: &mut [u8; SLOT_SIZE]) {
-        let c = digest8(&slot[..CRC_AT]);
+        let c = digest8(&slot[..CRC_COVERS]);
         slot[CRC_AT..].copy_from_slice(&c.to_le_bytes());
     }
 
@@ -386,7 +472,7 @@ impl Record {
                 hint: "index record",
             });
         }
-        if digest8(&b[..CRC_AT]) != rd_u64(b, CRC_AT) {
+        if digest8(&b[..CRC_COVERS]) != rd_u64(b, CRC_AT) {
             return Err(FormatError::Checksum {
                 what: "index record",
                 offset: offset + CRC_AT as u64,
@@ -403,6 +489,23 @@ impl Record {
             KIND_RESERVE => Ok(Some(Record::Reserve {
                 data_offset,
                 data_len,
+                pid,
+            })),
+            KIND_MEMO => {
+                let mut region = [0u8; 32];
+                region.copy_from_slice(&b[24..56]);
+                let mut content = [0u8; 32];
+                content.copy_from_slice(&b[56..88]);
+                Ok(Some(Record::Memo {
+                    region,
+                    content,
+                    len: data_offset,
+                    pid,
+                }))
+            }
+            KIND_LINK => Ok(Some(Record::Link {
+                offset: data_offset,
+                slots: rd_u32(b, 12),
                 pid,
             })),
             KIND_ENTRY => {
@@ -446,6 +549,7 @@ impl Record {
                     },
                     name,
                     pid,
+                    last_use: rd_u64(b, LAST_USE_AT),
                 })))
             }
             k => Err(FormatError::Field {
@@ -574,6 +678,26 @@ pub enum SlotState {
         /// The withdrawn slot.
         slot: u32,
     },
+    /// A `MEMO` record: the content key of a file region.
+    Memo {
+        /// Region identity digest.
+        region: [u8; 32],
+        /// Content key.
+        content: [u8; 32],
+        /// Length of the region.
+        len: u64,
+    },
+    /// A `LINK` record: the index continues in another extent (`valid`:
+    /// the extent lies inside the data region and the file, overlaps
+    /// nothing, and is followed).
+    Link {
+        /// File offset of the extent.
+        offset: u64,
+        /// Its slots.
+        slots: u32,
+        /// Whether the reader follows it.
+        valid: bool,
+    },
     /// A slot that failed to parse (torn write or corruption).
     Torn(FormatError),
 }
@@ -598,14 +722,37 @@ pub struct Summary {
     pub index_region_bytes: u64,
     /// Index slots in use (valid or torn).
     pub slots_used: u64,
-    /// Index slots available.
+    /// Index slots available (in the header's region and every extent).
     pub slot_count: u64,
+    /// Index extents besides the header's region.
+    pub index_extents: u64,
+    /// Bytes of those extents (in the data region).
+    pub index_extent_bytes: u64,
+    /// File-region memos (content keys of unchanged model files).
+    pub memos: u64,
+    /// Oldest and newest last-use time of the live entries (seconds since
+    /// the epoch; 0 when unknown).
+    pub oldest_use: u64,
+    /// See `oldest_use`.
+    pub newest_use: u64,
     /// Torn or corrupt slots.
     pub torn_slots: u64,
     /// Reservations never committed (writers that died, or abandoned packs).
     pub orphan_reservations: u64,
     /// Entries that are not live.
     pub dead_entries: u64,
+}
+
+/// A run of consecutive index slots: the header's region or an extent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Extent {
+    /// Global number of its first slot.
+    pub first_slot: u32,
+    /// File offset of its first slot.
+    pub offset: u64,
+    /// Number of slots (the region ends early when a `LINK` is written
+    /// before its last slot).
+    pub count: u32,
 }
 
 /// The index of a cache file, built incrementally from its slots.
@@ -615,6 +762,9 @@ pub struct Index {
     pub header: Header,
     /// Parsed slots, by slot number (only slots read so far).
     pub slots: Vec<SlotState>,
+    /// Where the slots are: the header's region, then each linked extent.
+    pub extents: Vec<Extent>,
+    memos: HashMap<[u8; 32], ([u8; 32], u64)>,
     live_by_key: HashMap<EntryKey, u32>,
     named: HashMap<(String, u32, u32), u32>,
     ranges: BTreeMap<u64, (u64, u32)>,
@@ -629,9 +779,16 @@ impl Index {
     /// An empty index for `header`.
     pub fn new(header: Header, file_len: u64) -> Index {
         let alloc_end = header.data_offset;
+        let first = Extent {
+            first_slot: 0,
+            offset: header.index_offset,
+            count: header.slot_count,
+        };
         Index {
             header,
             slots: Vec::new(),
+            extents: vec![first],
+            memos: HashMap::new(),
             live_by_key: HashMap::new(),
             named: HashMap::new(),
             ranges: BTreeMap::new(),
@@ -644,6 +801,44 @@ impl Index {
     /// Number of slots read so far.
     pub fn next_slot(&self) -> u32 {
         self.slots.len() as u32
+    }
+
+    /// Total number of slots over all extents known so far.
+    pub fn capacity(&self) -> u32 {
+        self.extents
+            .last()
+            .map_or(0, |e| e.first_slot.saturating_add(e.count))
+    }
+
+    /// File offset of slot `i`, `None` past the known extents.
+    pub fn slot_offset(&self, i: u32) -> Option<u64> {
+        let e = self
+            .extents
+            .iter()
+            .rev()
+            .find(|e| e.first_slot <= i && i - e.first_slot < e.count)?;
+        Some(e.offset + u64::from(i - e.first_slot) * SLOT_SIZE as u64)
+    }
+
+    /// Slots left in the last extent from `slot` on.
+    pub fn slots_left_from(&self, slot: u32) -> u32 {
+        self.capacity().saturating_sub(slot)
+    }
+
+    /// Every file-region memo (first record per region).
+    pub fn memos(&self) -> impl Iterator<Item = RegionMemo> + '_ {
+        self.memos
+            .iter()
+            .map(|(region, (content, len))| RegionMemo {
+                region: *region,
+                content: *content,
+                len: *len,
+            })
+    }
+
+    /// The content key memorised for a file region, if any.
+    pub fn memo(&self, region: &[u8; 32]) -> Option<([u8; 32], u64)> {
+        self.memos.get(region).copied()
     }
 
     /// Slot of the live entry for `key`, if any.
@@ -721,6 +916,46 @@ impl Index {
             self.alloc_end = self.alloc_end.max(off.saturating_add(len));
         }
         match rec {
+            Record::Memo {
+                region,
+                content,
+                len,
+                ..
+            } => {
+                self.memos.entry(region).or_insert((content, len));
+                self.slots.push(SlotState::Memo {
+                    region,
+                    content,
+                    len,
+                });
+            }
+            Record::Link { offset, slots, .. } => {
+                let valid = in_bounds
+                    && slots > 0
+                    && offset % EXTENT_ALIGN == 0
+                    && self.overlap(offset, len).is_none()
+                    && slot
+                        .checked_add(1)
+                        .and_then(|n| n.checked_add(slots))
+                        .is_some();
+                if valid {
+                    self.ranges.insert(offset, (offset + len, slot));
+                    if let Some(cur) = self.extents.last_mut() {
+                        // The current region ends with the link.
+                        cur.count = slot + 1 - cur.first_slot;
+                    }
+                    self.extents.push(Extent {
+                        first_slot: slot + 1,
+                        offset,
+                        count: slots,
+                    });
+                }
+                self.slots.push(SlotState::Link {
+                    offset,
+                    slots,
+                    valid,
+                });
+            }
             Record::Drop { slot: target, .. } => {
                 if let Some(st) = self.slots.get_mut(target as usize) {
                     if let SlotState::Live(e) | SlotState::Dead(e, _) = st {
@@ -830,7 +1065,15 @@ impl Index {
         let mut s = Summary {
             file_bytes: self.file_len,
             index_region_bytes: self.header.data_offset,
-            slot_count: self.header.slot_count as u64,
+            slot_count: u64::from(self.capacity()),
+            index_extents: self.extents.len().saturating_sub(1) as u64,
+            index_extent_bytes: self
+                .extents
+                .iter()
+                .skip(1)
+                .map(|e| u64::from(e.count) * SLOT_SIZE as u64)
+                .sum(),
+            memos: self.memos.len() as u64,
             slots_used: self.slots.len() as u64,
             ..Summary::default()
         };
@@ -877,12 +1120,23 @@ impl Index {
                         s.dead_bytes = s.dead_bytes.saturating_add(*data_len);
                     }
                 }
-                SlotState::Drop { .. } => {}
+                SlotState::Drop { .. } | SlotState::Memo { .. } | SlotState::Link { .. } => {}
                 SlotState::Torn(_) => s.torn_slots += 1,
             }
         }
         let used = self.alloc_end.saturating_sub(self.header.data_offset);
-        s.padding_bytes = used.saturating_sub(s.live_bytes.saturating_add(s.dead_bytes));
+        s.padding_bytes = used.saturating_sub(
+            s.live_bytes
+                .saturating_add(s.dead_bytes)
+                .saturating_add(s.index_extent_bytes),
+        );
+        let uses: Vec<u64> = self
+            .live()
+            .map(|(_, e)| e.last_use)
+            .filter(|&t| t > 0)
+            .collect();
+        s.oldest_use = uses.iter().copied().min().unwrap_or(0);
+        s.newest_use = uses.iter().copied().max().unwrap_or(0);
         s.free_tail_bytes = self
             .file_len
             .saturating_sub(self.alloc_end.max(self.header.data_offset));
@@ -893,9 +1147,10 @@ impl Index {
 /// Parses a whole cache file image (for `inspect`, `verify` and tests).
 pub fn parse_image(bytes: &[u8]) -> Result<Index, FormatError> {
     let header = Header::decode(bytes, bytes.len() as u64)?;
-    let mut index = Index::new(header.clone(), bytes.len() as u64);
-    for i in 0..header.slot_count {
-        let off = header.slot_offset(i);
+    let mut index = Index::new(header, bytes.len() as u64);
+    let mut i = 0u32;
+    while let Some(off) = index.slot_offset(i) {
+        i += 1;
         let Some(slot) = usize::try_from(off)
             .ok()
             .and_then(|o| bytes.get(o..o.checked_add(SLOT_SIZE)?))

@@ -34,7 +34,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::thread::ThreadId;
 
 use crate::error::CacheError;
-use crate::format::{key_digest, ContentKey, Entry, EntryKey, KeySource};
+use crate::format::{key_digest, ContentKey, Entry, EntryKey, KeySource, RegionMemo};
 use crate::store::{self, data_digest, CacheFile, FileOptions};
 use crate::sys::SharedMap;
 
@@ -108,6 +108,8 @@ pub enum FallbackReason {
     AllocateFailed(String),
     /// The index log is full.
     IndexFull,
+    /// The packed bytes of one runtime exceed the size cap by themselves.
+    SizeCap,
     /// Any other I/O failure while reserving or committing.
     Io(String),
     /// The kernel or bias pointer was never registered.
@@ -126,6 +128,7 @@ impl FallbackReason {
             FallbackReason::LockTimeout => "lock_timeout",
             FallbackReason::AllocateFailed(_) => "allocate_failed",
             FallbackReason::IndexFull => "index_full",
+            FallbackReason::SizeCap => "size_cap",
             FallbackReason::Io(_) => "io_error",
             FallbackReason::Unregistered => "unregistered",
             FallbackReason::NoLookUp => "no_look_up",
@@ -138,6 +141,7 @@ impl FallbackReason {
                 FallbackReason::AllocateFailed(source.to_string())
             }
             CacheError::Invalid(m) if m.contains("full") => FallbackReason::IndexFull,
+            CacheError::Invalid(m) if m.contains("size cap") => FallbackReason::SizeCap,
             CacheError::LockTimeout { .. } => FallbackReason::LockTimeout,
             other => FallbackReason::Io(other.to_string()),
         }
@@ -362,6 +366,7 @@ struct Inner {
     pending: HashMap<ThreadId, Pending>,
     last_miss: HashMap<ThreadId, Miss>,
     to_commit: HashMap<ThreadId, Vec<ToCommit>>,
+    memos: Vec<RegionMemo>,
     heap: Vec<HeapBlock>,
     stats: Stats,
     finalized: bool,
@@ -420,6 +425,7 @@ impl WeightsCache {
             pending: HashMap::new(),
             last_miss: HashMap::new(),
             to_commit: HashMap::new(),
+            memos: Vec::new(),
             heap: Vec::new(),
             stats,
             finalized: false,
@@ -485,6 +491,29 @@ impl WeightsCache {
         );
     }
 
+    /// The content keys memorised in the cache file for these file regions
+    /// (see [`RegionMemo`]), `None` where there is none. The index is
+    /// re-read once first.
+    pub fn memos(&self, regions: &[[u8; 32]]) -> Vec<Option<([u8; 32], u64)>> {
+        let g = lock(&self.shared);
+        let Some(sf) = g.shared.clone() else {
+            return vec![None; regions.len()];
+        };
+        drop(g);
+        let mut st = sf.state();
+        let Some(f) = st.file.as_mut() else {
+            return vec![None; regions.len()];
+        };
+        let _ = f.refresh();
+        regions.iter().map(|r| f.index().memo(r)).collect()
+    }
+
+    /// Queues a file-region memo; written with the next commit (at
+    /// [`WeightsCache::finalize`]).
+    pub fn remember(&self, memo: RegionMemo) {
+        lock(&self.shared).memos.push(memo);
+    }
+
     /// Marks the end of a runtime's creation on this thread (XNNPACK
     /// operator setup requires a finalized cache): commits the entries this
     /// thread packed in one batch, then serves them from the file mapping and
@@ -500,7 +529,8 @@ impl WeightsCache {
         }
         g.last_miss.remove(&tid);
         let batch = g.to_commit.remove(&tid).unwrap_or_default();
-        g.commit(batch);
+        let memos = std::mem::take(&mut g.memos);
+        g.commit(batch, &memos);
         g.refresh_file_stats();
         g.stats.clone()
     }
@@ -579,7 +609,12 @@ impl Inner {
         if !(dead_heavy || slots_tight) {
             return false;
         }
-        match store::compact(&sf.path, &sf.opts) {
+        // Never wait for the lock here: another process is committing.
+        let opts = store::FileOptions {
+            lock_timeout: std::time::Duration::ZERO,
+            ..sf.opts.clone()
+        };
+        match store::compact(&sf.path, &opts) {
             Ok(_) => {
                 self.stats.compactions += 1;
                 // Keep the old mapping alive for the pointers already served.
@@ -646,11 +681,12 @@ impl Inner {
         if f.index().find(key).is_none() {
             let _ = f.refresh();
         }
-        let e = f.index().find(key).map(|(_, e)| e.clone())?;
+        let (slot, e) = f.index().find(key).map(|(s, e)| (s, e.clone()))?;
         if self.opts.verify_on_load && !f.verify_entry(&e) {
             self.stats.rejected_entries += 1;
             return None;
         }
+        f.touch(slot);
         let p = f.entry_bytes(&e)?.as_ptr() as *mut u8;
         let m = f.map().clone();
         drop(st);
@@ -817,8 +853,8 @@ impl Inner {
 
     /// Writes the packs of one runtime creation to the file and serves them
     /// from the mapping afterwards.
-    fn commit(&mut self, batch: Vec<ToCommit>) {
-        if batch.is_empty() {
+    fn commit(&mut self, batch: Vec<ToCommit>, memos: &[RegionMemo]) {
+        if batch.is_empty() && memos.is_empty() {
             return;
         }
         let Some(sf) = self.shared.clone() else {
@@ -830,7 +866,12 @@ impl Inner {
             None => Err(FallbackReason::FileUnusable(
                 st.error.clone().unwrap_or_else(|| "not open".into()),
             )),
-            Some(f) => match f.lock() {
+            // Memos alone are not worth waiting for the lock.
+            Some(f) => match if batch.is_empty() {
+                f.lock_within(std::time::Duration::ZERO)
+            } else {
+                f.lock()
+            } {
                 Ok(true) => {
                     let pid = std::process::id();
                     let items: Vec<(&[u8], Entry)> = batch
@@ -856,12 +897,13 @@ impl Inner {
                                     kernel_key: c.miss.kernel_source,
                                     name: c.miss.name.clone(),
                                     pid,
+                                    last_use: 0,
                                 },
                             ))
                         })
                         .collect();
                     let r = if items.len() == batch.len() {
-                        f.commit_batch(&items)
+                        f.commit_batch(&items, memos)
                             .map_err(|e| FallbackReason::from_error(&e))
                     } else {
                         Err(FallbackReason::Io("lost track of a pack".into()))

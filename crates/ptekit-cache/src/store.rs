@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use crate::error::{CacheError, FormatError};
 use crate::format::{
-    align_up, Entry, Header, Index, Record, SlotState, Summary, DATA_ALIGN, HEADER_LEN, SLOT_SIZE,
+    align_up, Entry, Header, Index, Record, RegionMemo, SlotState, Summary, DATA_ALIGN,
+    EXTENT_ALIGN, HEADER_LEN, LAST_USE_AT, SLOT_SIZE,
 };
 use crate::sys::{self, SharedMap};
 
@@ -33,6 +34,11 @@ pub struct FileOptions {
     /// entry counts as committed (protects against power loss, not only
     /// against a crashed process).
     pub durable: bool,
+    /// Cap on the packed bytes of live entries (0: none). A commit that
+    /// would pass it first withdraws the least recently used entries; their
+    /// bytes stay in the file (other processes may still map them) until it
+    /// is compacted.
+    pub max_live_bytes: u64,
     /// Identity of the environment packing for this file: a file made by
     /// another XNNPACK build or for other CPU features is rebuilt (when
     /// writable) or refused, never served. `None` (tools that only read,
@@ -49,6 +55,7 @@ impl Default for FileOptions {
             lock_timeout: Duration::from_secs(10),
             max_file_bytes: 64 << 30,
             durable: true,
+            max_live_bytes: 0,
             env: None,
         }
     }
@@ -363,17 +370,27 @@ impl CacheFile {
             .len();
         self.index.file_len = len.max(self.index.file_len);
         self.real_len = len;
-        let header = self.index.header.clone();
         let batch = 64u32;
         let mut buf = vec![0u8; batch as usize * SLOT_SIZE];
-        'outer: while self.index.next_slot() < header.slot_count {
+        'outer: loop {
             let first = self.index.next_slot();
-            let count = batch.min(header.slot_count - first);
+            let Some(first_off) = self.index.slot_offset(first) else {
+                break;
+            };
+            // Never read across the end of an extent (a LINK moves the rest).
+            let in_extent = self
+                .index
+                .extents
+                .iter()
+                .rev()
+                .find(|e| e.first_slot <= first)
+                .map_or(1, |e| e.first_slot + e.count - first);
+            let count = batch.min(in_extent).max(1);
             let want = count as usize * SLOT_SIZE;
             let Some(chunk) = buf.get_mut(..want) else {
                 break;
             };
-            let got = read_full_at(&self.file, chunk, header.slot_offset(first))
+            let got = read_full_at(&self.file, chunk, first_off)
                 .map_err(|e| CacheError::io("read index", &self.path, e))?;
             let slots = got / SLOT_SIZE;
             if slots == 0 {
@@ -381,7 +398,7 @@ impl CacheFile {
             }
             for i in 0..slots {
                 let s = &chunk[i * SLOT_SIZE..(i + 1) * SLOT_SIZE];
-                let off = header.slot_offset(first + i as u32);
+                let off = first_off + (i * SLOT_SIZE) as u64;
                 let r = Record::decode(s, off);
                 match &r {
                     Ok(None) => break 'outer,
@@ -404,7 +421,12 @@ impl CacheFile {
                     }
                     _ => {}
                 }
+                let linked = matches!(r, Ok(Some(Record::Link { .. })));
                 self.index.apply(r);
+                if linked {
+                    // The following slots are in the linked extent.
+                    continue 'outer;
+                }
             }
             if slots < count as usize {
                 break;
@@ -424,10 +446,15 @@ impl CacheFile {
 
     /// Takes the writer lock. `Ok(false)`: timed out.
     pub fn lock(&mut self) -> Result<bool, CacheError> {
+        self.lock_within(self.opts.lock_timeout)
+    }
+
+    /// Takes the writer lock, waiting at most `timeout`. `Ok(false)`: timed out.
+    pub fn lock_within(&mut self, timeout: Duration) -> Result<bool, CacheError> {
         if self.locked {
             return Ok(true);
         }
-        let ok = sys::lock_exclusive(&self.file, self.opts.lock_timeout)
+        let ok = sys::lock_exclusive(&self.file, timeout)
             .map_err(|e| CacheError::io("flock", &self.path, e))?;
         self.locked = ok;
         Ok(ok)
@@ -449,16 +476,16 @@ impl CacheFile {
     fn write_record(&mut self, rec: &Record) -> Result<u32, CacheError> {
         debug_assert!(self.locked);
         let slot = self.index.next_slot();
-        if slot >= self.index.header.slot_count {
+        let Some(at) = self.index.slot_offset(slot) else {
             return Err(CacheError::Invalid(format!(
                 "index of {} is full ({} slots); compact it",
                 self.path.display(),
-                self.index.header.slot_count
+                self.index.capacity()
             )));
-        }
+        };
         let bytes = rec.encode();
         self.file
-            .write_all_at(&bytes, self.index.header.slot_offset(slot))
+            .write_all_at(&bytes, at)
             .map_err(|e| CacheError::io("write index", &self.path, e))?;
         self.index.apply(Ok(Some(rec.clone())));
         Ok(slot)
@@ -485,7 +512,7 @@ impl CacheFile {
                 "file would exceed its configured maximum of {max} bytes"
             )));
         }
-        if self.index.next_slot() + 1 >= self.index.header.slot_count {
+        if self.index.slots_left_from(self.index.next_slot()) < 2 {
             return Err(CacheError::Invalid(format!(
                 "index of {} is full; compact it",
                 self.path.display()
@@ -573,74 +600,90 @@ impl CacheFile {
     /// meanwhile are not written again (their result is that entry); the
     /// bytes of the others go to the end of the data, are flushed with one
     /// `fdatasync` (when durable), then their records are appended in one
-    /// write. A writer killed at any point leaves no record naming unwritten
-    /// bytes. Returns, per item, the committed entry and whether it was
-    /// written by this call.
+    /// write, followed by the new file-region `memos`. When the index has no
+    /// room it continues in a new extent (a `LINK` record); with a size cap
+    /// ([`FileOptions::max_live_bytes`]) the least recently used entries are
+    /// withdrawn first; the tail past the last record is trimmed. A writer
+    /// killed at any point leaves no record naming unwritten bytes. Returns,
+    /// per item, the committed entry and whether it was written by this call.
     pub fn commit_batch(
         &mut self,
         items: &[(&[u8], Entry)],
+        memos: &[RegionMemo],
     ) -> Result<Vec<(Entry, bool)>, CacheError> {
         if !self.locked {
             return Err(CacheError::Invalid("commit without the writer lock".into()));
         }
         self.refresh()?;
+        let now = unix_now();
         let mut out: Vec<Option<(Entry, bool)>> = Vec::with_capacity(items.len());
         let mut new: Vec<(usize, Entry)> = Vec::new();
-        let mut cursor = align_up(
-            self.index.alloc_end.max(self.index.header.data_offset),
-            DATA_ALIGN,
-        )
-        .ok_or_else(|| CacheError::Invalid("allocation mark overflow".into()))?;
         for (i, (bytes, e)) in items.iter().enumerate() {
-            let key = crate::format::EntryKey {
-                seed: e.seed,
-                fingerprint_id: e.fingerprint_id,
-                digest: e.key_digest,
-            };
-            if let Some((_, found)) = self.index.find(&key) {
+            if let Some((_, found)) = self.index.find(&e.key()) {
                 out.push(Some((found.clone(), false)));
                 continue;
             }
-            if new.iter().any(|(_, n)| {
-                (n.seed, n.fingerprint_id, n.key_digest) == (e.seed, e.fingerprint_id, e.key_digest)
-            }) {
-                out.push(None);
+            out.push(None);
+            if new.iter().any(|(_, n)| n.key() == e.key()) {
                 continue;
             }
             let mut ne = e.clone();
-            ne.data_offset = cursor;
             ne.data_len = bytes.len() as u64;
-            cursor = cursor
-                .checked_add(ne.data_len.max(1))
-                .and_then(|c| align_up(c, DATA_ALIGN))
-                .ok_or_else(|| CacheError::Invalid("allocation overflow".into()))?;
+            ne.last_use = now;
             new.push((i, ne));
-            out.push(None);
         }
-        if !new.is_empty() {
+        let mut memo_recs: Vec<Record> = Vec::new();
+        for m in memos {
+            let dup = memo_recs
+                .iter()
+                .any(|r| matches!(r, Record::Memo { region, .. } if *region == m.region));
+            if !dup && self.index.memo(&m.region).is_none() {
+                memo_recs.push(Record::Memo {
+                    region: m.region,
+                    content: m.content,
+                    len: m.len,
+                    pid: std::process::id(),
+                });
+            }
+        }
+        let new_bytes: u64 = new.iter().map(|(_, e)| e.data_len).sum();
+        let evict = self.lru_victims(new_bytes)?;
+        if !new.is_empty() || !memo_recs.is_empty() {
+            let drops = self.index.out_of_bounds_undropped();
+            let needed = new.len() + memo_recs.len() + drops.len() + evict.len();
+            let mut cursor = align_up(
+                self.index.alloc_end.max(self.index.header.data_offset),
+                DATA_ALIGN,
+            )
+            .ok_or_else(|| CacheError::Invalid("allocation mark overflow".into()))?;
+            // Withdraw entries a truncation cut off before the file grows
+            // back over their ranges, and the evicted ones.
+            let pid = std::process::id();
+            let withdraw: Vec<Record> = drops
+                .into_iter()
+                .chain(evict)
+                .map(|slot| Record::Drop { slot, pid })
+                .collect();
+            // One slot stays free for a LINK.
+            let room = self.index.slots_left_from(self.index.next_slot());
+            if u64::try_from(needed).unwrap_or(u64::MAX) + 1 > u64::from(room) {
+                cursor = self.grow_index(cursor, needed)?;
+            }
+            for r in &withdraw {
+                self.write_record(r)?;
+            }
+            for (_, ne) in &mut new {
+                ne.data_offset = cursor;
+                cursor = cursor
+                    .checked_add(ne.data_len.max(1))
+                    .and_then(|c| align_up(c, DATA_ALIGN))
+                    .ok_or_else(|| CacheError::Invalid("allocation overflow".into()))?;
+            }
             let max = self.max_len();
             if cursor > max {
                 return Err(CacheError::Invalid(format!(
                     "file would exceed its configured maximum of {max} bytes"
                 )));
-            }
-            let first_slot = self.index.next_slot();
-            let drops = self.index.out_of_bounds_undropped();
-            let needed = (new.len() + drops.len()) as u64;
-            if u64::from(first_slot) + needed > u64::from(self.index.header.slot_count) {
-                return Err(CacheError::Invalid(format!(
-                    "index of {} is full ({} slots); compact it",
-                    self.path.display(),
-                    self.index.header.slot_count
-                )));
-            }
-            // Withdraw entries a truncation cut off before the file grows
-            // back over their ranges.
-            for slot in drops {
-                self.write_record(&Record::Drop {
-                    slot,
-                    pid: std::process::id(),
-                })?;
             }
             for (i, ne) in &new {
                 let Some((bytes, _)) = items.get(*i) else {
@@ -650,17 +693,27 @@ impl CacheFile {
                     .write_all_at(bytes, ne.data_offset)
                     .map_err(|e| CacheError::io("write", &self.path, e))?;
             }
-            if self.opts.durable {
+            if self.opts.durable && !new.is_empty() {
                 sys::datasync(&self.file)
                     .map_err(|e| CacheError::io("fdatasync", &self.path, e))?;
             }
-            let mut recs = Vec::with_capacity(new.len() * SLOT_SIZE);
-            for (_, ne) in &new {
-                recs.extend_from_slice(&Record::Entry(ne.clone()).encode());
+            let recs: Vec<Record> = new
+                .iter()
+                .map(|(_, ne)| Record::Entry(ne.clone()))
+                .chain(memo_recs)
+                .collect();
+            let mut bytes = Vec::with_capacity(recs.len() * SLOT_SIZE);
+            for r in &recs {
+                bytes.extend_from_slice(&r.encode());
             }
-            let at = self.index.header.slot_offset(self.index.next_slot());
+            let at = self
+                .index
+                .slot_offset(self.index.next_slot())
+                .ok_or_else(|| {
+                    CacheError::Invalid(format!("index of {} is full", self.path.display()))
+                })?;
             self.file
-                .write_all_at(&recs, at)
+                .write_all_at(&bytes, at)
                 .map_err(|e| CacheError::io("write index", &self.path, e))?;
             let end = new
                 .iter()
@@ -669,35 +722,135 @@ impl CacheFile {
                 .unwrap_or(0);
             self.real_len = self.real_len.max(end);
             self.index.file_len = self.index.file_len.max(end);
+            for r in recs {
+                self.index.apply(Ok(Some(r)));
+            }
             for (i, ne) in new {
-                self.index.apply(Ok(Some(Record::Entry(ne.clone()))));
                 if let Some(o) = out.get_mut(i) {
                     *o = Some((ne, true));
                 }
             }
             self.ensure_mapped(end)?;
         }
+        self.trim_tail();
         // Duplicates inside the batch take the entry of their first copy.
         let mut res = Vec::with_capacity(items.len());
         for (i, (_, e)) in items.iter().enumerate() {
             match out.get(i).cloned().flatten() {
                 Some(r) => res.push(r),
-                None => {
-                    let key = crate::format::EntryKey {
-                        seed: e.seed,
-                        fingerprint_id: e.fingerprint_id,
-                        digest: e.key_digest,
-                    };
-                    match self.index.find(&key) {
-                        Some((_, f)) => res.push((f.clone(), false)),
-                        None => {
-                            return Err(CacheError::Invalid("batch entry not committed".into()))
-                        }
-                    }
-                }
+                None => match self.index.find(&e.key()) {
+                    Some((_, f)) => res.push((f.clone(), false)),
+                    None => return Err(CacheError::Invalid("batch entry not committed".into())),
+                },
             }
         }
         Ok(res)
+    }
+
+    /// Continues the index in a new zero-filled extent at `cursor` with room
+    /// for at least `needed` records (lock held); returns the allocation
+    /// cursor after it. The extent is flushed before the `LINK` naming it is
+    /// written, so a reader never follows a link into stale bytes.
+    fn grow_index(&mut self, cursor: u64, needed: usize) -> Result<u64, CacheError> {
+        let path = self.path.clone();
+        let full = || CacheError::Invalid(format!("index of {} is full", path.display()));
+        let at = align_up(cursor, EXTENT_ALIGN).ok_or_else(full)?;
+        let want = u64::try_from(needed).unwrap_or(u64::MAX).saturating_add(64);
+        let slots = u64::from(self.index.capacity()).max(want);
+        let slots = u32::try_from(slots).map_err(|_| full())?;
+        let len = u64::from(slots) * SLOT_SIZE as u64;
+        let end = at.checked_add(len).ok_or_else(full)?;
+        if end > self.max_len() {
+            return Err(CacheError::Invalid(format!(
+                "file would exceed its configured maximum of {} bytes",
+                self.max_len()
+            )));
+        }
+        let zeros = vec![0u8; 1 << 20];
+        let mut off = at;
+        while off < end {
+            let n = usize::try_from((end - off).min(zeros.len() as u64)).unwrap_or(zeros.len());
+            self.file
+                .write_all_at(&zeros[..n], off)
+                .map_err(|e| CacheError::io("write index extent", &self.path, e))?;
+            off += n as u64;
+        }
+        if self.opts.durable {
+            sys::datasync(&self.file).map_err(|e| CacheError::io("fdatasync", &self.path, e))?;
+        }
+        self.real_len = self.real_len.max(end);
+        self.index.file_len = self.index.file_len.max(end);
+        self.write_record(&Record::Link {
+            offset: at,
+            slots,
+            pid: std::process::id(),
+        })?;
+        align_up(end, DATA_ALIGN).ok_or_else(full)
+    }
+
+    /// Slots of the live entries to withdraw, least recently used first, so
+    /// that `new_bytes` more fit under [`FileOptions::max_live_bytes`].
+    fn lru_victims(&self, new_bytes: u64) -> Result<Vec<u32>, CacheError> {
+        let cap = self.opts.max_live_bytes;
+        if cap == 0 || new_bytes == 0 {
+            return Ok(Vec::new());
+        }
+        if new_bytes > cap {
+            return Err(CacheError::Invalid(format!(
+                "{new_bytes} packed bytes exceed the size cap of {cap} bytes"
+            )));
+        }
+        let mut live: Vec<(u64, u32, u64)> = self
+            .index
+            .live()
+            .map(|(slot, e)| (e.last_use, slot, e.data_len))
+            .collect();
+        let mut total: u64 = live.iter().map(|x| x.2).sum();
+        live.sort_unstable();
+        let mut out = Vec::new();
+        for (_, slot, len) in live {
+            if total.saturating_add(new_bytes) <= cap {
+                break;
+            }
+            total = total.saturating_sub(len);
+            out.push(slot);
+        }
+        Ok(out)
+    }
+
+    /// Cuts the file after the last byte any record names (lock held): bytes
+    /// a killed writer left there are never served and would only grow the
+    /// file.
+    fn trim_tail(&mut self) {
+        let end = self.index.alloc_end.max(self.index.header.data_offset);
+        if self.real_len > end
+            && self.index.out_of_bounds_undropped().is_empty()
+            && self.file.set_len(end).is_ok()
+        {
+            self.real_len = end;
+            self.index.file_len = end;
+        }
+    }
+
+    /// Records that the entry in `slot` was used now (advisory, for
+    /// least-recently-used eviction; at most once a minute per entry).
+    pub fn touch(&mut self, slot: u32) {
+        if !self.writable {
+            return;
+        }
+        let now = unix_now();
+        let Some(SlotState::Live(e)) = self.index.slots.get_mut(slot as usize) else {
+            return;
+        };
+        if e.last_use.saturating_add(60) > now {
+            return;
+        }
+        e.last_use = now;
+        if let Some(at) = self.index.slot_offset(slot) {
+            let _ = self
+                .file
+                .write_all_at(&now.to_le_bytes(), at + LAST_USE_AT as u64);
+        }
     }
 
     /// Makes sure the mapping covers file offsets below `end`, mapping the
@@ -798,6 +951,13 @@ impl Drop for CacheFile {
     }
 }
 
+/// Seconds since the epoch (0 if the clock is before it).
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// First 16 bytes of BLAKE3 of `bytes`.
 pub fn data_digest(bytes: &[u8]) -> [u8; 16] {
     let mut d = [0u8; 16];
@@ -867,7 +1027,10 @@ pub fn compact(path: &Path, opts: &FileOptions) -> Result<CompactReport, CacheEr
     cf.refresh()?;
     let before = cf.summary();
     let live: Vec<Entry> = cf.index().live().map(|(_, e)| e.clone()).collect();
-    let slots_needed = (live.len() as u64 * 2).max(cf.index().header.slot_count as u64);
+    let mut memos: Vec<RegionMemo> = cf.index().memos().collect();
+    memos.sort_unstable_by_key(|m| m.region);
+    let records = (live.len() + memos.len()) as u64;
+    let slots_needed = (records * 2).max(u64::from(crate::format::DEFAULT_SLOT_COUNT));
     let slot_count = u32::try_from(slots_needed).unwrap_or(u32::MAX);
     // The compacted file keeps the environment of the entries it copies.
     let header = Header::new(slot_count, random_id(), cf.index().header.env_digest);
@@ -913,6 +1076,18 @@ pub fn compact(path: &Path, opts: &FileOptions) -> Result<CompactReport, CacheEr
             kept += 1;
             cursor = align_up(cursor + e.data_len, DATA_ALIGN)
                 .ok_or_else(|| CacheError::Invalid("offset overflow".into()))?;
+        }
+        for m in &memos {
+            let rec = Record::Memo {
+                region: m.region,
+                content: m.content,
+                len: m.len,
+                pid: std::process::id(),
+            }
+            .encode();
+            out.write_all_at(&rec, header.slot_offset(slot))
+                .map_err(|err| CacheError::io("write", path, err))?;
+            slot += 1;
         }
         let end = header.slot_offset(0).max(cursor).max(header.data_offset);
         out.set_len(end)

@@ -656,7 +656,11 @@ fn writers_killed_with_sigkill_never_corrupt_or_lose_entries() {
                         e.data_digest,
                         "kill {k}: slot {slot} bytes changed"
                     );
-                    Record::Entry(e.clone())
+                    // The last-use time is the one field rewritten in place.
+                    Record::Entry(ptekit_cache::format::Entry {
+                        last_use: 0,
+                        ..e.clone()
+                    })
                 }
                 SlotState::Reserve {
                     data_offset,
@@ -669,6 +673,21 @@ fn writers_killed_with_sigkill_never_corrupt_or_lose_entries() {
                 },
                 SlotState::Drop { slot } => Record::Drop {
                     slot: *slot,
+                    pid: 0,
+                },
+                SlotState::Memo {
+                    region,
+                    content,
+                    len,
+                } => Record::Memo {
+                    region: *region,
+                    content: *content,
+                    len: *len,
+                    pid: 0,
+                },
+                SlotState::Link { offset, slots, .. } => Record::Link {
+                    offset: *offset,
+                    slots: *slots,
                     pid: 0,
                 },
                 SlotState::Torn(_) => unreachable!(),

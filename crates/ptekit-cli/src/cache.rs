@@ -89,7 +89,20 @@ fn print_summary(s: &Summary) {
         thousands(s.slots_used),
         thousands(s.slot_count)
     );
+    outln!(
+        "index_extents:     {} ({})",
+        thousands(s.index_extents),
+        bytes(s.index_extent_bytes)
+    );
+    outln!("memos:             {}", thousands(s.memos));
     outln!("torn_slots:        {}", thousands(s.torn_slots));
+    if s.newest_use > 0 {
+        outln!(
+            "last_use:          {} .. {} (unix s)",
+            s.oldest_use,
+            s.newest_use
+        );
+    }
 }
 
 fn hex(b: &[u8]) -> String {
@@ -195,10 +208,31 @@ fn inspect(path: &Path, json: bool) -> i32 {
                         SlotState::Drop { slot } => {
                             serde_json::json!({"slot": i, "kind": "drop", "target": slot})
                         }
+                        SlotState::Memo {
+                            region,
+                            content,
+                            len,
+                        } => serde_json::json!({
+                            "slot": i, "kind": "memo", "region": hex(region), "key": hex(content), "size": len,
+                        }),
+                        SlotState::Link {
+                            offset,
+                            slots,
+                            valid,
+                        } => serde_json::json!({
+                            "slot": i, "kind": "link", "offset": offset, "slots": slots, "valid": valid,
+                        }),
                         SlotState::Torn(e) => {
                             serde_json::json!({"slot": i, "kind": "torn", "error": e.to_string()})
                         }
                     };
+                    let mut v = v;
+                    if let (Some(o), Ok(n)) = (v.as_object_mut(), u32::try_from(i)) {
+                        o.insert("slot_offset".into(), serde_json::json!(idx.slot_offset(n)));
+                        if let SlotState::Live(e) | SlotState::Dead(e, _) = st {
+                            o.insert("last_use".into(), serde_json::json!(e.last_use));
+                        }
+                    }
                     slots.push(v);
                 }
                 if json {
@@ -224,6 +258,14 @@ fn inspect(path: &Path, json: bool) -> i32 {
                                 outln!("  [{i:>5}] reserve {data_offset:>12} {data_len:>12}");
                             }
                             (i, SlotState::Drop { slot }) => outln!("  [{i:>5}] drop    slot {slot}"),
+                            (i, SlotState::Memo { region, len, .. }) => outln!(
+                                "  [{i:>5}] memo    {:>12} {len:>12} region={}",
+                                "", &hex(region)[..16]
+                            ),
+                            (i, SlotState::Link { offset, slots, valid }) => outln!(
+                                "  [{i:>5}] link    {offset:>12} {slots:>12} slots{}",
+                                if *valid { "" } else { " (invalid, not followed)" }
+                            ),
                             (i, SlotState::Torn(e)) => outln!("  [{i:>5}] torn    {e}"),
                         }
                     }

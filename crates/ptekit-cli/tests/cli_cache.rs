@@ -45,6 +45,7 @@ fn make_cache(path: &Path) {
             kernel_key: KeySource::Hashed,
             name: format!("layer{i}.weight"),
             pid: 1,
+            last_use: 0,
         })
         .expect("commit");
     }

@@ -15,7 +15,8 @@
 //! nothing changes.
 //!
 //! Keys: every static buffer used as a filter or bias is keyed by its bytes
-//! (BLAKE3, hashed in parallel) and a packing descriptor — its datatype,
+//! (BLAKE3, hashed in parallel; a buffer in an unchanged mapped model file is
+//! not hashed again, see [`regions`]) and a packing descriptor — its datatype,
 //! dimensions and all quantization parameters (scale contents included), the
 //! parameters and input/output descriptors of the nodes that use it, the
 //! whole subgraph's definitions and the runtime flags ([`graph`]). Cache
@@ -33,6 +34,7 @@
 pub mod graph;
 pub mod hooks;
 pub mod real;
+pub mod regions;
 pub mod session;
 
 use std::ffi::{c_char, CStr};

@@ -13,10 +13,11 @@ use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
 
-use ptekit_cache::format::{ContentKey, KeySource};
+use ptekit_cache::format::{ContentKey, KeySource, RegionMemo};
 use ptekit_cache::{CacheOptions, EnvIdentity, WeightsCache};
 
 use crate::graph::{Graph, Weight};
+use crate::regions::Regions;
 
 /// Environment variable naming the cache file; unset: the library changes
 /// nothing.
@@ -25,12 +26,28 @@ pub const ENV_CACHE: &str = "PTEKIT_XNNPACK_CACHE";
 pub const ENV_VERIFY: &str = "PTEKIT_XNNPACK_CACHE_VERIFY";
 /// `1`: no `fdatasync` on commit (survives crashed processes, not power loss).
 pub const ENV_NO_SYNC: &str = "PTEKIT_XNNPACK_CACHE_NO_SYNC";
+/// Cap on the packed bytes the file keeps (bytes, or with a `K`/`M`/`G`
+/// suffix); least recently used entries are withdrawn to stay under it.
+pub const ENV_MAX_BYTES: &str = "PTEKIT_XNNPACK_CACHE_MAX_BYTES";
 
 #[derive(Clone, Debug)]
 struct Config {
     path: Option<PathBuf>,
     verify: bool,
     durable: bool,
+    max_bytes: u64,
+}
+
+/// Parses a byte count with an optional binary `K`, `M` or `G` suffix.
+pub fn parse_bytes(v: &str) -> Option<u64> {
+    let v = v.trim();
+    let (num, mul) = match v.char_indices().last()? {
+        (i, 'k' | 'K') => (&v[..i], 1u64 << 10),
+        (i, 'm' | 'M') => (&v[..i], 1 << 20),
+        (i, 'g' | 'G') => (&v[..i], 1 << 30),
+        _ => (v, 1),
+    };
+    num.trim().parse::<u64>().ok()?.checked_mul(mul)
 }
 
 fn env_flag(k: &str) -> bool {
@@ -46,6 +63,10 @@ fn config() -> MutexGuard<'static, Config> {
                 .map(PathBuf::from),
             verify: env_flag(ENV_VERIFY),
             durable: !env_flag(ENV_NO_SYNC),
+            max_bytes: std::env::var(ENV_MAX_BYTES)
+                .ok()
+                .and_then(|v| parse_bytes(&v))
+                .unwrap_or(0),
         })
     })
     .lock()
@@ -127,6 +148,21 @@ pub struct Totals {
     pub rejected_entries: u64,
     /// Milliseconds spent hashing unpacked weights.
     pub hash_ms: f64,
+    /// Unpacked bytes hashed.
+    pub bytes_hashed: u64,
+    /// Milliseconds spent keying weights before runtime creation (hashing
+    /// included).
+    pub prepare_ms: f64,
+    /// Milliseconds spent committing after runtime creation.
+    pub finalize_ms: f64,
+    /// Buffers keyed from the cache file's memo of their model-file region
+    /// (not hashed).
+    pub keys_from_memo: u64,
+    /// Verify mode: memorised keys that differed from the bytes' hash (the
+    /// hash was used).
+    pub memo_mismatches: u64,
+    /// Compactions run when a runtime was deleted.
+    pub compactions: u64,
     /// Why the file is unusable, if it is.
     pub file_error: Option<String>,
     /// Why the file was rebuilt, if it was.
@@ -163,7 +199,7 @@ fn env_identity(create_fn: usize) -> EnvIdentity {
 }
 
 /// Hashes every weight's bytes, in parallel over the available cores.
-fn content_keys(ws: &[Weight]) -> Vec<[u8; 32]> {
+fn content_keys(ws: &[&Weight]) -> Vec<[u8; 32]> {
     let total: usize = ws.iter().map(|w| w.bytes).sum();
     // Threads pay off from a few MiB on.
     let threads = if total < (8 << 20) {
@@ -226,16 +262,57 @@ pub fn prepare(subgraph: *mut c_void, flags: u32, create_fn: usize) -> Option<We
         .unwrap_or_default();
     let mut opts = CacheOptions {
         verify_on_load: cfg.verify,
-        auto_compact_dead_share: None,
         ..CacheOptions::default()
     };
     opts.file.durable = cfg.durable;
     opts.file.env = Some(env_identity(create_fn));
+    opts.file.max_live_bytes = cfg.max_bytes;
+    CREATING.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let started = Instant::now();
     let cache = WeightsCache::new(Some(&path), opts);
+    // Buffers in unchanged model files take their key from the file's memo.
+    let mut regions = Regions::snapshot();
+    let names: Vec<Option<[u8; 32]>> = weights
+        .iter()
+        .map(|w| regions.name(w.ptr, w.bytes))
+        .collect();
+    let named: Vec<[u8; 32]> = names.iter().flatten().copied().collect();
+    let mut found = cache.memos(&named).into_iter();
+    let mut keys: Vec<Option<[u8; 32]>> = names
+        .iter()
+        .zip(&weights)
+        .map(|(n, w)| {
+            n.and_then(|_| found.next().flatten())
+                .filter(|(_, len)| *len == w.bytes as u64)
+                .map(|(k, _)| k)
+        })
+        .collect();
+    let memorised = keys.clone();
+    if cfg.verify {
+        keys.iter_mut().for_each(|k| *k = None);
+    }
+    let todo: Vec<usize> = (0..weights.len()).filter(|&i| keys[i].is_none()).collect();
     let t0 = Instant::now();
-    let keys = content_keys(&weights);
+    let hashed = content_keys(&todo.iter().map(|&i| &weights[i]).collect::<Vec<_>>());
     let hash_ms = t0.elapsed().as_secs_f64() * 1e3;
+    let mut mismatches = 0;
+    let mut bytes_hashed = 0;
+    for (&i, k) in todo.iter().zip(hashed) {
+        bytes_hashed += weights[i].bytes as u64;
+        match (memorised[i], names[i]) {
+            (Some(m), _) if m != k => mismatches += 1,
+            (None, Some(region)) => cache.remember(RegionMemo {
+                region,
+                content: k,
+                len: weights[i].bytes as u64,
+            }),
+            _ => {}
+        }
+        keys[i] = Some(k);
+    }
+    let from_memo = (weights.len() - todo.len()) as u64;
     for (w, k) in weights.iter().zip(keys) {
+        let Some(k) = k else { continue };
         cache.register_key(
             w.ptr as *const u8,
             ContentKey {
@@ -250,13 +327,23 @@ pub fn prepare(subgraph: *mut c_void, flags: u32, create_fn: usize) -> Option<We
     let mut t = totals();
     t.ambiguous_buffers += ambiguous;
     t.hash_ms += hash_ms;
+    t.bytes_hashed += bytes_hashed;
+    t.prepare_ms += started.elapsed().as_secs_f64() * 1e3;
+    t.keys_from_memo += from_memo;
+    t.memo_mismatches += mismatches;
     Some(cache)
 }
+
+/// Runtime creations with our cache in progress (compaction waits for none).
+static CREATING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// Finalizes the cache of a runtime just created (`runtime` null: creation
 /// failed) and keeps it until the runtime is deleted.
 pub fn attach(runtime: *mut c_void, cache: WeightsCache) {
+    let started = Instant::now();
     let s = cache.finalize();
+    totals().finalize_ms += started.elapsed().as_secs_f64() * 1e3;
+    CREATING.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     {
         let mut t = totals();
         t.runtimes_cached += 1;
@@ -288,8 +375,16 @@ pub fn attach(runtime: *mut c_void, cache: WeightsCache) {
     runtimes().insert(runtime as usize, cache);
 }
 
-/// Drops the cache of a deleted runtime.
+/// Drops the cache of a deleted runtime. When no runtime of this process
+/// is being created, the file is compacted if most of it is dead (entries
+/// withdrawn by the size cap or superseded): never inside a model load, and
+/// never waiting for another process's lock.
 pub fn detach(runtime: *mut c_void) {
     let c = runtimes().remove(&(runtime as usize));
+    if let Some(c) = &c {
+        if CREATING.load(std::sync::atomic::Ordering::SeqCst) == 0 && c.maintain() {
+            totals().compactions += 1;
+        }
+    }
     drop(c);
 }

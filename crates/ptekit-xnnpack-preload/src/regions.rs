@@ -1,0 +1,350 @@
+//! Which file a static buffer lies in. ExecuTorch's mmap data loader (used
+//! by the Python runtime for a program loaded from a path) hands XNNPACK
+//! pointers into read-only mappings of the `.pte` / `.ptd` file. Such a
+//! buffer is named by the identity of that file — device, inode, size,
+//! modification and status-change times — and its place in it; the cache
+//! file remembers the content key of each named region ([`ptekit_cache::format::RegionMemo`]),
+//! so a later load of the unchanged file needs no pass over the weights.
+//!
+//! Any change to the file changes its status-change time (which no user can
+//! set), hence its regions' names. A file changed less than
+//! [`SETTLE_SECS`] ago is not named at all: a second change within the
+//! clock's granularity could otherwise keep the name. Only mappings without
+//! write permission are used (a private writable mapping may differ from
+//! the file).
+//!
+//! The mapping of an address is asked of the kernel with the `PROCMAP_QUERY`
+//! ioctl on `/proc/self/maps` (Linux 6.11 and later: microseconds per
+//! buffer); older kernels fall back to reading the whole file once per
+//! runtime (milliseconds in a process with hundreds of mappings).
+
+#![allow(
+    unsafe_code,
+    reason = "the PROCMAP_QUERY ioctl fills a C struct the kernel defines"
+)]
+
+use std::collections::HashMap;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+
+/// A file changed more recently than this many seconds is not named.
+pub const SETTLE_SECS: i64 = 2;
+
+#[derive(Clone, Debug)]
+struct Mapping {
+    start: usize,
+    end: usize,
+    offset: u64,
+    dev: u64,
+    ino: u64,
+    path: PathBuf,
+}
+
+/// The identity of a file, from `stat`.
+#[derive(Clone, Copy, Debug)]
+struct FileId {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+/// The read-only file mappings of this process, asked for one runtime.
+#[derive(Default)]
+pub struct Regions {
+    /// `/proc/self/maps`, open for `PROCMAP_QUERY` (None: not supported).
+    query: Option<std::fs::File>,
+    /// The parsed file, when the ioctl is not supported.
+    maps: Vec<Mapping>,
+    files: HashMap<(u64, u64), Option<FileId>>,
+    now: i64,
+}
+
+/// `struct procmap_query` of `include/uapi/linux/fs.h` (Linux 6.11).
+#[repr(C)]
+#[derive(Default)]
+struct ProcmapQuery {
+    size: u64,
+    query_flags: u64,
+    query_addr: u64,
+    vma_start: u64,
+    vma_end: u64,
+    vma_flags: u64,
+    vma_page_size: u64,
+    vma_offset: u64,
+    inode: u64,
+    dev_major: u32,
+    dev_minor: u32,
+    vma_name_size: u32,
+    build_id_size: u32,
+    vma_name_addr: u64,
+    build_id_addr: u64,
+}
+
+const _: () = assert!(std::mem::size_of::<ProcmapQuery>() == 104);
+
+/// `_IOWR('f', 17, struct procmap_query)`.
+const PROCMAP_QUERY: u64 = (3 << 30) | (104 << 16) | (0x66 << 8) | 17;
+const VMA_READABLE: u64 = 0x01;
+const VMA_WRITABLE: u64 = 0x02;
+const FILE_BACKED_VMA: u64 = 0x20;
+
+/// The file mapping covering `addr`, from the kernel; `Err(())` when the
+/// ioctl is not supported, `Ok(None)` when no readable file mapping covers it.
+fn query_mapping(maps: &std::fs::File, addr: usize) -> Result<Option<Mapping>, ()> {
+    let mut name = [0u8; 4096];
+    let mut q = ProcmapQuery {
+        size: std::mem::size_of::<ProcmapQuery>() as u64,
+        query_flags: FILE_BACKED_VMA,
+        query_addr: addr as u64,
+        vma_name_size: name.len() as u32,
+        vma_name_addr: name.as_mut_ptr() as u64,
+        ..ProcmapQuery::default()
+    };
+    // SAFETY: the kernel reads `q` (its size is in `q.size`) and writes the
+    // out fields and at most `vma_name_size` bytes of the path into `name`;
+    // both live across the call.
+    let rc = unsafe {
+        libc::ioctl(
+            maps.as_raw_fd(),
+            PROCMAP_QUERY as _,
+            std::ptr::addr_of_mut!(q),
+        )
+    };
+    if rc != 0 {
+        return match std::io::Error::last_os_error().raw_os_error() {
+            Some(libc::ENOENT) => Ok(None),
+            _ => Err(()),
+        };
+    }
+    if q.vma_flags & VMA_READABLE == 0 || q.vma_flags & VMA_WRITABLE != 0 || q.inode == 0 {
+        return Ok(None);
+    }
+    let n = (q.vma_name_size as usize).min(name.len());
+    let path = std::ffi::CStr::from_bytes_until_nul(&name[..n])
+        .ok()
+        .and_then(|c| c.to_str().ok())
+        .filter(|p| p.starts_with('/') && !p.ends_with(" (deleted)"));
+    let Some(path) = path else { return Ok(None) };
+    Ok(Some(Mapping {
+        start: usize::try_from(q.vma_start).map_err(|_| ())?,
+        end: usize::try_from(q.vma_end).map_err(|_| ())?,
+        offset: q.vma_offset,
+        dev: libc::makedev(q.dev_major, q.dev_minor),
+        ino: q.inode,
+        path: PathBuf::from(path),
+    }))
+}
+
+fn parse_line(line: &str) -> Option<Mapping> {
+    let mut it = line.splitn(6, ' ');
+    let range = it.next()?;
+    let perms = it.next()?;
+    let offset = it.next()?;
+    let dev = it.next()?;
+    let inode = it.next()?;
+    let path = it.next()?.trim_start();
+    if !perms.starts_with('r') || perms.contains('w') {
+        return None;
+    }
+    if !path.starts_with('/') || path.ends_with(" (deleted)") {
+        return None;
+    }
+    let (a, b) = range.split_once('-')?;
+    let (maj, min) = dev.split_once(':')?;
+    let ino: u64 = inode.parse().ok()?;
+    if ino == 0 {
+        return None;
+    }
+    let major = u32::from_str_radix(maj, 16).ok()?;
+    let minor = u32::from_str_radix(min, 16).ok()?;
+    Some(Mapping {
+        start: usize::from_str_radix(a, 16).ok()?,
+        end: usize::from_str_radix(b, 16).ok()?,
+        offset: u64::from_str_radix(offset, 16).ok()?,
+        dev: libc::makedev(major, minor),
+        ino,
+        path: PathBuf::from(path),
+    })
+}
+
+impl Regions {
+    /// Asks the kernel per buffer (`PROCMAP_QUERY`), or reads
+    /// `/proc/self/maps` once where that is not supported (no mappings when
+    /// unreadable: every buffer is then hashed).
+    pub fn snapshot() -> Regions {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        if let Ok(f) = std::fs::File::open("/proc/self/maps") {
+            // Probe with an address that is surely file-mapped: this function.
+            let probe = Regions::snapshot as *const () as usize;
+            if query_mapping(&f, probe).is_ok() {
+                return Regions {
+                    query: Some(f),
+                    maps: Vec::new(),
+                    files: HashMap::new(),
+                    now,
+                };
+            }
+        }
+        Regions::from_maps_file(now)
+    }
+
+    /// The fallback: every read-only file mapping from `/proc/self/maps`.
+    pub fn from_maps_file(now: i64) -> Regions {
+        let text = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+        let mut lines: Vec<Mapping> = text.lines().filter_map(parse_line).collect();
+        lines.sort_by_key(|m| m.start);
+        // Adjacent mappings of consecutive bytes of one file are one region
+        // (the kernel keeps separate mmap calls apart).
+        let mut maps: Vec<Mapping> = Vec::with_capacity(lines.len());
+        for m in lines {
+            if let Some(last) = maps.last_mut() {
+                let continues = last.end == m.start
+                    && (last.dev, last.ino) == (m.dev, m.ino)
+                    && last.offset.checked_add((last.end - last.start) as u64) == Some(m.offset);
+                if continues {
+                    last.end = m.end;
+                    continue;
+                }
+            }
+            maps.push(m);
+        }
+        Regions {
+            query: None,
+            maps,
+            files: HashMap::new(),
+            now,
+        }
+    }
+
+    /// The mapping covering `ptr .. end`, adjacent mappings of consecutive
+    /// bytes of one file joined.
+    fn mapping(&self, ptr: usize, end: usize) -> Option<Mapping> {
+        let Some(f) = &self.query else {
+            let i = self
+                .maps
+                .partition_point(|m| m.start <= ptr)
+                .checked_sub(1)?;
+            return self.maps.get(i).filter(|m| end <= m.end).cloned();
+        };
+        let mut m = query_mapping(f, ptr).ok()??;
+        while m.end < end {
+            let n = query_mapping(f, m.end).ok()??;
+            let continues = n.start == m.end
+                && (n.dev, n.ino) == (m.dev, m.ino)
+                && m.offset.checked_add((m.end - m.start) as u64) == Some(n.offset);
+            if !continues {
+                return None;
+            }
+            m.end = n.end;
+        }
+        Some(m)
+    }
+
+    fn file(&mut self, m: &Mapping) -> Option<FileId> {
+        let now = self.now;
+        *self.files.entry((m.dev, m.ino)).or_insert_with(|| {
+            let meta = std::fs::metadata(&m.path).ok()?;
+            // The path must still name the mapped file.
+            if (meta.dev(), meta.ino()) != (m.dev, m.ino) || !meta.is_file() {
+                return None;
+            }
+            if meta.ctime() > now - SETTLE_SECS || meta.mtime() > now - SETTLE_SECS {
+                return None;
+            }
+            Some(FileId {
+                dev: meta.dev(),
+                ino: meta.ino(),
+                size: meta.len(),
+                mtime: (meta.mtime(), meta.mtime_nsec()),
+                ctime: (meta.ctime(), meta.ctime_nsec()),
+            })
+        })
+    }
+
+    /// The name of the `len` bytes at `ptr` when they lie inside one
+    /// read-only mapping of a settled regular file: a digest of the file's
+    /// identity, the offset and the length. `None` otherwise.
+    pub fn name(&mut self, ptr: usize, len: usize) -> Option<[u8; 32]> {
+        let end = ptr.checked_add(len)?;
+        if len == 0 {
+            return None;
+        }
+        let m = self.mapping(ptr, end)?;
+        let offset = m.offset.checked_add((ptr - m.start) as u64)?;
+        let f = self.file(&m)?;
+        if offset.checked_add(len as u64)? > f.size {
+            return None;
+        }
+        let mut h = blake3::Hasher::new();
+        h.update(b"ptekit file region v1\0");
+        for v in [f.dev, f.ino, f.size, offset, len as u64] {
+            h.update(&v.to_le_bytes());
+        }
+        for v in [f.mtime.0, f.mtime.1, f.ctime.0, f.ctime.1] {
+            h.update(&v.to_le_bytes());
+        }
+        Some(*h.finalize().as_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_read_only_file_mappings_only() {
+        let m = parse_line(
+            "7fd51bd47000-7fd51bd48000 r--s 00002000 fe:01 5316662                    /a/b c.pte",
+        )
+        .expect("mapping");
+        assert_eq!(
+            (m.start, m.end, m.offset, m.ino),
+            (0x7fd51bd47000, 0x7fd51bd48000, 0x2000, 5316662)
+        );
+        assert_eq!(m.dev, libc::makedev(0xfe, 1));
+        assert_eq!(m.path, PathBuf::from("/a/b c.pte"));
+        for l in [
+            "7fd51bd47000-7fd51bd48000 rw-p 00000000 fe:00 5316662 /a.pte",
+            "7fd51bd47000-7fd51bd48000 r--p 00000000 00:00 0 ",
+            "7fd51bd47000-7fd51bd48000 r--p 00000000 fe:00 12 [heap]",
+            "7fd51bd47000-7fd51bd48000 r--p 00000000 fe:00 12 /gone.pte (deleted)",
+        ] {
+            assert!(parse_line(l).is_none(), "{l}");
+        }
+    }
+
+    #[test]
+    fn names_a_settled_mapped_file_and_changes_with_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("w.bin");
+        std::fs::write(&p, vec![7u8; 3 * 4096]).expect("write");
+        let f = std::fs::File::open(&p).expect("open");
+        let map = ptekit_cache::sys::SharedMap::new(&f, 3 * 4096, false).expect("mmap");
+        let ptr = map.addr(4096, 100).expect("addr") as usize;
+        // Too fresh: not named.
+        assert!(Regions::snapshot().name(ptr, 100).is_none());
+        let mut r = Regions::snapshot();
+        r.now += 10;
+        let a = r.name(ptr, 100).expect("named");
+        // The kernel query and the parsed file agree.
+        let mut parsed = Regions::from_maps_file(r.now);
+        assert_eq!(parsed.name(ptr, 100), Some(a));
+        assert!(r.query.is_some(), "PROCMAP_QUERY on this kernel");
+        assert_ne!(Some(a), r.name(ptr, 101));
+        assert_ne!(Some(a), r.name(ptr + 1, 100));
+        assert!(r.name(ptr, 3 * 4096).is_none(), "past the mapping");
+        // Any change (here: permissions) changes the status-change time.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let mut perm = std::fs::metadata(&p).expect("stat").permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o600);
+        std::fs::set_permissions(&p, perm).expect("chmod");
+        let mut r = Regions::snapshot();
+        r.now += 10;
+        assert_ne!(r.name(ptr, 100), Some(a));
+    }
+}
