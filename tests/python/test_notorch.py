@@ -21,7 +21,11 @@ if sys.argv[1] == "--no-torch":
 import ptekit
 out = {"version": ptekit.__version__, "files": {}}
 for path in sys.argv[2:]:
-    entry = {"inspect": ptekit.inspect(path), "top": ptekit.inspect(path, top=3), "verify": ptekit.verify(path)}
+    try:
+        verdict = ptekit.verify(path)
+    except ptekit.PteError as e:  # a file the runtime refuses (e.g. legacy inline constants)
+        verdict = {"error": str(e)}
+    entry = {"inspect": ptekit.inspect(path), "top": ptekit.inspect(path, top=3), "verify": verdict}
     tensors = {}
     with ptekit.safe_open(path) as f:
         for name in f.keys():
