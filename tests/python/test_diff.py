@@ -6,12 +6,16 @@ layout section and the exit codes (0 equivalent, 1 different, 2 trouble)."""
 
 import itertools
 import json
+import struct
 
+import numpy as np
 import pytest
 import torch
 from executorch.devtools.pte_tool.diff_pte import diff_pte
-from executorch.exir import to_edge
+from executorch.exir import ExecutorchBackendConfig, to_edge
+from executorch.exir._serialize.data_serializer import DataEntry
 from executorch.exir._serialize._program import deserialize_pte_binary, serialize_pte_binary
+from executorch.extension.flat_tensor.serialize.serialize import FlatTensorConfig, FlatTensorSerializer
 
 from conftest import CORPUS, FIXTURES
 
@@ -173,3 +177,187 @@ def test_broken_file_is_reported_not_a_panic(ptekit, tmp_path):
     assert str(bad) in r.stderr and "panicked" not in r.stderr
     r = ptekit("diff", CORPUS / "mlp.pte", tmp_path / "missing.pte", check=False)
     assert r.returncode == 2 and "missing.pte" in r.stderr
+
+
+# --- .ptd pairs -------------------------------------------------------------------------
+
+PTD = CORPUS / "external._default_external_constant.ptd"
+
+
+def _ref_arrays(path):
+    """key -> float64 array of each tensor, through the reference's .ptd reader."""
+    payload = FlatTensorSerializer().deserialize(path.read_bytes())
+    np_types = {"FLOAT": np.float32, "HALF": np.float16, "DOUBLE": np.float64, "INT": np.int32,
+                "LONG": np.int64, "CHAR": np.int8, "BYTE": np.uint8}
+    out = {}
+    for key, entry in payload.named_data.items():
+        layout = entry.tensor_layout
+        dtype = np.dtype(np_types[layout.scalar_type.name])
+        n = int(np.prod(layout.sizes)) * dtype.itemsize
+        raw = bytes(payload.buffers[entry.buffer_index])[:n]
+        out[key] = np.frombuffer(raw, dtype=dtype).reshape(layout.sizes).astype(np.float64)
+    return out
+
+
+def _ref_write(path, payload, segment_alignment=None):
+    config = None if segment_alignment is None else FlatTensorConfig(segment_alignment=segment_alignment)
+    path.write_bytes(bytes(FlatTensorSerializer(config).serialize(payload)))
+    return path
+
+
+def _ref_payload(path):
+    return FlatTensorSerializer().deserialize(path.read_bytes())
+
+
+def _check_stats(d, a, b):
+    """Every differing tensor's statistics equal numpy's on the reference's arrays."""
+    xa, xb = _ref_arrays(a), _ref_arrays(b)
+    differing = sorted(k for k in xa.keys() & xb.keys() if not np.array_equal(xa[k], xb[k]))
+    assert sorted(t["key"] for t in d["tensors"] if t["bytes_differ"]) == differing
+    for t in d["tensors"]:
+        if not t["bytes_differ"]:
+            continue
+        x, y = xa[t["key"]].ravel(), xb[t["key"]].ravel()
+        diff = np.abs(x - y)
+        mask = x != y
+        assert t["elements"] == x.size
+        assert t["differing"] == int(mask.sum())
+        assert t["max_abs_diff"] == pytest.approx(float(diff.max()))
+        assert t["mean_abs_diff"] == pytest.approx(float(diff[mask].mean()))
+        first = np.flatnonzero(mask)[: len(t["samples"])]
+        assert [s["flat_index"] for s in t["samples"]] == first.tolist()
+        assert [(s["a"], s["b"]) for s in t["samples"]] == list(zip(x[first].tolist(), y[first].tolist()))
+
+
+def test_ptd_pair_from_the_exporter_differing_in_one_weight(ptekit, tmp_path):
+    """The reference exporter (external constants) on the same model before and after one
+    weight changes: one tensor differs, by what numpy finds on the reference's reader."""
+    class M(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.l1 = torch.nn.Linear(16, 8)
+            self.l2 = torch.nn.Linear(8, 4)
+
+        def forward(self, x):
+            return self.l2(torch.relu(self.l1(x)))
+
+    torch.manual_seed(0)
+    model = M()
+
+    def export(folder):
+        ep = torch.export.export(model, (torch.randn(2, 16),), strict=False)
+        manager = to_edge(ep).to_executorch(ExecutorchBackendConfig(external_constants=True))
+        manager.write_tensor_data_to_file(str(folder))
+        (ptd,) = folder.glob("*.ptd")
+        return ptd
+
+    a = export(tmp_path)
+    with torch.no_grad():
+        model.l1.weight[2, 3] += 0.125
+        model.l1.weight[7, 15] -= 3.0
+    (tmp_path / "b").mkdir()
+    b = export(tmp_path / "b")
+    d = _ours(ptekit, a, b)
+    assert d["kind"] == "tensor_data" and not d["equivalent"]
+    assert [t["key"] for t in d["tensors"]] == ["l1.weight"]
+    t = d["tensors"][0]
+    assert t["differing"] == 2 and [s["index"] for s in t["samples"]] == [[2, 3], [7, 15]]
+    assert t["metadata"] == [] and d["layout"]["fields"] == []
+    assert [(n["key"], n["only_in"], n["bytes_differ"]) for n in d["named_data"]] == [("l1.weight", None, True)]
+    _check_stats(d, a, b)
+    text = ptekit("diff", a, b, check=False)
+    assert text.returncode == 1
+    assert '"l1.weight"' in text.stdout and "2 / 128 elements differ" in text.stdout
+    assert "[7,15]:" in text.stdout
+
+
+def test_ptd_pair_from_the_serializer_differing_in_weights(ptekit, tmp_path):
+    a = _ref_write(tmp_path / "a.ptd", _ref_payload(PTD))
+    assert a.read_bytes() == PTD.read_bytes()
+    payload = _ref_payload(PTD)
+    entry = payload.named_data["l2.weight"]
+    w = np.frombuffer(bytes(payload.buffers[entry.buffer_index]), dtype=np.float32).copy()
+    rng = np.random.default_rng(11)
+    picked = rng.choice(w.size, 37, replace=False)
+    w[picked] += rng.normal(0, 0.5, picked.size).astype(np.float32)
+    payload.buffers[entry.buffer_index] = w.tobytes()
+    b = _ref_write(tmp_path / "b.ptd", payload)
+    d = _ours(ptekit, a, b)
+    assert [t["key"] for t in d["tensors"]] == ["l2.weight"]
+    assert d["tensors"][0]["differing"] == 37
+    _check_stats(d, a, b)
+    # --max-samples bounds the samples, not the statistics.
+    r = ptekit("diff", "--json", "--max-samples", "3", a, b, check=False)
+    t = json.loads(r.stdout)["tensors"][0]
+    assert len(t["samples"]) == 3 and t["differing"] == 37
+
+
+def test_ptd_pair_differing_in_keys(ptekit, tmp_path):
+    payload = _ref_payload(PTD)
+    removed = payload.named_data.pop("l2.bias")
+    payload.buffers = list(payload.buffers)
+    payload.buffers.append(b"\x01\x02\x03\x04" * 5)
+    payload.named_data["extra.blob"] = DataEntry(len(payload.buffers) - 1, 16, None)
+    b = _ref_write(tmp_path / "b.ptd", payload)
+    assert removed.tensor_layout is not None
+    d = _ours(ptekit, PTD, b)
+    assert not d["equivalent"]
+    assert [(n["key"], n["only_in"], n["bytes_a"], n["bytes_b"]) for n in d["named_data"]] == [
+        ("extra.blob", "B", 0, 20),
+        ("l2.bias", "A", 32, 0),
+    ]
+    assert d["tensors"] == []
+    text = ptekit("diff", PTD, b, check=False).stdout
+    assert '"extra.blob": only in B' in text and '"l2.bias": only in A' in text
+
+
+@pytest.mark.parametrize("alignment", [1024, 4096])
+def test_ptd_pair_differing_in_alignment(ptekit, tmp_path, alignment):
+    ours = tmp_path / "ours.ptd"
+    ptekit("rewrite", "--segment-alignment", alignment, PTD, ours)
+    d = _ours(ptekit, PTD, ours)
+    assert not d["equivalent"]
+    fields = {f["field"]: (f["a"], f["b"]) for f in d["layout"]["fields"]}
+    ha, hb = _header(PTD), _header(ours)
+    assert fields["header.segment_base_offset"] == (str(ha[2]), str(hb[2]))
+    # The data moved; nothing else about the tensors changed.
+    assert d["named_data"] == [] and {t["key"] for t in d["tensors"]} <= set(_ref_arrays(PTD))
+    for t in d["tensors"]:
+        assert not t["bytes_differ"] and {m["field"] for m in t["metadata"]} == {"offset"}
+    # The reference serializer with the same alignment writes an equivalent file.
+    ref = _ref_write(tmp_path / "ref.ptd", _ref_payload(PTD), segment_alignment=alignment)
+    same = _ours(ptekit, ours, ref)
+    assert same["equivalent"] and same["tensors"] == [] and same["layout"]["fields"] == []
+
+
+def _header(path):
+    """(flatbuffer_offset, flatbuffer_size, segment_base_offset, segment_data_size)."""
+    return struct.unpack_from("<4Q", path.read_bytes(), 16)
+
+
+def test_ptd_equal_and_refused_pairs(ptekit, tmp_path):
+    copy = tmp_path / "copy.ptd"
+    copy.write_bytes(PTD.read_bytes())
+    d = _ours(ptekit, PTD, copy)
+    assert d["bitwise_equal"] and d["equivalent"] and d["kind"] == "tensor_data"
+    r = ptekit("diff", PTD, CORPUS / "external.pte", check=False)
+    assert r.returncode == 2 and str(PTD) in r.stderr and str(CORPUS / "external.pte") in r.stderr
+    assert "tensor-data" in r.stderr and r.stdout == ""
+    r = ptekit("diff", CORPUS / "mlp.bpte", PTD, check=False)
+    assert r.returncode == 2 and "bundled" in r.stderr and str(PTD) in r.stderr
+    # A broken .ptd: one line naming the file, the offset and the field; never a panic.
+    data = bytearray(PTD.read_bytes())
+    cases = {"short": bytes(data[:300])}
+    bad_index = bytearray(data)
+    bad_index[32:40] = (len(data)).to_bytes(8, "little")  # segment_base_offset past the end
+    cases["base"] = bytes(bad_index)
+    for name, raw in cases.items():
+        bad = tmp_path / f"{name}.ptd"
+        bad.write_bytes(raw)
+        for args in ((PTD, bad), (bad, PTD)):
+            r = ptekit("diff", *args, check=False)
+            assert r.returncode == 2, (name, r)
+            lines = r.stderr.strip().splitlines()
+            assert len(lines) == 1 and lines[0].startswith(f"ptekit: {bad}:"), lines
+            assert "offset" in lines[0] and "panicked" not in r.stderr
+            assert "segment_base_offset" in lines[0] or "flatbuffer_size" in lines[0]

@@ -6,6 +6,7 @@ use std::io::Read as _;
 use std::path::Path;
 
 use ptekit_format::bundled::BundledFile;
+use ptekit_format::flat_tensor::{self, FlatTensorFile};
 use ptekit_format::pte::{PteFile, PteMap, ReadOptions};
 
 use crate::commands::CliError;
@@ -113,4 +114,14 @@ pub fn program_of<'a>(path: &Path, input: &'a Input, what: &str) -> Result<PteFi
             ),
         }),
     }
+}
+
+/// The parsed tensor-data file (`.ptd`) of an input already detected as one.
+pub fn tensor_data_of<'a>(path: &Path, input: &'a Input) -> Result<FlatTensorFile<'a>, CliError> {
+    FlatTensorFile::parse(input.bytes(), &flat_tensor::ReadOptions::default()).map_err(|source| {
+        CliError::FlatTensor {
+            path: path.to_path_buf(),
+            source,
+        }
+    })
 }

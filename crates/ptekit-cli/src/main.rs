@@ -90,8 +90,9 @@ enum Command {
         json: bool,
     },
     /// Compare two programs (.pte, or .bpte through their programs): methods, operators,
-    /// delegates, values, tensors with data statistics, named data and layout. Exit 0
-    /// when equivalent, 1 when different, 2 on trouble (like diff).
+    /// delegates, values, tensors with data statistics, named data and layout; or two
+    /// tensor-data files (.ptd): keys, tensor layouts and data statistics, header and
+    /// segments. Exit 0 when equivalent, 1 when different, 2 on trouble (like diff).
     Diff {
         /// The first file (`-` for standard input).
         a: PathBuf,

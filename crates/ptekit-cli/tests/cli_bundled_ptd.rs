@@ -1,4 +1,4 @@
-//! `ptekit inspect/verify/rewrite` on bundled programs (.bpte) and tensor-data files
+//! `ptekit inspect/verify/rewrite/diff` on bundled programs (.bpte) and tensor-data files
 //! (.ptd) of the reference corpus, and `ptekit bundle extract-program / make`.
 
 mod common;
@@ -321,4 +321,105 @@ fn bundle_make_usage_errors() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(run(&["verify", s(&dest)]).status.success());
+}
+
+fn diff_json(a: &Path, b: &Path) -> (i32, Value) {
+    let out = run(&["diff", "--json", s(a), s(b)]);
+    let code = out.status.code().unwrap_or(-1);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "diff --json {}: {e}: {}",
+            b.display(),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (code, v)
+}
+
+/// `ptekit diff` of two .ptd files: equal copies exit 0; one float changed in a
+/// reference-written file is found at its index with its two values; a relayout shows in
+/// the header and segment fields; a .ptd against a program is a usage error naming both.
+#[test]
+fn diff_of_tensor_data_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let ptd = corpus().join("external._default_external_constant.ptd");
+    let bytes = std::fs::read(&ptd).unwrap();
+    let copy = dir.path().join("copy.ptd");
+    std::fs::write(&copy, &bytes).unwrap();
+    let (code, v) = diff_json(&ptd, &copy);
+    assert_eq!(
+        (code, &v["equivalent"], &v["kind"]),
+        (0, &Value::Bool(true), &"tensor_data".into())
+    );
+
+    // Element 5 of the first named tensor, read from the file's own header and layout.
+    let inspected = json(&["inspect", "--json", s(&ptd)]);
+    let first = &inspected["named_tensors"][0];
+    let seg = &inspected["segments"][first["segment_index"].as_u64().unwrap() as usize];
+    assert_eq!(first["dtype"], "FLOAT");
+    let at = seg["file_offset"].as_u64().unwrap() as usize + 5 * 4;
+    let old = f32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
+    let new = old + 2.5;
+    let mut edited = bytes.clone();
+    edited[at..at + 4].copy_from_slice(&new.to_le_bytes());
+    let changed = dir.path().join("changed.ptd");
+    std::fs::write(&changed, &edited).unwrap();
+    let (code, v) = diff_json(&ptd, &changed);
+    assert_eq!(code, 1);
+    let tensors = v["tensors"].as_array().unwrap();
+    assert_eq!(tensors.len(), 1);
+    let t = &tensors[0];
+    assert_eq!(t["key"], first["key"]);
+    assert_eq!(
+        (t["differing"].as_u64(), t["bytes_differ"].as_bool()),
+        (Some(1), Some(true))
+    );
+    let sample = &t["samples"][0];
+    assert_eq!(sample["flat_index"], 5);
+    assert_eq!(sample["a"].as_f64(), Some(f64::from(old)));
+    assert_eq!(sample["b"].as_f64(), Some(f64::from(new)));
+    assert_eq!(
+        t["max_abs_diff"].as_f64(),
+        Some(f64::from(new) - f64::from(old))
+    );
+    assert!(v["layout"]["fields"].as_array().unwrap().is_empty());
+
+    // Another segment alignment: header and segment offsets differ, no data does.
+    let relaid = dir.path().join("relaid.ptd");
+    let out = run(&[
+        "rewrite",
+        "--segment-alignment",
+        "4096",
+        s(&ptd),
+        s(&relaid),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (code, v) = diff_json(&ptd, &relaid);
+    assert_eq!(code, 1);
+    let fields: Vec<&str> = v["layout"]["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["field"].as_str())
+        .collect();
+    assert!(fields.contains(&"header.segment_base_offset"), "{fields:?}");
+    assert!(fields.contains(&"segment_alignment"), "{fields:?}");
+    for t in v["tensors"].as_array().unwrap() {
+        assert_eq!(t["bytes_differ"], false);
+    }
+
+    let pte = corpus().join("external.pte");
+    let out = run(&["diff", s(&pte), s(&ptd)]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains(s(&pte)) && err.contains(s(&ptd)), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+fn json(args: &[&str]) -> Value {
+    serde_json::from_slice(&common::stdout_of(args)).expect("JSON")
 }

@@ -37,6 +37,7 @@ fn closed_stdout_is_a_quiet_exit() {
         vec![p("ops"), p("--yaml"), &xnn],
         vec![p("diff"), &pte, &fixture],
         vec![p("diff"), p("--json"), &pte, &xnn],
+        vec![p("diff"), p("--json"), &ptd, &ptd],
         vec![p("xnnpack"), p("dump"), &xnn],
     ];
     for args in &cases {
@@ -79,6 +80,7 @@ fn fifo_inputs_are_refused() {
     assert!(made.success());
     let out = dir.path().join("out.pte");
     let pte = corpus().join("mlp.pte");
+    let ptd = corpus().join("external._default_external_constant.ptd");
     let npz = corpus().join("mlp.io.npz");
     let p = |s: &'static str| Path::new(s);
     let cases: Vec<Vec<&Path>> = vec![
@@ -89,6 +91,7 @@ fn fifo_inputs_are_refused() {
         vec![p("rewrite"), &fifo, &out],
         vec![p("ops"), &fifo],
         vec![p("diff"), &pte, &fifo],
+        vec![p("diff"), &ptd, &fifo],
         vec![p("xnnpack"), p("dump"), &fifo],
         vec![p("bundle"), p("extract-program"), &fifo, &out],
         vec![

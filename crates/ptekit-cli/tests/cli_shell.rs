@@ -5,13 +5,7 @@ mod common;
 use common::run;
 
 fn stdout_of(args: &[&str]) -> String {
-    let out = run(args);
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8")
+    String::from_utf8(common::stdout_of(args)).expect("utf-8")
 }
 
 #[test]

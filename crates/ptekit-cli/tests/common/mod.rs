@@ -59,6 +59,17 @@ pub fn run(args: &[&str]) -> Output {
     ptekit(&os)
 }
 
+/// Runs `ptekit` expecting success; its standard output.
+pub fn stdout_of(args: &[&str]) -> Vec<u8> {
+    let out = run(args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
 /// Runs `ptekit` with standard output a pipe whose reader has already gone (like
 /// `ptekit ... | head -c 0` when `head` wins the race): the pipe's read end belonged to
 /// a `true` process that has exited before `ptekit` starts.

@@ -88,6 +88,14 @@ pub struct TensorDiff {
     pub bytes_differ: bool,
     /// Differing metadata fields.
     pub metadata: Vec<FieldDiff>,
+    /// Element statistics (zero when the data is equal or absent on a side).
+    #[serde(flatten)]
+    pub stats: DataStats,
+}
+
+/// Element statistics of two tensors' data (the reference's `_compute_tensor_stats`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct DataStats {
     /// Elements compared (bytes for types compared bytewise).
     pub elements: u64,
     /// Elements that differ.
@@ -219,42 +227,85 @@ pub struct LayoutDiff {
     pub fields: Vec<FieldDiff>,
 }
 
-/// The whole comparison.
+/// What every comparison of two files reports besides its contents: sizes, bitwise
+/// equality, version, named data, layout and padding (flattened into the JSON of
+/// [`ProgramDiff`] and of [`TensorDataDiff`](super::ptd_diff::TensorDataDiff)).
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct ProgramDiff {
-    /// File sizes.
+pub struct FileDiff {
+    /// File size of A.
     pub size_a: u64,
-    /// File sizes.
+    /// File size of B.
     pub size_b: u64,
     /// Whether the files are byte for byte equal.
     pub bitwise_equal: bool,
-    /// Program versions, when they differ.
+    /// Schema versions, when they differ.
     pub version: Option<(u32, u32)>,
+    /// Named data differences: keys on one side only or with different bytes, sorted.
+    pub named_data: Vec<NamedDataDiff>,
+    /// Layout differences.
+    pub layout: LayoutDiff,
+    /// The files differ in bytes no field accounts for (padding).
+    pub other_bytes_differ: bool,
+}
+
+impl FileDiff {
+    /// Sizes and bitwise equality of `a` and `b`.
+    pub(crate) fn new(a: &[u8], b: &[u8]) -> Self {
+        Self {
+            size_a: a.len() as u64,
+            size_b: b.len() as u64,
+            bitwise_equal: a == b,
+            ..Self::default()
+        }
+    }
+
+    /// Records versions `(a, b)` when they differ.
+    pub(crate) fn version(&mut self, a: u32, b: u32) {
+        if a != b {
+            self.version = Some((a, b));
+        }
+    }
+
+    fn fields_equal(&self) -> bool {
+        self.version.is_none() && self.named_data.is_empty() && self.layout.fields.is_empty()
+    }
+
+    /// Sets `other_bytes_differ` once everything is compared: the files are not bitwise
+    /// equal, yet neither these fields nor the contents (`contents_equal`) differ.
+    pub(crate) fn finish(&mut self, contents_equal: bool) {
+        self.other_bytes_differ = !self.bitwise_equal && contents_equal && self.fields_equal();
+    }
+
+    /// Whether the files are equivalent, given whether their contents are.
+    pub fn is_equivalent(&self, contents_equal: bool) -> bool {
+        self.bitwise_equal || (contents_equal && self.fields_equal() && !self.other_bytes_differ)
+    }
+}
+
+/// The whole comparison of two programs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ProgramDiff {
+    /// Sizes, version, named data, layout.
+    #[serde(flatten)]
+    pub file: FileDiff,
     /// Methods that differ.
     pub plans: Vec<PlanDiff>,
     /// Names of methods beyond B's count.
     pub extra_plans_in_a: Vec<String>,
     /// Names of methods beyond A's count.
     pub extra_plans_in_b: Vec<String>,
-    /// Named data differences, sorted by key.
-    pub named_data: Vec<NamedDataDiff>,
-    /// Layout differences.
-    pub layout: LayoutDiff,
-    /// The files differ in bytes no field above accounts for (padding).
-    pub other_bytes_differ: bool,
 }
 
 impl ProgramDiff {
+    fn contents_equal(&self) -> bool {
+        self.plans.is_empty()
+            && self.extra_plans_in_a.is_empty()
+            && self.extra_plans_in_b.is_empty()
+    }
+
     /// Whether the two files are equivalent (nothing differs).
     pub fn is_equivalent(&self) -> bool {
-        self.bitwise_equal
-            || (self.version.is_none()
-                && self.plans.is_empty()
-                && self.extra_plans_in_a.is_empty()
-                && self.extra_plans_in_b.is_empty()
-                && self.named_data.is_empty()
-                && self.layout.fields.is_empty()
-                && !self.other_bytes_differ)
+        self.file.is_equivalent(self.contents_equal())
     }
 }
 
@@ -289,20 +340,16 @@ pub fn diff_files(
     options: &DiffOptions,
 ) -> Result<ProgramDiff, DiffError> {
     let mut out = ProgramDiff {
-        size_a: a.bytes().len() as u64,
-        size_b: b.bytes().len() as u64,
-        bitwise_equal: a.bytes() == b.bytes(),
+        file: FileDiff::new(a.bytes(), b.bytes()),
         ..ProgramDiff::default()
     };
-    if out.bitwise_equal {
+    if out.file.bitwise_equal {
         return Ok(out);
     }
     let ma = restore(a).map_err(|source| DiffError { side: 0, source })?;
     let mb = restore(b).map_err(|source| DiffError { side: 1, source })?;
     let (pa, pb) = (&ma.program, &mb.program);
-    if pa.version != pb.version {
-        out.version = Some((pa.version, pb.version));
-    }
+    out.file.version(pa.version, pb.version);
     let plans_a = pa.execution_plan.as_deref().unwrap_or(&[]);
     let plans_b = pb.execution_plan.as_deref().unwrap_or(&[]);
     for (i, (x, y)) in plans_a.iter().zip(plans_b).enumerate() {
@@ -314,14 +361,9 @@ pub fn diff_files(
     let name = |p: &ExecutionPlan<'_>| p.name.clone().unwrap_or_default();
     out.extra_plans_in_a = plans_a.iter().skip(plans_b.len()).map(name).collect();
     out.extra_plans_in_b = plans_b.iter().skip(plans_a.len()).map(name).collect();
-    out.named_data = diff_named_data(a, b);
-    out.layout = diff_layout(a, b);
-    out.other_bytes_differ = out.version.is_none()
-        && out.plans.is_empty()
-        && out.extra_plans_in_a.is_empty()
-        && out.extra_plans_in_b.is_empty()
-        && out.named_data.is_empty()
-        && out.layout.fields.is_empty();
+    out.file.named_data = diff_named_maps(&named_data_of(a), &named_data_of(b));
+    out.file.layout = diff_layout(a, b);
+    out.file.finish(out.contents_equal());
     Ok(out)
 }
 
@@ -334,8 +376,11 @@ fn named_data_of<'a>(file: &PteFile<'a>) -> BTreeMap<String, &'a [u8]> {
     map
 }
 
-fn diff_named_data(a: &PteFile<'_>, b: &PteFile<'_>) -> Vec<NamedDataDiff> {
-    let (na, nb) = (named_data_of(a), named_data_of(b));
+/// Keys present on one side only or with different bytes, sorted by key.
+pub(crate) fn diff_named_maps(
+    na: &BTreeMap<String, &[u8]>,
+    nb: &BTreeMap<String, &[u8]>,
+) -> Vec<NamedDataDiff> {
     let keys: BTreeSet<&String> = na.keys().chain(nb.keys()).collect();
     let mut out = Vec::new();
     for key in keys {
@@ -364,19 +409,53 @@ fn pow2_of(v: u64) -> Option<u64> {
     (v != 0).then(|| 1u64 << v.trailing_zeros().min(20))
 }
 
-fn diff_layout(a: &PteFile<'_>, b: &PteFile<'_>) -> LayoutDiff {
-    let mut fields = Vec::new();
-    let mut cmp = |name: &str, x: String, y: String| {
+/// The fields that differ, collected in order (layout and metadata comparisons).
+#[derive(Debug, Default)]
+pub(crate) struct ChangedFields(pub(crate) Vec<FieldDiff>);
+
+impl ChangedFields {
+    /// Records `name` when the rendered values differ.
+    pub(crate) fn cmp(&mut self, name: &str, x: impl ToString, y: impl ToString) {
+        let (x, y) = (x.to_string(), y.to_string());
         if x != y {
-            fields.push(FieldDiff {
+            self.0.push(FieldDiff {
                 field: name.to_string(),
                 a: x,
                 b: y,
             });
         }
-    };
+    }
+
+    /// Compares two segment tables: `base` is the absolute segment base offset, each
+    /// segment `(offset, size)` as stored (relative to the base). The segment alignment
+    /// shows as the largest power of two dividing the base and every segment offset.
+    pub(crate) fn segments(
+        &mut self,
+        (base_a, a): (u64, &[(u64, u64)]),
+        (base_b, b): (u64, &[(u64, u64)]),
+    ) {
+        let align = |base: u64, segs: &[(u64, u64)]| -> String {
+            std::iter::once(base)
+                .chain(segs.iter().map(|s| s.0))
+                .filter_map(pow2_of)
+                .min()
+                .map_or_else(|| "-".into(), |v| v.to_string())
+        };
+        if !a.is_empty() || !b.is_empty() {
+            self.cmp("segment_alignment", align(base_a, a), align(base_b, b));
+        }
+        self.cmp("segments.count", a.len(), b.len());
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            self.cmp(&format!("segments[{i}].offset"), x.0, y.0);
+            self.cmp(&format!("segments[{i}].size"), x.1, y.1);
+        }
+    }
+}
+
+fn diff_layout(a: &PteFile<'_>, b: &PteFile<'_>) -> LayoutDiff {
+    let mut fields = ChangedFields::default();
     let id = |f: &PteFile<'_>| String::from_utf8_lossy(&f.file_identifier()).into_owned();
-    cmp("identifier", id(a), id(b));
+    fields.cmp("identifier", id(a), id(b));
     let header = |f: &PteFile<'_>, what: u8| -> String {
         match f.header() {
             None => "none".into(),
@@ -388,41 +467,24 @@ fn diff_layout(a: &PteFile<'_>, b: &PteFile<'_>) -> LayoutDiff {
             },
         }
     };
-    cmp("header.length", header(a, 0), header(b, 0));
-    cmp("header.program_size", header(a, 1), header(b, 1));
-    cmp("header.segment_base_offset", header(a, 2), header(b, 2));
-    cmp("header.segment_data_size", header(a, 3), header(b, 3));
-    cmp(
+    fields.cmp("header.length", header(a, 0), header(b, 0));
+    fields.cmp("header.program_size", header(a, 1), header(b, 1));
+    fields.cmp("header.segment_base_offset", header(a, 2), header(b, 2));
+    fields.cmp("header.segment_data_size", header(a, 3), header(b, 3));
+    fields.cmp(
         "inserted_block_length",
-        a.inserted_block_len().to_string(),
-        b.inserted_block_len().to_string(),
+        a.inserted_block_len(),
+        b.inserted_block_len(),
     );
-    // The segment alignment shows as the largest power of two dividing the base offset
-    // and every segment offset.
-    let seg_align = |f: &PteFile<'_>| -> String {
+    let table = |f: &PteFile<'_>| -> (u64, Vec<(u64, u64)>) {
         let base = f.header().map_or(0, |h| h.segment_base_offset);
-        let all = std::iter::once(base).chain(f.segments().iter().map(|s| s.offset));
-        all.filter_map(pow2_of)
-            .min()
-            .map_or_else(|| "-".into(), |v| v.to_string())
+        (
+            base,
+            f.segments().iter().map(|s| (s.offset, s.size)).collect(),
+        )
     };
-    if !a.segments().is_empty() || !b.segments().is_empty() {
-        cmp("segment_alignment", seg_align(a), seg_align(b));
-    }
-    let (sa, sb) = (a.segments(), b.segments());
-    cmp("segments.count", sa.len().to_string(), sb.len().to_string());
-    for (i, (x, y)) in sa.iter().zip(sb).enumerate() {
-        cmp(
-            &format!("segments[{i}].offset"),
-            x.offset.to_string(),
-            y.offset.to_string(),
-        );
-        cmp(
-            &format!("segments[{i}].size"),
-            x.size.to_string(),
-            y.size.to_string(),
-        );
-    }
+    let (ta, tb) = (table(a), table(b));
+    fields.segments((ta.0, &ta.1), (tb.0, &tb.1));
     let offsets = |f: &PteFile<'_>| -> String {
         f.program().constant_segment.as_ref().map_or_else(
             || "none".into(),
@@ -438,7 +500,7 @@ fn diff_layout(a: &PteFile<'_>, b: &PteFile<'_>) -> LayoutDiff {
                 .as_ref()
                 .map_or(0, |c| c.offsets.as_ref().map_or(0, Vec::len))
         };
-        cmp(
+        fields.cmp(
             "constant_segment.offsets",
             format!("{} offsets", count(a)),
             format!("{} offsets", count(b)),
@@ -453,11 +515,7 @@ fn diff_layout(a: &PteFile<'_>, b: &PteFile<'_>) -> LayoutDiff {
             };
             let (fa, fb) = (first(a), first(b));
             if let Some((i, (x, y))) = fa.iter().zip(&fb).enumerate().find(|(_, (x, y))| x != y) {
-                fields.push(FieldDiff {
-                    field: format!("constant_segment.offsets[{i}]"),
-                    a: x.to_string(),
-                    b: y.to_string(),
-                });
+                fields.cmp(&format!("constant_segment.offsets[{i}]"), x, y);
             }
         }
     }
@@ -469,10 +527,8 @@ fn diff_layout(a: &PteFile<'_>, b: &PteFile<'_>) -> LayoutDiff {
             .len()
             .saturating_sub(b.segment_area_end() as usize),
     );
-    if ta != tb {
-        fields.push(FieldDiff::new("trailing_bytes", ta, tb));
-    }
-    LayoutDiff { fields }
+    fields.cmp("trailing_bytes", ta, tb);
+    LayoutDiff { fields: fields.0 }
 }
 
 fn counted(names: impl Iterator<Item = String>) -> BTreeMap<String, usize> {
@@ -691,15 +747,23 @@ fn unravel(mut flat: u64, sizes: &[i32]) -> Vec<u64> {
     idx
 }
 
-/// Fills the element statistics of `d` (the reference's `_compute_tensor_stats`).
-fn tensor_stats(d: &mut TensorDiff, a: &[u8], b: &[u8], t: &Tensor, max_samples: usize) {
-    let Some(size) = element_size(t.scalar_type) else {
+/// Element statistics of `a` against `b` read as `t` with `sizes` (the reference's
+/// `_compute_tensor_stats`); types it does not decode, and data without a type, are
+/// compared bytewise.
+pub(crate) fn data_stats(
+    t: Option<ScalarType>,
+    sizes: &[i32],
+    a: &[u8],
+    b: &[u8],
+    max_samples: usize,
+) -> DataStats {
+    let mut d = DataStats::default();
+    let Some((t, size)) = t.and_then(|t| Some((t, element_size(t)?))) else {
         let n = a.len().min(b.len());
         d.elements = n as u64;
         d.differing = a.iter().zip(b).filter(|(x, y)| x != y).count() as u64;
-        return;
+        return d;
     };
-    let sizes = t.sizes.as_deref().unwrap_or(&[]);
     let numel = sizes.iter().fold(1u64, |acc, &s| {
         acc.saturating_mul(u64::try_from(s).unwrap_or(0))
     });
@@ -708,8 +772,7 @@ fn tensor_stats(d: &mut TensorDiff, a: &[u8], b: &[u8], t: &Tensor, max_samples:
         .min((b.len() / size) as u64);
     let mut total = 0.0;
     for i in 0..count as usize {
-        let (Some(x), Some(y)) = (element(t.scalar_type, a, i), element(t.scalar_type, b, i))
-        else {
+        let (Some(x), Some(y)) = (element(t, a, i), element(t, b, i)) else {
             break;
         };
         #[allow(clippy::float_cmp)]
@@ -734,6 +797,7 @@ fn tensor_stats(d: &mut TensorDiff, a: &[u8], b: &[u8], t: &Tensor, max_samples:
     if d.differing > 0 {
         d.mean_abs_diff = total / d.differing as f64;
     }
+    d
 }
 
 type Side<'p, 'm, 'a> = (&'p ExecutionPlan<'a>, &'m PteModel<'a>);
@@ -873,14 +937,11 @@ fn diff_plan(
                     bytes_b: bb.map_or(0, |x| x.len() as u64),
                     bytes_differ: has_data && !matches,
                     metadata,
-                    elements: 0,
-                    differing: 0,
-                    max_abs_diff: 0.0,
-                    mean_abs_diff: 0.0,
-                    samples: Vec::new(),
+                    stats: DataStats::default(),
                 };
                 if let (Some(x), Some(y), false) = (ba, bb, matches) {
-                    tensor_stats(&mut td, x, y, ta, options.max_samples);
+                    let sizes = ta.sizes.as_deref().unwrap_or(&[]);
+                    td.stats = data_stats(Some(ta.scalar_type), sizes, x, y, options.max_samples);
                 }
                 d.tensors.push(td);
             }
