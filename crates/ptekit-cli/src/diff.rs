@@ -114,6 +114,11 @@ fn render_status(
     true
 }
 
+/// A layout value in the one number style (`33,280`); other text as it is.
+fn num(v: &str) -> String {
+    v.parse::<u64>().map_or_else(|_| v.to_string(), thousands)
+}
+
 /// The named-data (the entries given), layout and padding sections.
 fn render_tail(s: &mut String, f: &FileDiff, named_data: &[&NamedDataDiff]) {
     if !named_data.is_empty() {
@@ -138,7 +143,7 @@ fn render_tail(s: &mut String, f: &FileDiff, named_data: &[&NamedDataDiff]) {
     if !f.layout.fields.is_empty() {
         let _ = writeln!(s, "\nLayout:");
         for l in &f.layout.fields {
-            let _ = writeln!(s, "  {}: {} vs {}", l.field, l.a, l.b);
+            let _ = writeln!(s, "  {}: {} vs {}", l.field, num(&l.a), num(&l.b));
         }
     }
     if f.other_bytes_differ {
@@ -205,7 +210,7 @@ pub fn render_ptd_diff(path_a: &str, path_b: &str, d: &TensorDataDiff) -> String
                 thousands(t.b.nbytes)
             );
             for m in &t.metadata {
-                let _ = writeln!(s, "      {}: {} vs {}", m.field, m.a, m.b);
+                let _ = writeln!(s, "      {}: {} vs {}", m.field, num(&m.a), num(&m.b));
             }
             render_stats(&mut s, &t.stats, t.bytes_differ, (t.a.nbytes, t.b.nbytes));
         }
