@@ -39,14 +39,11 @@ pub fn render_entries(entries: &[XnnpackEntry], text: &mut String) {
 }
 
 /// `ptekit xnnpack dump FILE [--delegate N]`: one payload as lossless JSON. `FILE` is a
-/// program (`N` counts its XNNPACK delegates in plan order, from 0) or a bare payload.
+/// program (`N` counts its XNNPACK delegates in plan order, from 0) or a bare payload;
+/// `-` reads standard input.
 pub fn dump(path: &Path, delegate: usize) -> Result<(), CliError> {
-    let map =
-        ptekit_format::mapped::MappedFile::open(path).map_err(|source| CliError::Container {
-            path: path.to_path_buf(),
-            source,
-        })?;
-    let bytes = map.bytes();
+    let input = crate::input::Input::open(path)?;
+    let bytes = input.bytes();
     let invalid = |message: String| CliError::Invalid {
         path: path.to_path_buf(),
         message,

@@ -306,23 +306,65 @@ fn verify_json_reports_each_file() {
     assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 1);
 }
 
-#[test]
-fn dash_reads_standard_input() {
+/// Runs ptekit with `input` on standard input.
+fn run_stdin(args: &[&str], input: &[u8]) -> std::process::Output {
     use std::io::Write as _;
-    let path = common::corpus().join("mlp.pte");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ptekit"))
-        .args(["inspect", "--json", "-"])
+    let mut child = std::process::Command::new(common::bin())
+        .args(args)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn");
-    let bytes = std::fs::read(&path).unwrap();
-    child.stdin.take().unwrap().write_all(&bytes).unwrap();
-    let out = child.wait_with_output().expect("wait");
-    assert!(out.status.success());
-    let from_stdin: Value = serde_json::from_slice(&out.stdout).expect("json");
-    let from_file: Value =
-        serde_json::from_slice(&run(&["inspect", "--json", path.to_str().unwrap()]).stdout)
-            .expect("json");
-    assert_eq!(from_stdin, from_file);
+    // A command that refuses `-` exits without reading: the write then fails, and the
+    // outputs tell what happened.
+    let _ = child.stdin.take().unwrap().write_all(input);
+    child.wait_with_output().expect("wait")
+}
+
+/// `-` stands for standard input in every command that reads a file: the output is the
+/// output for the path, with `<stdin>` where the path was named.
+#[test]
+fn dash_reads_standard_input() {
+    let c = common::corpus();
+    let (mlp, xnn) = (c.join("mlp.pte"), c.join("mlp_xnnpack.pte"));
+    let ptd = c.join("external._default_external_constant.ptd");
+    let (mlp, xnn, ptd) = (
+        mlp.to_str().unwrap(),
+        xnn.to_str().unwrap(),
+        ptd.to_str().unwrap(),
+    );
+    let cases: &[(&[&str], &str)] = &[
+        (&["inspect", "--json"], mlp),
+        (&["inspect"], ptd),
+        (&["verify", "--json"], xnn),
+        (&["ops", "--json"], mlp),
+        (&["dump"], mlp),
+        (&["xnnpack", "dump"], xnn),
+        (&["diff", "--json", xnn], mlp),
+        (&["diff", ptd], ptd),
+    ];
+    for (args, path) in cases {
+        let bytes = std::fs::read(path).unwrap();
+        let from_stdin = run_stdin(&[args, &["-"][..]].concat(), &bytes);
+        let from_file = run(&[args, &[*path][..]].concat());
+        assert!(
+            from_stdin.status.success() == from_file.status.success()
+                && from_file.status.code().is_some_and(|c| c <= 1),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&from_stdin.stderr)
+        );
+        let want = String::from_utf8_lossy(&from_file.stdout).replace(path, "<stdin>");
+        // The diff of a file with itself names it twice: only the second is `-`.
+        let want = if args[0] == "diff" && args.get(1) == Some(path) {
+            want.replacen("<stdin>", path, 1)
+        } else {
+            want
+        };
+        assert_eq!(
+            String::from_utf8_lossy(&from_stdin.stdout),
+            want,
+            "{args:?}"
+        );
+    }
 }
