@@ -42,7 +42,9 @@ def _child() -> None:
     import logging
 
     logging.disable(logging.CRITICAL)
-    from executorch.runtime import Runtime
+    from et_runtime import import_runtime
+
+    Runtime = import_runtime().Runtime
     import executorch.extension.pybindings.portable_lib as lib
 
     runtime = Runtime.get()

@@ -54,7 +54,9 @@ def main():
         ptekit.runtime.enable_xnnpack_cache(a.enable)
     import numpy as np
     import torch
-    from executorch.runtime import Runtime
+    from et_runtime import import_runtime
+
+    Runtime = import_runtime().Runtime
 
     rt = Runtime.get()
     before = rss()
