@@ -1,7 +1,8 @@
 """`ptekit inspect --json` against the reference: inputs and outputs against the 1.5.1
 runtime's `MethodMeta`, constant methods against what the runtime returns when it runs
 them, operator calls, delegation and the largest tensors against the reference
-deserializer's program, and `--data` against what the runtime accepts."""
+deserializer's program (a .ptd's largest entries against its .ptd reader), and `--data`
+against what the runtime accepts."""
 
 import dataclasses
 import json
@@ -201,6 +202,20 @@ def test_top_tensors_against_restored_constants(path):
                     users.add("delegate:" + plan.delegates[a.delegate_index].id)
         # Values sharing the same data add their users; the first value's are all there.
         assert users <= set(t["used_by"]), (t, users)
+
+
+@pytest.mark.parametrize("n", [1, 3, 1000])
+def test_top_named_data_of_a_ptd_against_the_reference_reader(n):
+    """A .ptd's `--top N`: its N largest entries (bytes of the buffer the reference's
+    reader returns for each key, largest first, ties in file order)."""
+    path = CORPUS / "external._default_external_constant.ptd"
+    payload = FlatTensorSerializer().deserialize(Cord(path.read_bytes()))
+    entries = [(key, len(bytes(payload.buffers[e.buffer_index]))) for key, e in payload.named_data.items()]
+    entries.sort(key=lambda kb: -kb[1])
+    top = inspect_json(path, "--top", n)["top"]
+    assert top["limit"] == n and top["tensors"] == [] and top["delegate_payloads"] == []
+    assert [(t["key"], t["bytes"]) for t in top["named_data"]] == entries[:n]
+    assert "top" not in inspect_json(path)
 
 
 def test_size_breakdown_adds_up_to_the_file_size():

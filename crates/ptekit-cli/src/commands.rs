@@ -212,7 +212,13 @@ fn inspect_one(
             bundled::render_summary(summary),
             render_program(&format!("{shown} [program]"), program)
         ),
-        Inspection::TensorData(s) => format!("{shown}: {}", flat_tensor::render_summary(s)),
+        Inspection::TensorData(s) => {
+            let mut text = format!("{shown}: {}", flat_tensor::render_summary(s));
+            if let Some(top) = &s.top {
+                crate::render::render_top_named_data(&mut text, top);
+            }
+            text
+        }
     };
     Ok((value, text))
 }

@@ -391,6 +391,11 @@ fn render_top(out: &mut String, top: &TopSummary) {
         }
         t.render("  ", out);
     }
+    render_top_named_data(out, top);
+}
+
+/// The named-data part of `--top` (all of it for a `.ptd`).
+pub fn render_top_named_data(out: &mut String, top: &TopSummary) {
     if !top.named_data.is_empty() {
         let _ = writeln!(out, "\nlargest named data (top {})", top.limit);
         let mut t = Table::new(&["bytes", "segment", "key"]);

@@ -185,8 +185,8 @@ pub fn inspect(bytes: &[u8]) -> Result<Inspection, InspectError> {
     inspect_with(bytes, &InspectOptions::default())
 }
 
-/// [`inspect`] with the `top` lists and data check of `options` (programs, also the
-/// program of a bundled program).
+/// [`inspect`] with the `top` lists (programs, the program of a bundled program, the
+/// entries of a tensor-data file) and the data check (programs) of `options`.
 pub fn inspect_with(
     bytes: &[u8],
     inspect_options: &InspectOptions<'_>,
@@ -210,7 +210,16 @@ pub fn inspect_with(
         }
         Kind::TensorData => {
             let file = FlatTensorFile::parse(bytes, &flat_tensor::ReadOptions::default())?;
-            Ok(Inspection::TensorData(flat_tensor::summary(&file)))
+            let mut s = flat_tensor::summary(&file);
+            if inspect_options.top > 0 {
+                let named = s.named_tensors.iter().map(|n| pte::TopNamedData {
+                    key: n.key.clone().unwrap_or_default(),
+                    segment_index: n.segment_index,
+                    bytes: Some(n.bytes),
+                });
+                s.top = Some(pte::top_named_data(named, inspect_options.top));
+            }
+            Ok(Inspection::TensorData(s))
         }
     }
 }

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::FlatTensorFile;
+use crate::pte::TopSummary;
 use crate::units::{breakdown_line, bytes, thousands};
 
 /// Summary of a `.ptd` (serializable for `--json`).
@@ -30,6 +31,10 @@ pub struct FlatTensorSummary {
     pub segments: Vec<SegmentSummary>,
     /// Where the bytes of the file go; the three parts add up to `file_size`.
     pub size_breakdown: SizeBreakdown,
+    /// With `--top N`: the largest named entries (the `top` of a program's summary, its
+    /// `named_data` filled).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub top: Option<TopSummary>,
 }
 
 /// Bytes of a `.ptd` by purpose.
@@ -134,6 +139,7 @@ pub fn summary(file: &FlatTensorFile<'_>) -> FlatTensorSummary {
             })
             .collect(),
         size_breakdown,
+        top: None,
     }
 }
 

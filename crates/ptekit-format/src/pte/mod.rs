@@ -54,8 +54,8 @@ pub use restore::restore;
 pub use summary::{
     constant_values, delegate_summary, delegation, io_tensors, is_constant, method_summary,
     operator_calls, segments, size_breakdown, subsegments, summary, summary_with, tensor_meta,
-    tensor_nbytes, top, AvailableData, ConstantValue, DataCheck, DelegatePayload, DelegateSummary,
-    Delegation, ExternalData, ExternalKey, HeaderSummary, MethodSummary, NamedDataSummary, Parts,
-    PteSummary, SegmentSummary, SizeBreakdown, SubsegmentSummary, SummaryOptions, TensorMeta,
-    TopDelegate, TopNamedData, TopSummary, TopTensor,
+    tensor_nbytes, top, top_named_data, AvailableData, ConstantValue, DataCheck, DelegatePayload,
+    DelegateSummary, Delegation, ExternalData, ExternalKey, HeaderSummary, MethodSummary,
+    NamedDataSummary, Parts, PteSummary, SegmentSummary, SizeBreakdown, SubsegmentSummary,
+    SummaryOptions, TensorMeta, TopDelegate, TopNamedData, TopSummary, TopTensor,
 };

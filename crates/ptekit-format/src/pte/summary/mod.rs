@@ -30,7 +30,7 @@ pub use method::{
     constant_values, delegation, io_tensors, is_constant, operator_calls, tensor_meta,
     tensor_nbytes, ConstantValue, Delegation, TensorMeta,
 };
-pub use top::{top, TopDelegate, TopNamedData, TopSummary, TopTensor};
+pub use top::{top, top_named_data, TopDelegate, TopNamedData, TopSummary, TopTensor};
 
 /// What the file's extended header says, if it has one.
 #[derive(Debug, Clone, Copy, Serialize)]

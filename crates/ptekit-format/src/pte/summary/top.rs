@@ -12,7 +12,7 @@ use crate::program::calls::value_usages;
 use crate::program::{KernelTypes, Program, TensorDataLocation};
 
 /// The largest items of each kind, largest first.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct TopSummary {
     /// How many of each kind were asked for.
     pub limit: usize,
@@ -201,19 +201,26 @@ pub fn top(
         })
         .collect();
     largest_first(&mut delegate_payloads, |d| d.bytes, limit);
-    let mut named_data: Vec<TopNamedData> = named
-        .iter()
-        .map(|n| TopNamedData {
-            key: n.key.clone(),
-            segment_index: n.segment_index,
-            bytes: segments.get(n.segment_index as usize).map(|s| s.size),
-        })
-        .collect();
+    let named_data = named.iter().map(|n| TopNamedData {
+        key: n.key.clone(),
+        segment_index: n.segment_index,
+        bytes: segments.get(n.segment_index as usize).map(|s| s.size),
+    });
+    TopSummary {
+        tensors: tensors(program, limit),
+        delegate_payloads,
+        ..top_named_data(named_data, limit)
+    }
+}
+
+/// The `limit` largest of `named_data` (for a `.ptd`, whose entries are all named data;
+/// no tensors or payloads).
+pub fn top_named_data(named_data: impl Iterator<Item = TopNamedData>, limit: usize) -> TopSummary {
+    let mut named_data: Vec<TopNamedData> = named_data.collect();
     largest_first(&mut named_data, |n| n.bytes, limit);
     TopSummary {
         limit,
-        tensors: tensors(program, limit),
-        delegate_payloads,
         named_data,
+        ..TopSummary::default()
     }
 }
