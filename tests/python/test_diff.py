@@ -166,6 +166,10 @@ def test_corpus_pairs(ptekit):
 def test_bundled_programs_compare_through_their_programs(ptekit):
     d = _ours(ptekit, CORPUS / "mlp.bpte", CORPUS / "mlp.pte")
     assert d["plans"] == [] and d["layout"]["fields"] == []
+    # The text says what was compared.
+    text = ptekit("diff", CORPUS / "mlp.bpte", CORPUS / "mlp.pte").stdout
+    assert f"{CORPUS / 'mlp.bpte'} is a bundled program" in text and "test suites were not" in text
+    assert "bundled" not in ptekit("diff", CORPUS / "mlp.pte", CORPUS / "mlp.pte").stdout
 
 
 def test_broken_file_is_reported_not_a_panic(ptekit, tmp_path):

@@ -42,7 +42,19 @@ pub fn diff(a: &Path, b: &Path, json: bool, max_samples: usize) -> Result<bool, 
                 path: if e.side == 0 { a } else { b }.to_path_buf(),
                 source: e.source,
             })?;
-            let text = || render_diff(&names.0, &names.1, &d);
+            let text = || {
+                let mut s = render_diff(&names.0, &names.1, &d);
+                for (name, kind) in [(&names.0, ka), (&names.1, kb)] {
+                    if kind == Kind::Bundled {
+                        let _ = writeln!(
+                            s,
+                            "\nNote: {name} is a bundled program; its embedded program was \
+                             compared (sizes are the program's), its test suites were not."
+                        );
+                    }
+                }
+                s
+            };
             emit(json, &d, "program", &names, d.is_equivalent(), text)
         }
         _ => Err(CliError::Usage {
