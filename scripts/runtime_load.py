@@ -23,15 +23,18 @@ runtime is reported instead of ending the run. In `--batch` mode one child loads
 files in turn (importing the runtime takes seconds) and is restarted after an abort; the
 input lines are JSON objects `{"path": ..., "data": ..., "program": ...}` and every output
 line is the input object plus `"outcome"` (`ok`, `rejected`, `mismatch`, `aborted`) and
-`"detail"` (the error message or the signal name).
+`"detail"` (the error message or the signal name) and `"log"` (what the runtime wrote
+on stderr while loading the file: its `ET_LOG` lines, which say why it refused).
 """
 
 import argparse
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
+import tempfile
 
 CHILD_FLAG = "--child"
 
@@ -113,13 +116,15 @@ class Loader:
     def __init__(self, python=sys.executable):
         self.python = python
         self.proc = None
+        # The child's stderr: the runtime logs why it refuses a file there.
+        self.log = tempfile.TemporaryFile()
 
     def _start(self):
         self.proc = subprocess.Popen(
             [self.python, os.path.abspath(__file__), CHILD_FLAG],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
+            stderr=self.log,
             text=True,
             bufsize=1,
         )
@@ -130,6 +135,7 @@ class Loader:
     def load(self, job: dict) -> dict:
         if self.proc is None or self.proc.poll() is not None:
             self._start()
+        log_start = self.log.seek(0, os.SEEK_END)
         self.proc.stdin.write(json.dumps(job) + "\n")
         self.proc.stdin.flush()
         started = False
@@ -142,19 +148,26 @@ class Loader:
                     detail = signal.Signals(-code).name
                 else:
                     detail = f"exit status {code}"
-                return {**job, "outcome": "aborted", "detail": detail}
+                return {**job, "outcome": "aborted", "detail": detail, "log": self._log_since(log_start)}
             msg = json.loads(line)
             if "start" in msg:
                 started = True
                 continue
             if started and "outcome" in msg:
-                return msg
+                return {**msg, "log": self._log_since(log_start)}
+
+    def _log_since(self, start: int) -> str:
+        """The runtime's log lines (`[file.cpp:N] ...`) written since `start`."""
+        self.log.seek(start)
+        text = self.log.read().decode("utf-8", "replace")
+        return "\n".join(line for line in text.splitlines() if re.match(r"\[\w+\.\w+:\d+\]", line))
 
     def close(self):
         if self.proc is not None:
             self.proc.stdin.close()
             self.proc.wait()
             self.proc = None
+        self.log.close()
 
 
 def main() -> int:

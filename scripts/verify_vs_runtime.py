@@ -20,7 +20,11 @@ runtime's verdict is `ok`, `rejected` (it raised), `aborted` (the process died b
 signal) or `mismatch` (a bundled test ran but its outputs differ: only execution can tell
 that, so it is not counted against `verify`). Rejections for a missing operator kernel
 (error 0x14: what the wheel's kernel registry lacks, which a file cannot show) are
-counted apart. Exit status 1 when some file is rejected or aborted on by the runtime but
+counted apart, and so are rejections for a backend the runtime has not registered
+(error 0x20 with the runtime logging `Backend X is not registered`): a file needs the
+backends it names, and which ones a runtime has is fixed when it is built (`verify`
+checks the payloads of the backends it knows, XNNPACK, and says which backends a file
+needs). Exit status 1 when some file is rejected or aborted on by the runtime but
 passes `verify`.
 """
 
@@ -43,8 +47,16 @@ CORPUS = pathlib.Path(os.environ.get("PTEKIT_CORPUS", ROOT.parent / "shared" / "
 # A .ptd and the program that uses it.
 PROGRAM_OF_PTD = {"external._default_external_constant.ptd": "external.pte"}
 DATA_OF_PROGRAM = {v: k for k, v in PROGRAM_OF_PTD.items()}
-# Error codes of the runtime that depend on the build, not on the file.
-ENVIRONMENT_CODES = {"0x14": "operator missing from the wheel's kernel registry"}
+# Refusals that depend on the runtime's build, not on the file: (error code, what the
+# runtime logs, reason). A file names the operators and backends it needs; whether a
+# runtime has them is decided when it is built, so `verify` cannot hold it against the
+# file (a runtime with that kernel or backend loads it).
+ENVIRONMENT = [
+    ("0x14", None, "operator missing from the wheel's kernel registry"),
+    # A delegate whose backend id the runtime has not registered (or whose backend says it
+    # is not available): NotFound before the payload is even read.
+    ("0x20", r"Backend (.*) is not (registered|available)", "backend not registered in this runtime"),
+]
 
 
 def ptekit_bin() -> pathlib.Path:
@@ -216,10 +228,18 @@ def verify(job) -> tuple:
     return r.returncode == 0, r.stderr.strip()
 
 
-def environment_reason(detail: str):
-    for code, reason in ENVIRONMENT_CODES.items():
-        if f"0x:{code[2:]}" in detail or f"error: {code}" in detail:
+def environment_reason(detail: str, log: str = ""):
+    """Why a rejection with `detail` (the runtime's error) and `log` (its log lines) is
+    the environment's, or None."""
+    for code, logged, reason in ENVIRONMENT:
+        # "error: 0x:20" (load_method), "status 0x20" (bundled execution)
+        if not re.search(rf"0x:?{code[2:]}\b", detail):
+            continue
+        if logged is None:
             return reason
+        m = re.search(logged, log)
+        if m:
+            return f"{reason}: {m.group(0)}"
     return None
 
 
@@ -231,7 +251,9 @@ def run(jobs, python=sys.executable):
         for job in jobs:
             r = loader.load(job)
             r["verify_ok"], r["verify_error"] = verify(job)
-            r["environment"] = environment_reason(r.get("detail", "")) if r["outcome"] == "rejected" else None
+            r["environment"] = (
+                environment_reason(r.get("detail", ""), r.get("log", "")) if r["outcome"] == "rejected" else None
+            )
             results.append(r)
     finally:
         loader.close()
@@ -281,7 +303,10 @@ def main() -> int:
         for k, v in summarize(results).items():
             print(f"{v:6}  {k}")
         for r in missed:
+            logged = r.get("log", "").splitlines()
             print(f"MISSED {r['source']} {r['mutation']}: runtime {r['outcome']} {r['detail']}")
+            if logged:
+                print(f"       runtime log: {logged[-1]}")
     return 1 if missed else 0
 
 

@@ -163,3 +163,23 @@ def test_safe_open_errors(tmp_path):
             f.get_tensor("nope")
     with pytest.raises(ValueError):
         pk.safe_open(CORPUS / "mlp.pte", framework="tf")
+
+
+def test_verify_checks_the_ptd_as_the_cli_does(ptekit, tmp_path):
+    # The reference writes a .ptd whose first tensor layout has an undeclared dtype: the
+    # .ptd itself is refused, before the program is checked against it.
+    program, ptd = CORPUS / "external.pte", CORPUS / "external._default_external_constant.ptd"
+    serializer = FlatTensorSerializer()
+    payload = serializer.deserialize(ptd.read_bytes())
+    entry = next(e for e in payload.named_data.values() if e.tensor_layout is not None)
+    entry.tensor_layout.scalar_type = 99
+    bad = tmp_path / "bad.ptd"
+    bad.write_bytes(bytes(serializer.serialize(payload)))
+    r = ptekit("verify", program, "--data", bad, check=False)
+    assert r.returncode == 1 and "tensor_layout.scalar_type" in r.stderr, r.stderr
+    with pytest.raises(pk.PteError) as e:
+        pk.verify(program, ptd=bad)
+    assert r.stderr.strip() == f"ptekit: {bad}: {e.value}"
+    with pytest.raises(pk.PteError) as e:
+        pk.verify(program, ptd=bad.read_bytes())
+    assert r.stderr.strip() == f"ptekit: {bad}: {e.value}"

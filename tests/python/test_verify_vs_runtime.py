@@ -4,6 +4,8 @@ semantic mutants written by the reference's own serializers) go through both, th
 in a child process (`scripts/runtime_load.py`). A bounded, seeded set; run
 `scripts/verify_vs_runtime.py` for the large one."""
 
+import json
+import pathlib
 import subprocess
 import sys
 
@@ -93,3 +95,70 @@ def test_bundled_rewrite_refuses_a_bundle_verify_refuses(results, ptekit, tmp_pa
     assert rewritten.returncode == 1, rewritten.stderr
     assert "sizes[0]" in rewritten.stderr and "negative size" in rewritten.stderr
     assert not (tmp_path / "out.bpte").exists()
+
+
+def _flip(name, at, value, expect_old=None):
+    data = bytearray((CORPUS / name).read_bytes())
+    if expect_old is not None:
+        assert data[at] == expect_old, f"{name}@{at} is {data[at]:#04x}: the corpus file changed"
+    data[at] = value
+    return bytes(data)
+
+
+# Single-byte mutants the runtime refuses, found by `scripts/verify_vs_runtime.py
+# --per-file 40 --seed 3` when verify still passed them: (source, offset, new byte,
+# corpus byte there).
+SPECIFIC = {
+    # The union type of execution_plan[0].values[286] (a Tensor, type 5) set to NONE: the
+    # runtime's parse_values logs "Unknown KernelTypes value" and load_method fails 0x23.
+    "none-value": ("transformer.pte", 18931, 0x00, 0x05),
+    # Inside the XNNPACK payload of a bundled program's embedded program: a named-data
+    # key changed (XNNCompiler cannot get the constant: 0x20 at init) and a vtable entry
+    # of an XNNPACK value (the delegate refuses the graph, 0x30).
+    "bpte-xnnpack-key": ("mlp_xnnpack.bpte", 398, 0x7F, None),
+    "bpte-xnnpack-vtable": ("mlp_xnnpack.bpte", 2558, 0x09, None),
+    # One byte of the delegate's backend id: "Backend Xnnpa\x7fkBackend is not registered"
+    # (NotFound, 0x20). What backends a runtime has is fixed when it is built, and a
+    # runtime with that backend would load the file: the script counts it as the
+    # environment's; verify accepts it and warns that it needs that backend.
+    "backend-id": ("transformer_xnnpack.pte", 6409, 0x7F, ord("c")),
+}
+
+
+@pytest.fixture(scope="module")
+def specific(tmp_path_factory, ptekit):
+    out = tmp_path_factory.mktemp("specific")
+    jobs = []
+    for what, (name, at, value, old) in SPECIFIC.items():
+        path = out / f"{what}{pathlib.Path(name).suffix}"
+        path.write_bytes(_flip(name, at, value, old))
+        jobs.append({"path": str(path), "source": name, "mutation": what})
+    return {r["mutation"]: r for r in vvr.run(jobs)}
+
+
+def test_value_without_a_type_is_refused_at_its_type_byte(specific):
+    r = specific["none-value"]
+    assert r["outcome"] == "rejected" and "0x:23" in r["detail"], r
+    assert "Unknown KernelTypes value" in r["log"] and "index 286" in r["log"], r["log"]
+    assert not r["verify_ok"], r
+    assert "execution_plan[0].values[286].val_type (file offset 0x49f3)" in r["verify_error"], r
+
+
+@pytest.mark.parametrize("what", ["bpte-xnnpack-key", "bpte-xnnpack-vtable"])
+def test_bundled_programs_have_their_xnnpack_payloads_checked(specific, what):
+    r = specific[what]
+    assert r["outcome"] in ("rejected", "aborted") and not r["environment"], r
+    assert not r["verify_ok"], r
+    assert "embedded program (at .bpte offset 0x" in r["verify_error"], r
+    assert ".xnnpack." in r["verify_error"], r
+
+
+def test_unregistered_backend_is_the_environment_and_verify_warns(specific, ptekit):
+    r = specific["backend-id"]
+    assert r["outcome"] == "rejected" and "0x:20" in r["detail"], r
+    assert "Xnnpa\x7fkBackend is not registered" in r["log"], r["log"]
+    assert r["environment"] and "not registered" in r["environment"], r
+    assert r["verify_ok"] and not vvr.misses([r]), r
+    v = ptekit("verify", "--json", r["path"])
+    assert json.loads(v.stdout)["backends"] == ["XnnpackBackend", "Xnnpa\x7fkBackend"]
+    assert "warning: the payloads of backend(s) Xnnpa\x7fkBackend are not checked" in v.stderr, v.stderr

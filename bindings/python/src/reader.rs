@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 
-use ptekit_format::flat_tensor::{FlatTensorFile, ReadOptions};
+use ptekit_format::flat_tensor::{parse_verified, ReadOptions};
 use ptekit_format::inspect::{inspect_with, verify, InspectError, InspectOptions, VerifyError};
 use ptekit_format::mapped::MappedFile;
 use ptekit_format::tensors::stored_tensors;
@@ -122,8 +122,9 @@ fn verify_json(data: &Bound<'_, PyAny>, ptd: Option<&Bound<'_, PyAny>>) -> PyRes
     with_input(data, |bytes| {
         let run = |ptd_bytes: Option<&[u8]>| -> PyResult<String> {
             py.detach(|| -> Result<String, BindError> {
+                // The .ptd is verified too, as `ptekit verify --data` does.
                 let ptd_file = ptd_bytes
-                    .map(|b| FlatTensorFile::parse(b, &ReadOptions::default()))
+                    .map(|b| parse_verified(b, &ReadOptions::default()))
                     .transpose()?;
                 Ok(verify(bytes, ptd_file.as_ref())?.to_string())
             })

@@ -355,6 +355,29 @@ fn verify_one(path: &Path, ptd: Option<&FlatTensorFile<'_>>) -> Result<(Value, S
             count("segments")
         ),
     };
+    // The backends a runtime needs to load the file (verify cannot know which it has).
+    let backends: Vec<&str> = value
+        .get("backends")
+        .and_then(Value::as_array)
+        .map(|ids| ids.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let what = match backends.as_slice() {
+        [] => what,
+        ids => format!("{what}, needs backend(s) {}", ids.join(", ")),
+    };
+    let unchecked: Vec<&str> = backends
+        .iter()
+        .copied()
+        .filter(|id| *id != ptekit_format::xnnpack::BACKEND_ID)
+        .collect();
+    if !unchecked.is_empty() {
+        eprintln!(
+            "ptekit: {}: warning: the payloads of backend(s) {} are not checked (ptekit reads \
+             XNNPACK payloads only); a runtime without these backends registered refuses the file",
+            display_name(path),
+            unchecked.join(", ")
+        );
+    }
     let size = bytes.len() as u64;
     let mut value = with_file(&display_name(path), value);
     if let Value::Object(map) = &mut value {
@@ -378,12 +401,10 @@ fn verify_one(path: &Path, ptd: Option<&FlatTensorFile<'_>>) -> Result<(Value, S
 pub fn verify(files: &[PathBuf], data: Option<&Path>, json: bool) -> Result<bool, CliError> {
     let data_input = data.map(open_data).transpose()?;
     let ptd = match (&data_input, data) {
-        (Some(input), Some(path)) => {
-            let ptd = FlatTensorFile::parse(input.bytes(), &flat_tensor::ReadOptions::default())
-                .map_err(ptd_err(path))?;
-            flat_tensor::verify(&ptd).map_err(ptd_err(path))?;
-            Some(ptd)
-        }
+        (Some(input), Some(path)) => Some(
+            flat_tensor::parse_verified(input.bytes(), &flat_tensor::ReadOptions::default())
+                .map_err(ptd_err(path))?,
+        ),
         _ => None,
     };
     let mut all_ok = true;
@@ -491,10 +512,9 @@ fn rewrite_file(args: &RewriteArgs) -> Result<Rewritten, CliError> {
                     message: "a .ptd file takes only --segment-alignment".into(),
                 });
             }
-            let file = FlatTensorFile::parse(bytes, &flat_tensor::ReadOptions::default())
-                .map_err(ptd_err(input))?;
             // Nothing is written that `verify` would refuse.
-            flat_tensor::verify(&file).map_err(ptd_err(input))?;
+            let file = flat_tensor::parse_verified(bytes, &flat_tensor::ReadOptions::default())
+                .map_err(ptd_err(input))?;
             let (plan, layout, reason) = match args.segment_alignment {
                 None => match flat_tensor::plan_exact(&file) {
                     Ok(plan) => (plan, "exact", None),

@@ -299,12 +299,31 @@ pub enum VerifyError {
     },
 }
 
+/// The backend ids a program's delegates name, each once, sorted: what a runtime must
+/// have registered to load the program. Verify checks the payloads of XNNPACK only; a
+/// runtime without one of these backends refuses the file (error NotFound), which is
+/// about the runtime, not the file.
+fn backend_ids(file: &PteFile<'_>) -> Vec<String> {
+    let mut ids: Vec<String> = file
+        .program()
+        .execution_plan
+        .iter()
+        .flatten()
+        .flat_map(|plan| plan.delegates.iter().flatten())
+        .filter_map(|d| d.id.clone())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
 /// What `ptekit verify` checks, for one file of any kind: it parses through the verified
 /// readers, a program's tables must agree ([`validate`](crate::program::validate())),
 /// and every XNNPACK payload must decode and refer only to values, constants and named
 /// data that exist (named keys looked up in the program, then in `ptd`). Returns what was
 /// checked: `kind` and counts (`methods`, `segments`, `xnnpack_payloads`; `test_suites`;
-/// `named_tensors`).
+/// `named_tensors`), and for a program or bundled program the `backends` its delegates
+/// need.
 pub fn verify(bytes: &[u8], ptd: Option<&FlatTensorFile<'_>>) -> Result<Value, VerifyError> {
     let options = ReadOptions::default();
     let read = |e: InspectError| VerifyError::Read(e);
@@ -315,34 +334,37 @@ pub fn verify(bytes: &[u8], ptd: Option<&FlatTensorFile<'_>>) -> Result<Value, V
             if let Some(ptd) = ptd {
                 file.verify_external(ptd).map_err(|e| read(e.into()))?;
             }
-            let named = NamedSizes::new(&file, ptd);
-            let payloads = delegate_payloads(&file);
-            for d in &payloads {
-                xnnpack::check_payload(d, &named, &Limits::default()).map_err(|error| {
+            let payloads =
+                xnnpack::check_payloads(&file, ptd, &Limits::default()).map_err(|error| {
                     VerifyError::Xnnpack {
                         without_data: ptd.is_none()
                             && matches!(error.kind(), xnnpack::XnnpackErrorKind::NamedKey),
                         error,
                     }
                 })?;
-            }
             Ok(json!({
                 "kind": "program",
                 "identifier": String::from_utf8_lossy(&file.file_identifier()),
                 "methods": file.program().execution_plan.as_ref().map_or(0, Vec::len),
                 "segments": file.segments().len(),
-                "xnnpack_payloads": payloads.len(),
+                "xnnpack_payloads": payloads,
+                "backends": backend_ids(&file),
             }))
         }
         Kind::Bundled => {
             let file = BundledFile::parse(bytes, &options.limits).map_err(|e| read(e.into()))?;
             bundled::verify(&file, &options).map_err(|e| read(e.into()))?;
+            let program = file.program_file(&options).map_err(|e| read(e.into()))?;
             let suites = file
                 .bundled()
                 .method_test_suites
                 .as_ref()
                 .map_or(0, Vec::len);
-            Ok(json!({"kind": "bundled_program", "test_suites": suites}))
+            Ok(json!({
+                "kind": "bundled_program",
+                "test_suites": suites,
+                "backends": backend_ids(&program),
+            }))
         }
         Kind::TensorData => {
             let file = FlatTensorFile::parse(bytes, &flat_tensor::ReadOptions::default())

@@ -238,3 +238,39 @@ fn verify_refuses_ptd_layouts_the_runtime_cannot_use() {
         "{err}"
     );
 }
+
+/// A value whose union type byte is set to NONE (0) keeps its table but has no type: the
+/// runtime refuses the method (`Unknown KernelTypes value`, InvalidProgram), so verify
+/// refuses it, at the type byte. Every value of every corpus program, one at a time.
+#[test]
+fn values_of_union_type_none_are_refused_at_their_type_byte() {
+    let mut checked = 0;
+    for path in corpus_ptes() {
+        let bytes = std::fs::read(&path).expect("corpus file");
+        if verify_error(&bytes).is_some() {
+            continue; // refused already (legacy inline constants)
+        }
+        let file = PteFile::parse(&bytes, &ReadOptions::default()).expect("parses");
+        let base = file.program_bytes().as_ptr() as usize - bytes.as_ptr() as usize;
+        for (p, plan) in file.program().execution_plan.iter().flatten().enumerate() {
+            for v in 0..plan.values.as_ref().map_or(0, Vec::len) {
+                let field = format!("execution_plan[{p}].values[{v}].val_type");
+                let at = base + locate(file.program_bytes(), &field).expect("located") as usize;
+                if bytes[at] == 0 {
+                    continue; // no type byte stored: the table's position
+                }
+                let mut mutant = bytes.clone();
+                mutant[at] = 0;
+                let err = verify_error(&mutant).unwrap_or_else(|| panic!("{field}: verifies"));
+                assert!(
+                    err.contains(&field) && err.contains(&format!("offset 0x{at:x}")),
+                    "{}: {err}",
+                    path.display()
+                );
+                checked += 1;
+            }
+        }
+    }
+    println!("{checked} values checked");
+    assert!(checked > 500, "{checked}");
+}

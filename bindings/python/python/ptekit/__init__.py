@@ -92,12 +92,14 @@ def verify(
     Args:
         data: the file's bytes or a path.
         ptd: the program's tensor-data file (bytes or path), where named data its XNNPACK
-            payloads use may live.
+            payloads use may live; it is verified too.
 
     Returns:
         What was checked: ``{"kind": "program", "identifier": "ET12", "methods": 1,
-        "segments": 2, "xnnpack_payloads": 0}`` (``"test_suites"`` for a bundled program,
-        ``"named_tensors"`` and ``"segments"`` for a ``.ptd``).
+        "segments": 2, "xnnpack_payloads": 0, "backends": []}`` (``"test_suites"`` and
+        ``"backends"`` for a bundled program, ``"named_tensors"`` and ``"segments"`` for a
+        ``.ptd``). ``"backends"`` are the delegate backends a runtime must have to load
+        the file.
 
     Raises:
         PteError: the file is invalid; the message names the offset or field path.

@@ -77,6 +77,17 @@ pub enum BundledError {
         #[source]
         source: PteError,
     },
+    /// An XNNPACK payload of the embedded program is malformed or refers to what does
+    /// not exist (the error names the delegate, the field and the payload byte);
+    /// `offset` is where the program starts in the `.bpte`.
+    #[error("embedded program (at .bpte offset 0x{offset:x}): {source}")]
+    Xnnpack {
+        /// Offset of the program bytes in the `.bpte` (0 if unknown).
+        offset: u64,
+        /// The payload's error.
+        #[source]
+        source: Box<crate::xnnpack::XnnpackError>,
+    },
     /// The test values do not fit the program (the reference asserts the same things).
     #[error("{field}: {message}")]
     Invalid {

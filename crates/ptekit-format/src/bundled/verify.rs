@@ -1,5 +1,6 @@
 //! What `ptekit verify` checks of a bundled program beyond decoding: the embedded
-//! program (as for a `.pte`), and every test case against the method it tests.
+//! program (as for a `.pte`: its tables and its XNNPACK payloads), and every test case
+//! against the method it tests.
 //!
 //! The reference runtime's bundled-program code (executorch 1.5.1,
 //! `devtools/bundled_program`) trusts the test values: it reads the suites, cases, sizes,
@@ -18,16 +19,23 @@ use crate::program::{
     check_tensor_layout, ExecutionPlan, KernelTypes, Program, TensorShapeDynamism,
 };
 use crate::pte::ReadOptions;
+use crate::xnnpack::check_payloads;
 
-/// Verifies a decoded `.bpte`: the embedded program ([`PteFile::verify`]) and every test
-/// case (see the [module](self) documentation). Returns the first problem.
+/// Verifies a decoded `.bpte`: the embedded program ([`PteFile::verify`] and
+/// [`check_payloads`], as `ptekit verify` does for a `.pte`) and every test case (see
+/// the [module](self) documentation). Returns the first problem.
 ///
 /// [`PteFile::verify`]: crate::pte::PteFile::verify
 pub fn verify(file: &BundledFile<'_>, options: &ReadOptions) -> Result<(), BundledError> {
     let program = file.program_file(options)?;
-    program.verify().map_err(|source| BundledError::Program {
-        offset: file.program_offset().unwrap_or(0),
-        source,
+    let offset = file.program_offset().unwrap_or(0);
+    program
+        .verify()
+        .map_err(|source| BundledError::Program { offset, source })?;
+    // The bundled API loads the program without a .ptd: named keys must be in it.
+    check_payloads(&program, None, &options.limits).map_err(|source| BundledError::Xnnpack {
+        offset,
+        source: Box::new(source),
     })?;
     check_tests(file, program.program())
 }

@@ -51,7 +51,7 @@ pub use model::*;
 pub use summary::{
     render_summary, summary, FlatTensorSummary, NamedTensorSummary, SegmentSummary, SizeBreakdown,
 };
-pub use verify::verify;
+pub use verify::{parse_verified, verify};
 
 /// The identifier the reference writes (`file_identifier "FT01"`).
 pub const FLAT_TENSOR_FILE_IDENTIFIER: [u8; 4] = *b"FT01";

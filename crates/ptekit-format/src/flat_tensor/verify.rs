@@ -4,7 +4,7 @@
 //! any lookup) and makes a tensor layout of the entry it finds (an unknown dtype aborts
 //! the process; sizes and dim order are read without checks), then reads the data.
 
-use super::{FlatTensorError, FlatTensorFile};
+use super::{FlatTensorError, FlatTensorFile, ReadOptions};
 use crate::program::check_tensor_layout;
 
 fn invalid(field: String, message: impl Into<String>) -> FlatTensorError {
@@ -12,6 +12,17 @@ fn invalid(field: String, message: impl Into<String>) -> FlatTensorError {
         field,
         message: message.into(),
     }
+}
+
+/// Parses `bytes` as a `.ptd` and [`verify`]s it: the data file a program is checked
+/// against (`ptekit verify --data`, `ptekit.verify(ptd=...)`) is itself checked first.
+pub fn parse_verified<'a>(
+    bytes: &'a [u8],
+    options: &ReadOptions,
+) -> Result<FlatTensorFile<'a>, FlatTensorError> {
+    let file = FlatTensorFile::parse(bytes, options)?;
+    verify(&file)?;
+    Ok(file)
 }
 
 /// Verifies a parsed `.ptd`: every named entry has a key, and every tensor layout is

@@ -375,6 +375,15 @@ impl<'p> Validator<'p, '_> {
                     "missing (the runtime needs the list or string)",
                 );
             }
+            // A value of union type NONE (not `Null`, which is `None`): the runtime's
+            // parse_values refuses every method holding one (InvalidProgram, 0x23).
+            if v.val.is_none() {
+                self.push(
+                    IssueKind::Inconsistent,
+                    format!("{path}.values[{i}].val_type"),
+                    "value without a type (union type NONE; a None value is of type Null)",
+                );
+            }
             match &v.val {
                 Some(KernelTypes::Tensor(t)) => self.tensor(&format!("{vpath}.Tensor"), t, plan),
                 Some(KernelTypes::TensorList(l)) => {

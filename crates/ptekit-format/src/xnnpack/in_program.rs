@@ -124,3 +124,20 @@ pub fn check_payload<'a>(
     validate_payload(&payload, Some(&lookup)).map_err(|e| e.in_delegate(d.plan, d.delegate))?;
     Ok(payload)
 }
+
+/// Checks every XNNPACK payload of `pte` with [`check_payload`], named keys looked up in
+/// the program's named data and then in `ptd`; returns how many payloads there are.
+/// This is what `ptekit verify` checks of the payloads of a `.pte` and of the program
+/// embedded in a `.bpte`.
+pub fn check_payloads(
+    pte: &PteFile<'_>,
+    ptd: Option<&FlatTensorFile<'_>>,
+    limits: &Limits,
+) -> Result<usize, XnnpackError> {
+    let named = NamedSizes::new(pte, ptd);
+    let payloads = delegate_payloads(pte);
+    for d in &payloads {
+        check_payload(d, &named, limits)?;
+    }
+    Ok(payloads.len())
+}

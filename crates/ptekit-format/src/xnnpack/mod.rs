@@ -44,7 +44,9 @@ pub use header::{
     is_xnnpack_payload, split_payload, PayloadParts, XnnHeader, CONSTANT_TENSOR_ALIGNMENT,
     FILE_IDENTIFIER, HEADER_LENGTH, HEADER_MAGIC, LEGACY_FILE_IDENTIFIER,
 };
-pub use in_program::{check_payload, delegate_payloads, DelegatePayload, NamedSizes};
+pub use in_program::{
+    check_payload, check_payloads, delegate_payloads, DelegatePayload, NamedSizes,
+};
 pub use json::{f32_json, graph_json, payload_json};
 pub use model::*;
 pub use pack::{
