@@ -3,10 +3,11 @@ runtime (executorch 1.5.1) and give the same outputs as the original file."""
 
 import numpy as np
 import pytest
-import torch
 from executorch.runtime import Runtime
 
 from conftest import program_files
+from runtime_io import recorded_io as _io
+from runtime_io import run_forward as _run
 
 # The 1.5.1 runtime refuses the legacy inline-constant layout (it is only parsed, and
 # `--upgrade` is what makes it loadable), and `external` needs its .ptd beside it.
@@ -18,21 +19,6 @@ LAYOUTS = {
     "t32_d256": ["--tensor-alignment", "32", "--delegate-alignment", "256"],
     "upgrade": ["--upgrade"],
 }
-
-
-def _io(path):
-    npz = path.with_suffix("").with_suffix(".io.npz")
-    if not npz.exists():
-        return None
-    data = np.load(npz)
-    ins = [torch.from_numpy(data[k]) for k in sorted(k for k in data.files if k.startswith("in"))]
-    outs = [data[k] for k in sorted(k for k in data.files if k.startswith("out"))]
-    return ins, outs
-
-
-def _run(path, inputs):
-    program = Runtime.get().load_program(str(path))
-    return [o.numpy().copy() for o in program.load_method("forward").execute(inputs)]
 
 
 CASES = [
@@ -49,9 +35,8 @@ def test_rewritten_file_runs_with_same_outputs(path, layout, ptekit, tmp_path):
     out = tmp_path / f"{path.stem}.{layout}.pte"
     ptekit("rewrite", path, out, *LAYOUTS[layout])
     ptekit("verify", out)
-    # Mutable state is per loaded program, so each run starts from the file's state.
-    original = _run(path, [t.clone() for t in inputs])
-    rewritten = _run(out, [t.clone() for t in inputs])
+    original = _run(path, inputs)
+    rewritten = _run(out, inputs)
     assert len(rewritten) == len(expected)
     for got, ref, eager in zip(rewritten, original, expected):
         np.testing.assert_array_equal(got, ref)

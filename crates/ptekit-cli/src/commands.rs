@@ -435,7 +435,6 @@ fn write_atomic(path: &Path, bytes: &[u8], sync: bool) -> Result<(), CliError> {
         .map_err(container_err(path))
 }
 
-/// `ptekit rewrite IN OUT [options]`.
 /// What `rewrite` did: the layout it wrote (`exact`, `canonical` with the reason, or
 /// `relayout`) and the output size.
 struct Rewritten {

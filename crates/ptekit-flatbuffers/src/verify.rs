@@ -11,9 +11,9 @@
 //! - vtables are 2-aligned, at least 4 bytes, of even size, inside the buffer; the
 //!   table's inline size (from the vtable) is at least 4 and inside the buffer; a
 //!   field lies inside the table's inline size;
-//! - tables, `uoffset`s and vector lengths are 4-aligned; scalar fields and vector
-//!   elements are aligned to their size (positions are relative to the start of the
-//!   buffer; disable with [`Limits::check_alignment`]);
+//! - tables, `uoffset`s and vector lengths are 4-aligned; scalar fields and the
+//!   elements of non-empty vectors are aligned to their size (positions are relative
+//!   to the start of the buffer; disable with [`Limits::check_alignment`]);
 //! - strings have their NUL terminator and are valid UTF-8;
 //! - the number of tables visited, the nesting depth and the "apparent size" (bytes of
 //!   tables, vectors and strings handed out, counting repeated visits) are limited, which
@@ -339,7 +339,11 @@ impl<'buf> Verifier<'buf> {
         if !in_bounds {
             return Err(oob("vector length", len, pos));
         }
-        self.check_align(data, elem_align, "vector elements")?;
+        // Elements are aligned to their size; an empty vector has none (flatc does not
+        // align an empty vector's elements, and FlatBuffers' C++ verifier does not ask).
+        if len > 0 {
+            self.check_align(data, elem_align, "vector elements")?;
+        }
         self.charge(len.saturating_mul(elem_size).saturating_add(4), pos)?;
         Ok((data, len))
     }

@@ -375,6 +375,13 @@ fn misaligned_vector_elements() {
             }
         );
     }
+    // An empty vector has no element to misread: flatc writes an empty `[long]` without
+    // aligning its (absent) elements, and FlatBuffers' C++ verifier accepts it.
+    let mut empty = b.clone();
+    empty[24..28].copy_from_slice(&0u32.to_le_bytes());
+    let v = Verifier::new(&empty, Limits::default()).unwrap();
+    let got = v.root().unwrap().scalar_vector::<u64>(0).unwrap().unwrap();
+    assert!(got.is_empty());
 }
 
 #[test]
