@@ -76,9 +76,11 @@ pub fn read_xpwc(path: &Path) -> Result<Result<xpwc::XpwcFile, FormatError>, Cac
     Ok(xpwc::parse_tail(&tail, base, len))
 }
 
-/// Opens a `PTKWC` file read-only, without creating it.
+/// Opens a `PTKWC` file read-only, without creating it, and reads its header and index
+/// (with `pread`). A file that another process cut meanwhile is an error
+/// ([`CacheFile::check_not_shrunk`]), not an index read partly from the cut file.
 pub fn open_read_only(path: &Path) -> Result<CacheFile, CacheError> {
-    CacheFile::open(
+    let cf = CacheFile::open(
         path,
         &FileOptions {
             read_only: true,
@@ -86,7 +88,9 @@ pub fn open_read_only(path: &Path) -> Result<CacheFile, CacheError> {
             max_file_bytes: 0,
             ..FileOptions::default()
         },
-    )
+    )?;
+    cf.check_not_shrunk()?;
+    Ok(cf)
 }
 
 /// Checks a file; `Ok(summary)` or `Err(reasons)`.
@@ -152,6 +156,10 @@ pub fn verify_file(path: &Path) -> Result<serde_json::Value, Vec<String>> {
                     }
                     _ => {}
                 }
+            }
+            // Digests that failed because the file was cut meanwhile: say so.
+            if let Err(e) = cf.check_not_shrunk() {
+                reasons.push(e.to_string());
             }
             if reasons.is_empty() {
                 Ok(serde_json::json!({"format": "PTKWC", "summary": cf.summary()}))

@@ -435,6 +435,33 @@ impl CacheFile {
         Ok(())
     }
 
+    /// Fails if the open file is now shorter than the longest length seen since it was
+    /// opened: another process cut it while it was read, so what was read may mix the
+    /// file before and after the cut. A reader that reports on the file calls this after
+    /// reading, to give an error instead of that mix.
+    pub fn check_not_shrunk(&self) -> Result<(), CacheError> {
+        let now = self
+            .file
+            .metadata()
+            .map_err(|e| CacheError::io("stat", &self.path, e))?
+            .len();
+        let seen = self.index.file_len.max(self.real_len);
+        if now >= seen {
+            return Ok(());
+        }
+        Err(CacheError::Format {
+            path: self.path.clone(),
+            source: FormatError::Field {
+                field: "file length",
+                offset: now,
+                reason: format!(
+                    "the file shrank from {seen} to {now} bytes while it was read \
+                     (another process truncated it); run again"
+                ),
+            },
+        })
+    }
+
     /// Whether the file at our path is still the file we have open (compaction
     /// replaces it by rename).
     pub fn is_current(&self) -> bool {

@@ -118,3 +118,43 @@ pub fn assert_quiet_on_closed_stdout(args: &[&std::ffi::OsStr]) {
         );
     }
 }
+
+/// Commits two entries through the store API, then leaves an orphan reservation (a
+/// writer that died before committing).
+pub fn make_cache(path: &Path) {
+    use ptekit_cache::format::{Entry, KeySource};
+    use ptekit_cache::{store::data_digest, CacheFile, FileOptions};
+    use std::os::unix::fs::FileExt;
+    let opts = FileOptions {
+        slot_count: 16,
+        durable: false,
+        ..FileOptions::default()
+    };
+    let mut cf = CacheFile::open(path, &opts).expect("create");
+    assert!(cf.lock().expect("lock"));
+    let raw = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .expect("open");
+    for i in 0..2u8 {
+        let data = vec![i + 1; 700];
+        let off = cf.reserve(data.len() as u64).expect("reserve");
+        raw.write_all_at(&data, off).expect("write data");
+        cf.commit(Entry {
+            data_offset: off,
+            data_len: data.len() as u64,
+            seed: 7,
+            fingerprint_id: 1,
+            kernel_len: 1000,
+            bias_len: None,
+            key_digest: [i; 32],
+            data_digest: data_digest(&data),
+            kernel_key: KeySource::Hashed,
+            name: format!("layer{i}.weight"),
+            pid: 1,
+            last_use: 0,
+        })
+        .expect("commit");
+    }
+    cf.unlock();
+}
