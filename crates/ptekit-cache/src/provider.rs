@@ -36,7 +36,7 @@ use std::thread::ThreadId;
 use crate::error::CacheError;
 use crate::format::{key_digest, ContentKey, Entry, EntryKey, KeySource, RegionMemo};
 use crate::store::{self, data_digest, CacheFile, FileOptions};
-use crate::sys::SharedMap;
+use crate::sys::{AnonPages, SharedMap};
 
 /// `struct xnn_weights_cache_look_up_key` of the XNNPACK build in the
 /// ExecuTorch 1.5.1 wheel: `{u32 seed; const void* kernel; const void* bias;
@@ -203,6 +203,13 @@ pub struct CacheOptions {
     pub auto_compact_dead_share: Option<f64>,
     /// ... and exceed this many bytes.
     pub auto_compact_min_dead_bytes: u64,
+    /// Commit in the background: [`WeightsCache::finalize`] returns at once,
+    /// and a process-wide writer thread writes the packs, flushes them with
+    /// one `fdatasync`, appends their records, and then maps the committed
+    /// file pages over the memory XNNPACK packed into (same address, same
+    /// bytes). Until then the packs are served from that memory. See
+    /// [`flush_background`] and [`background_stats`].
+    pub background_commit: bool,
 }
 
 impl Default for CacheOptions {
@@ -215,6 +222,7 @@ impl Default for CacheOptions {
             verify_on_load: false,
             auto_compact_dead_share: Some(0.5),
             auto_compact_min_dead_bytes: 1 << 20,
+            background_commit: false,
         }
     }
 }
@@ -223,15 +231,126 @@ impl Default for CacheOptions {
 struct Registration {
     key: ContentKey,
     name: String,
+    /// Set when the content key is not known yet: it is computed by the
+    /// background writer from the model file ([`WeightsCache::register_deferred`]).
+    deferred: Option<Arc<Deferred>>,
+}
+
+/// A buffer whose bytes are hashed later, from the file they lie in.
+struct Deferred {
+    source: RegionSource,
+    /// The region's memo name.
+    region: [u8; 32],
+}
+
+/// Where a static buffer's bytes lie in a model file that the process has
+/// mapped read-only, and the identity that file had when the buffer was
+/// registered (device, inode, size, modification and status-change times,
+/// in seconds and nanoseconds).
+#[derive(Clone, Debug)]
+pub struct RegionSource {
+    /// The file.
+    pub path: PathBuf,
+    /// Device number.
+    pub dev: u64,
+    /// Inode number.
+    pub ino: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time.
+    pub mtime: (i64, i64),
+    /// Status-change time.
+    pub ctime: (i64, i64),
+    /// Offset of the buffer in the file.
+    pub offset: u64,
+    /// Length of the buffer.
+    pub len: u64,
+}
+
+impl RegionSource {
+    fn unchanged(&self, m: &std::fs::Metadata) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        (m.dev(), m.ino(), m.len()) == (self.dev, self.ino, self.size)
+            && (m.mtime(), m.mtime_nsec()) == self.mtime
+            && (m.ctime(), m.ctime_nsec()) == self.ctime
+    }
+
+    /// BLAKE3 of the buffer's bytes, read again from the file with `pread`,
+    /// if the file still has the identity it had (checked before and after
+    /// reading: any write changes its status-change time).
+    pub fn read_key(&self) -> Result<[u8; 32], String> {
+        let f =
+            std::fs::File::open(&self.path).map_err(|e| format!("{}: {e}", self.path.display()))?;
+        let changed = || format!("{} changed since it was loaded", self.path.display());
+        if !f.metadata().is_ok_and(|m| self.unchanged(&m)) {
+            return Err(changed());
+        }
+        let h = store::hash_file_range(&f, self.offset, self.len)
+            .ok_or_else(|| format!("{}: short read at {}", self.path.display(), self.offset))?;
+        if !f.metadata().is_ok_and(|m| self.unchanged(&m)) {
+            return Err(changed());
+        }
+        Ok(*h.as_bytes())
+    }
 }
 
 #[derive(Clone)]
 struct MissInfo {
+    /// While `deferred` is set: a key valid only in this cache's table.
     key: EntryKey,
     name: String,
     kernel_len: u64,
     bias_len: Option<u64>,
     kernel_source: KeySource,
+    /// Kernel and bias, when one of their content keys is not known yet.
+    deferred: Option<Box<(Registration, Option<Registration>)>>,
+}
+
+impl MissInfo {
+    /// The miss with its deferred content keys computed from the model
+    /// file (`seen` caches keys by region), and the file-region memos to
+    /// write with it. `hashed` counts the bytes read.
+    fn resolved(
+        &self,
+        seen: &mut HashMap<[u8; 32], Result<[u8; 32], String>>,
+        memos: &mut Vec<RegionMemo>,
+        hashed: &mut u64,
+    ) -> Result<MissInfo, String> {
+        let Some(d) = &self.deferred else {
+            return Ok(self.clone());
+        };
+        let (k, b) = &**d;
+        let mut part = |r: &Registration| -> Result<ContentKey, String> {
+            let Some(d) = &r.deferred else {
+                return Ok(r.key);
+            };
+            let content = seen
+                .entry(d.region)
+                .or_insert_with(|| {
+                    *hashed += d.source.len;
+                    let c = d.source.read_key();
+                    if let Ok(c) = &c {
+                        memos.push(RegionMemo {
+                            region: d.region,
+                            content: *c,
+                            len: d.source.len,
+                        });
+                    }
+                    c
+                })
+                .clone()?;
+            Ok(ContentKey {
+                key: content,
+                ..r.key
+            })
+        };
+        let kernel = part(k)?;
+        let bias = b.as_ref().map(&mut part).transpose()?;
+        let mut m = self.clone();
+        m.key.digest = key_digest(&kernel, bias.as_ref());
+        m.deferred = None;
+        Ok(m)
+    }
 }
 
 enum Miss {
@@ -258,10 +377,53 @@ struct ToCommit {
     miss: MissInfo,
 }
 
-struct HeapBlock {
-    ptr: *mut u8,
-    layout: Layout,
+/// Memory a miss packs into.
+enum Block {
+    /// From the allocator (small packs, or without background commits).
+    Heap { ptr: *mut u8, layout: Layout },
+    /// Whole anonymous pages, which the background writer replaces by the
+    /// committed file pages.
+    Pages(AnonPages),
 }
+
+// SAFETY: a block is plain memory owned by this value; after XNNPACK packed
+// into it nobody writes it (the writer thread only reads it).
+unsafe impl Send for Block {}
+// SAFETY: as above.
+unsafe impl Sync for Block {}
+
+impl Block {
+    fn ptr(&self) -> *mut u8 {
+        match self {
+            Block::Heap { ptr, .. } => *ptr,
+            Block::Pages(p) => p.as_ptr(),
+        }
+    }
+
+    /// The first `n` packed bytes.
+    ///
+    /// # Safety
+    /// `n` is at most the reserved size, and XNNPACK finished writing them.
+    unsafe fn bytes(&self, n: usize) -> &[u8] {
+        // SAFETY: the caller's guarantee; the block lives as long as `self`.
+        unsafe { std::slice::from_raw_parts(self.ptr() as *const u8, n) }
+    }
+}
+
+impl Drop for Block {
+    fn drop(&mut self) {
+        if let Block::Heap { ptr, layout } = self {
+            // SAFETY: allocated by std::alloc::alloc with this layout in
+            // alloc_heap; a Block is dropped once.
+            unsafe { std::alloc::dealloc(*ptr, *layout) };
+        }
+    }
+}
+
+/// Packs from `reserve_space` of at least this many bytes go to whole pages
+/// when commits run in the background (smaller ones stay in process memory
+/// until the next launch maps them).
+const PAGES_MIN: usize = store::PAGE_ALIGNED_FROM as usize;
 
 /// One cache file, opened and mapped once per process and shared by every
 /// [`WeightsCache`] over it.
@@ -367,7 +529,7 @@ struct Inner {
     last_miss: HashMap<ThreadId, Miss>,
     to_commit: HashMap<ThreadId, Vec<ToCommit>>,
     memos: Vec<RegionMemo>,
-    heap: Vec<HeapBlock>,
+    heap: Vec<Arc<Block>>,
     stats: Stats,
     finalized: bool,
 }
@@ -487,6 +649,56 @@ impl WeightsCache {
             Registration {
                 key,
                 name: name.unwrap_or("").to_string(),
+                deferred: None,
+            },
+        );
+    }
+
+    /// Registers a buffer that lies in a model file mapped read-only
+    /// (`source`; `region` is its memo name) without hashing it now. Its
+    /// look-ups miss, and the background writer hashes its bytes from the
+    /// file (which must not have changed, else its packs stay in memory)
+    /// before committing, writing the region's memo too. Without
+    /// [`CacheOptions::background_commit`] the bytes are read and hashed
+    /// here.
+    pub fn register_deferred(
+        &self,
+        ptr: *const u8,
+        desc: [u8; 32],
+        region: [u8; 32],
+        source: RegionSource,
+        name: Option<&str>,
+    ) {
+        let mut key = ContentKey {
+            key: [0; 32],
+            source: KeySource::Hashed,
+            len: source.len,
+            desc,
+        };
+        let mut g = lock(&self.shared);
+        let deferred = if g.opts.background_commit {
+            Some(Arc::new(Deferred { source, region }))
+        } else {
+            match source.read_key() {
+                Ok(k) => {
+                    key.key = k;
+                    g.memos.push(RegionMemo {
+                        region,
+                        content: k,
+                        len: source.len,
+                    });
+                    None
+                }
+                // Not registered: its look-ups count as unregistered misses.
+                Err(_) => return,
+            }
+        };
+        g.regs.insert(
+            ptr as usize,
+            Registration {
+                key,
+                name: name.unwrap_or("").to_string(),
+                deferred,
             },
         );
     }
@@ -530,8 +742,12 @@ impl WeightsCache {
         g.last_miss.remove(&tid);
         let batch = g.to_commit.remove(&tid).unwrap_or_default();
         let memos = std::mem::take(&mut g.memos);
-        g.commit(batch, &memos);
-        g.refresh_file_stats();
+        if g.opts.background_commit {
+            g.commit_in_background(batch, memos);
+        } else if !batch.is_empty() || !memos.is_empty() {
+            g.commit(batch, &memos);
+            g.refresh_file_stats();
+        }
         g.stats.clone()
     }
 
@@ -563,11 +779,8 @@ impl Drop for WeightsCache {
     fn drop(&mut self) {
         let mut g = lock(&self.shared);
         g.pending.clear();
-        for b in g.heap.drain(..) {
-            // SAFETY: allocated by std::alloc::alloc with this layout in
-            // alloc_heap, freed once here.
-            unsafe { std::alloc::dealloc(b.ptr, b.layout) };
-        }
+        // A block a background commit still reads is freed after it.
+        g.heap.clear();
     }
 }
 
@@ -647,7 +860,23 @@ impl Inner {
                 None => return Miss::Unregistered,
             }
         };
-        let digest = key_digest(&k.key, bias.as_ref().map(|b| &b.key));
+        let deferred = k.deferred.is_some() || bias.as_ref().is_some_and(|b| b.deferred.is_some());
+        let digest = if deferred {
+            // Only for this cache's own table (never looked up in the file):
+            // the same pointers with the same descriptors are the same bytes
+            // packed the same way.
+            let mut h = blake3::Hasher::new();
+            h.update(b"ptekit deferred local key\0");
+            h.update(&(key.kernel as usize).to_le_bytes());
+            h.update(&(key.bias as usize).to_le_bytes());
+            h.update(&k.key.desc);
+            if let Some(b) = &bias {
+                h.update(&b.key.desc);
+            }
+            *h.finalize().as_bytes()
+        } else {
+            key_digest(&k.key, bias.as_ref().map(|b| &b.key))
+        };
         Miss::Keyed(MissInfo {
             key: EntryKey {
                 seed: key.seed,
@@ -656,8 +885,9 @@ impl Inner {
             },
             name: k.name.clone(),
             kernel_len: k.key.len,
-            bias_len: bias.map(|b| b.key.len),
+            bias_len: bias.as_ref().map(|b| b.key.len),
             kernel_source: k.key.source,
+            deferred: deferred.then(|| Box::new((k, bias))),
         })
     }
 
@@ -713,7 +943,13 @@ impl Inner {
             self.stats.hits += 1;
             return i;
         }
-        if let Some(p) = self.file_hit(&info.key) {
+        let in_file = if info.deferred.is_some() {
+            // Not hashed yet: cannot be looked up in the file.
+            None
+        } else {
+            self.file_hit(&info.key)
+        };
+        if let Some(p) = in_file {
             let i = self.push_ptr(p);
             self.local.insert(info.key, i);
             self.stats.hits += 1;
@@ -724,24 +960,35 @@ impl Inner {
         NOT_FOUND
     }
 
-    fn alloc_heap(&mut self, n: usize) -> *mut u8 {
-        let Ok(layout) = Layout::from_size_align(n.max(1), HEAP_ALIGN) else {
-            return std::ptr::null_mut();
+    fn alloc_heap(&mut self, n: usize, pages: bool) -> *mut u8 {
+        let block = if pages && n >= PAGES_MIN {
+            match AnonPages::new(n) {
+                Ok(p) => Block::Pages(p),
+                Err(_) => return std::ptr::null_mut(),
+            }
+        } else {
+            let Ok(layout) = Layout::from_size_align(n.max(1), HEAP_ALIGN) else {
+                return std::ptr::null_mut();
+            };
+            // SAFETY: layout has non-zero size.
+            let ptr = unsafe { std::alloc::alloc(layout) };
+            if ptr.is_null() {
+                return ptr;
+            }
+            Block::Heap { ptr, layout }
         };
-        // SAFETY: layout has non-zero size.
-        let p = unsafe { std::alloc::alloc(layout) };
-        if !p.is_null() {
-            self.heap.push(HeapBlock { ptr: p, layout });
-        }
+        let p = block.ptr();
+        self.heap.push(Arc::new(block));
         p
     }
 
+    fn block(&self, p: *mut u8) -> Option<&Arc<Block>> {
+        self.heap.iter().find(|b| b.ptr() == p)
+    }
+
     fn free_heap(&mut self, p: *mut u8) {
-        if let Some(i) = self.heap.iter().position(|b| b.ptr == p) {
-            let b = self.heap.swap_remove(i);
-            // SAFETY: allocated in alloc_heap with this layout; removed from
-            // the list so it is freed exactly once.
-            unsafe { std::alloc::dealloc(b.ptr, b.layout) };
+        if let Some(i) = self.heap.iter().position(|b| b.ptr() == p) {
+            self.heap.swap_remove(i);
         }
     }
 
@@ -793,7 +1040,8 @@ impl Inner {
                 None => PendingKind::ToFile { miss: m },
             },
         };
-        let p = self.alloc_heap(n);
+        let pages = self.opts.background_commit && matches!(kind, PendingKind::ToFile { .. });
+        let p = self.alloc_heap(n, pages);
         if !p.is_null() {
             self.pending.insert(
                 tid,
@@ -860,60 +1108,30 @@ impl Inner {
         let Some(sf) = self.shared.clone() else {
             return;
         };
+        let blocks: Vec<Option<Arc<Block>>> = batch
+            .iter()
+            .map(|c| {
+                let p = *self.table.get(c.slot)?;
+                self.block(p).cloned()
+            })
+            .collect();
         let mut st = sf.state();
-        st.ensure_current(&sf.path, &sf.opts);
-        let result = match st.file.as_mut() {
-            None => Err(FallbackReason::FileUnusable(
-                st.error.clone().unwrap_or_else(|| "not open".into()),
-            )),
-            // Memos alone are not worth waiting for the lock.
-            Some(f) => match if batch.is_empty() {
-                f.lock_within(std::time::Duration::ZERO)
-            } else {
-                f.lock()
-            } {
-                Ok(true) => {
-                    let pid = std::process::id();
-                    let items: Vec<(&[u8], Entry)> = batch
-                        .iter()
-                        .filter_map(|c| {
-                            let p = *self.table.get(c.slot)?;
-                            // SAFETY: p is a heap block of at least c.size
-                            // bytes (checked against its reservation in
-                            // look_up_or_insert) that XNNPACK finished writing.
-                            let bytes =
-                                unsafe { std::slice::from_raw_parts(p as *const u8, c.size) };
-                            Some((
-                                bytes,
-                                Entry {
-                                    data_offset: 0,
-                                    data_len: c.size as u64,
-                                    seed: c.miss.key.seed,
-                                    fingerprint_id: c.miss.key.fingerprint_id,
-                                    kernel_len: c.miss.kernel_len,
-                                    bias_len: c.miss.bias_len,
-                                    key_digest: c.miss.key.digest,
-                                    data_digest: data_digest(bytes),
-                                    kernel_key: c.miss.kernel_source,
-                                    name: c.miss.name.clone(),
-                                    pid,
-                                    last_use: 0,
-                                },
-                            ))
-                        })
-                        .collect();
-                    let r = if items.len() == batch.len() {
-                        f.commit_batch(&items, memos)
-                            .map_err(|e| FallbackReason::from_error(&e))
-                    } else {
-                        Err(FallbackReason::Io("lost track of a pack".into()))
-                    };
-                    f.unlock();
-                    r
-                }
-                Ok(false) => Err(FallbackReason::LockTimeout),
-                Err(e) => Err(FallbackReason::from_error(&e)),
-            },
+        // Memos alone are not worth waiting for the lock.
+        let result = if blocks.iter().all(Option::is_some) {
+            let items: Vec<(&[u8], Entry)> = batch
+                .iter()
+                .zip(&blocks)
+                .filter_map(|(c, b)| {
+                    // SAFETY: the block holds at least c.size bytes (checked
+                    // against its reservation in look_up_or_insert) that
+                    // XNNPACK finished writing.
+                    let bytes = unsafe { b.as_ref()?.bytes(c.size) };
+                    Some((bytes, entry_for(&c.miss, bytes)))
+                })
+                .collect();
+            commit_to_file(&sf, &mut st, &items, memos, !batch.is_empty())
+        } else {
+            Err(FallbackReason::Io("lost track of a pack".into()))
         };
         let committed = match result {
             Ok(c) => c,
@@ -930,37 +1148,17 @@ impl Inner {
         let Some(f) = st.file.as_ref() else { return };
         let map = f.map().clone();
         let mut swaps = Vec::new();
-        for (c, (entry, written)) in batch.iter().zip(committed) {
-            let mine = self
-                .table
-                .get(c.slot)
-                .copied()
-                .unwrap_or(std::ptr::null_mut());
-            // SAFETY: as above, the heap block holds c.size packed bytes.
-            let ours = unsafe { std::slice::from_raw_parts(mine as *const u8, c.size) };
-            // Only an address into the mapping; the bytes are compared by
-            // digest and read with pread (no mapped page is touched here, so
-            // a file truncated meanwhile cannot raise SIGBUS in the load).
-            let theirs = f.entry_bytes(&entry).map(|t| t.as_ptr() as *mut u8);
-            let same = theirs.is_some()
-                && (written
-                    || (entry.data_len == c.size as u64
-                        && entry.data_digest == data_digest(ours)
-                        && f.verify_entry(&entry)));
-            if written {
-                self.stats.committed += 1;
-                self.stats.bytes_packed += c.size as u64;
-            } else if same {
-                self.stats.deduplicated += 1;
-            }
+        for ((c, b), (entry, written)) in batch.iter().zip(&blocks).zip(committed) {
+            let Some(b) = b else { continue };
+            // SAFETY: as above.
+            let ours = unsafe { b.bytes(c.size) };
+            let theirs = holds_our_bytes(f, &entry, written, ours)
+                .then(|| f.entry_bytes(&entry).map(|t| t.as_ptr() as *mut u8))
+                .flatten();
+            self.count_commit(written, theirs.is_some(), c.size);
             match theirs {
-                Some(t) if same => swaps.push((c.slot, t, mine)),
-                _ => {
-                    if !written {
-                        self.count_fallback(&FallbackReason::Io(
-                            "another process committed different bytes for this key".into(),
-                        ));
-                    }
+                Some(t) => swaps.push((c.slot, t, b.ptr())),
+                None => {
                     self.stats.bytes_heap += c.size as u64;
                     self.uncommitted_shared.remove(&c.slot);
                 }
@@ -979,6 +1177,52 @@ impl Inner {
             }
             self.free_heap(heap_ptr);
         }
+    }
+
+    fn count_commit(&mut self, written: bool, same: bool, size: usize) {
+        if written {
+            self.stats.committed += 1;
+            self.stats.bytes_packed += size as u64;
+        } else if same {
+            self.stats.deduplicated += 1;
+        } else {
+            self.count_fallback(&FallbackReason::Io(
+                "another process committed different bytes for this key".into(),
+            ));
+        }
+    }
+
+    /// Hands the packs of one runtime creation to the background writer;
+    /// they are served from the memory XNNPACK packed into until the writer
+    /// maps the committed file pages over it.
+    fn commit_in_background(&mut self, batch: Vec<ToCommit>, memos: Vec<RegionMemo>) {
+        if batch.is_empty() && memos.is_empty() {
+            return;
+        }
+        let Some(sf) = self.shared.clone() else {
+            return;
+        };
+        let mut items = Vec::with_capacity(batch.len());
+        for c in batch {
+            self.uncommitted_shared.remove(&c.slot);
+            let block = self.table.get(c.slot).and_then(|&p| self.block(p)).cloned();
+            match block {
+                Some(block) => items.push(JobItem {
+                    block,
+                    size: c.size,
+                    miss: c.miss,
+                }),
+                None => {
+                    self.count_fallback(&FallbackReason::Io("lost track of a pack".into()));
+                    self.stats.bytes_heap += c.size as u64;
+                }
+            }
+        }
+        submit(Job {
+            file: sf,
+            items,
+            memos,
+        });
     }
 
     fn offset_to_addr(&self, off: usize) -> *mut u8 {
@@ -1058,4 +1302,316 @@ unsafe extern "C" fn cb_alias_data(
         g.alias(alias, original);
         0
     })
+}
+
+/// The index record of a pack of `bytes` for `miss`.
+fn entry_for(miss: &MissInfo, bytes: &[u8]) -> Entry {
+    Entry {
+        data_offset: 0,
+        data_len: bytes.len() as u64,
+        seed: miss.key.seed,
+        fingerprint_id: miss.key.fingerprint_id,
+        kernel_len: miss.kernel_len,
+        bias_len: miss.bias_len,
+        key_digest: miss.key.digest,
+        data_digest: data_digest(bytes),
+        kernel_key: miss.kernel_source,
+        name: miss.name.clone(),
+        pid: std::process::id(),
+        last_use: 0,
+    }
+}
+
+/// Commits packs (and file-region memos) to the shared file under its
+/// writer lock (`wait`: wait up to the lock timeout, else only take a free
+/// lock). Per item: the committed entry and whether this call wrote it.
+fn commit_to_file(
+    sf: &SharedFile,
+    st: &mut FileState,
+    items: &[(&[u8], Entry)],
+    memos: &[RegionMemo],
+    wait: bool,
+) -> Result<Vec<(Entry, bool)>, FallbackReason> {
+    st.ensure_current(&sf.path, &sf.opts);
+    let Some(f) = st.file.as_mut() else {
+        return Err(FallbackReason::FileUnusable(
+            st.error.clone().unwrap_or_else(|| "not open".into()),
+        ));
+    };
+    let locked = if wait {
+        f.lock()
+    } else {
+        f.lock_within(std::time::Duration::ZERO)
+    };
+    match locked {
+        Ok(true) => {
+            let r = f
+                .commit_batch(items, memos)
+                .map_err(|e| FallbackReason::from_error(&e));
+            f.unlock();
+            r
+        }
+        Ok(false) => Err(FallbackReason::LockTimeout),
+        Err(e) => Err(FallbackReason::from_error(&e)),
+    }
+}
+
+/// Whether the committed `entry` holds `ours`: this call wrote it, or
+/// another writer committed the same bytes (compared by digest, and its
+/// bytes checked with `pread`; no mapped page is touched, so a file truncated
+/// meanwhile cannot raise `SIGBUS` here).
+fn holds_our_bytes(f: &CacheFile, entry: &Entry, written: bool, ours: &[u8]) -> bool {
+    written
+        || (entry.data_len == ours.len() as u64
+            && entry.data_digest == data_digest(ours)
+            && f.verify_entry(entry))
+}
+
+struct JobItem {
+    block: Arc<Block>,
+    size: usize,
+    miss: MissInfo,
+}
+
+/// The packs of one runtime creation, for the background writer.
+struct Job {
+    file: Arc<SharedFile>,
+    items: Vec<JobItem>,
+    memos: Vec<RegionMemo>,
+}
+
+/// What the background writer did in this process.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct BackgroundStats {
+    /// Runtime creations handed to the writer.
+    pub jobs: u64,
+    /// Commits run (queued jobs of one file are committed together).
+    pub commits: u64,
+    /// Entries written.
+    pub committed: u64,
+    /// Packed bytes written.
+    pub bytes_packed: u64,
+    /// Packs another process (or runtime) had committed first.
+    pub deduplicated: u64,
+    /// Packed bytes now served from file pages mapped over the packing
+    /// memory.
+    pub bytes_remapped: u64,
+    /// Packs left in process memory (commit failed, small, or no longer used).
+    pub bytes_kept_in_memory: u64,
+    /// Jobs whose commit failed (their packs stay in process memory).
+    pub failed: u64,
+    /// Unpacked bytes hashed from model files (keys deferred at load time).
+    pub bytes_hashed: u64,
+    /// Packs not committed because their model file changed after loading.
+    pub source_changed: u64,
+    /// The latest failure.
+    pub last_failure: Option<String>,
+    /// Milliseconds the writer spent.
+    pub commit_ms: f64,
+    /// Jobs queued or being written now.
+    pub pending: u64,
+}
+
+#[derive(Default)]
+struct WorkerState {
+    queue: std::collections::VecDeque<Job>,
+    busy: bool,
+    started: bool,
+    stats: BackgroundStats,
+}
+
+struct Worker {
+    state: Mutex<WorkerState>,
+    cv: std::sync::Condvar,
+}
+
+fn worker() -> &'static Worker {
+    static W: OnceLock<Worker> = OnceLock::new();
+    W.get_or_init(|| Worker {
+        state: Mutex::new(WorkerState::default()),
+        cv: std::sync::Condvar::new(),
+    })
+}
+
+impl Worker {
+    fn lock(&self) -> MutexGuard<'_, WorkerState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+fn submit(job: Job) {
+    let w = worker();
+    let mut st = w.lock();
+    st.stats.jobs += 1;
+    st.queue.push_back(job);
+    if !st.started {
+        let spawned = std::thread::Builder::new()
+            .name("ptekit-cache-commit".into())
+            .spawn(run_worker);
+        match spawned {
+            Ok(_) => st.started = true,
+            Err(e) => {
+                // No writer: the packs stay in process memory.
+                let n = st.queue.len() as u64;
+                st.queue.clear();
+                st.stats.failed += n;
+                st.stats.last_failure = Some(format!("no writer thread: {e}"));
+            }
+        }
+    }
+    w.cv.notify_all();
+}
+
+fn run_worker() {
+    let w = worker();
+    loop {
+        let jobs: Vec<Job> = {
+            let mut st = w.lock();
+            while st.queue.is_empty() {
+                st =
+                    w.cv.wait(st)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+            }
+            st.busy = true;
+            st.queue.drain(..).collect()
+        };
+        let started = std::time::Instant::now();
+        let mut delta = BackgroundStats::default();
+        // Jobs queued together for one file are one commit (one fdatasync).
+        let mut rest = jobs;
+        while let Some(first) = rest.first() {
+            let file = first.file.clone();
+            let (mine, others): (Vec<Job>, Vec<Job>) =
+                rest.into_iter().partition(|j| Arc::ptr_eq(&j.file, &file));
+            rest = others;
+            let r = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                write_jobs(&file, mine, &mut delta);
+            }));
+            if r.is_err() {
+                delta.failed += 1;
+                delta.last_failure = Some("the background commit panicked".into());
+            }
+        }
+        let mut st = w.lock();
+        let s = &mut st.stats;
+        s.commits += delta.commits;
+        s.committed += delta.committed;
+        s.bytes_packed += delta.bytes_packed;
+        s.deduplicated += delta.deduplicated;
+        s.bytes_remapped += delta.bytes_remapped;
+        s.bytes_kept_in_memory += delta.bytes_kept_in_memory;
+        s.failed += delta.failed;
+        s.bytes_hashed += delta.bytes_hashed;
+        s.source_changed += delta.source_changed;
+        if delta.last_failure.is_some() {
+            s.last_failure = delta.last_failure;
+        }
+        s.commit_ms += started.elapsed().as_secs_f64() * 1e3;
+        st.busy = false;
+        w.cv.notify_all();
+    }
+}
+
+/// Commits the packs of `jobs` (all over `file`) in one batch, then maps
+/// the committed file pages over the packing memory of each pack still in
+/// use.
+fn write_jobs(file: &SharedFile, jobs: Vec<Job>, d: &mut BackgroundStats) {
+    let n_jobs = jobs.len() as u64;
+    let mut items: Vec<JobItem> = Vec::new();
+    let mut memos: Vec<RegionMemo> = Vec::new();
+    for j in jobs {
+        items.extend(j.items);
+        memos.extend(j.memos);
+    }
+    // Content keys not computed at load time: hashed now from the model
+    // files. A pack whose file changed meanwhile stays in process memory.
+    let mut seen = HashMap::new();
+    let mut kept = Vec::with_capacity(items.len());
+    for it in items {
+        match it.miss.resolved(&mut seen, &mut memos, &mut d.bytes_hashed) {
+            Ok(miss) => kept.push(JobItem { miss, ..it }),
+            Err(e) => {
+                d.source_changed += 1;
+                d.bytes_kept_in_memory += it.size as u64;
+                d.last_failure = Some(e);
+            }
+        }
+    }
+    let items = kept;
+    let recs: Vec<(&[u8], Entry)> = items
+        .iter()
+        .map(|it| {
+            // SAFETY: the block holds at least it.size bytes (checked against
+            // its reservation in look_up_or_insert) that XNNPACK finished
+            // writing before the runtime's creation returned; the Arc keeps
+            // the block alive while we read it.
+            let b = unsafe { it.block.bytes(it.size) };
+            (b, entry_for(&it.miss, b))
+        })
+        .collect();
+    let mut st = file.state();
+    d.commits += 1;
+    let committed = match commit_to_file(file, &mut st, &recs, &memos, true) {
+        Ok(c) => c,
+        Err(r) => {
+            d.failed += n_jobs;
+            d.last_failure = Some(format!("{r:?}"));
+            d.bytes_kept_in_memory += items.iter().map(|i| i.size as u64).sum::<u64>();
+            return;
+        }
+    };
+    let Some(f) = st.file.as_ref() else {
+        return;
+    };
+    for ((it, (bytes, _)), (entry, written)) in items.iter().zip(&recs).zip(committed) {
+        let same = holds_our_bytes(f, &entry, written, bytes);
+        if written {
+            d.committed += 1;
+            d.bytes_packed += it.size as u64;
+        } else if same {
+            d.deduplicated += 1;
+        }
+        // Still used by a runtime (the cache holds the other reference).
+        let in_use = Arc::strong_count(&it.block) > 1;
+        let remapped = same
+            && in_use
+            && match &*it.block {
+                Block::Pages(p) => f.map_entry_over(p, &entry).is_ok(),
+                Block::Heap { .. } => false,
+            };
+        if remapped {
+            d.bytes_remapped += it.size as u64;
+        } else {
+            d.bytes_kept_in_memory += it.size as u64;
+        }
+    }
+}
+
+/// Waits until the background writer has committed every pack handed to it
+/// so far, at most `timeout`. Returns whether nothing is pending.
+pub fn flush_background(timeout: std::time::Duration) -> bool {
+    let w = worker();
+    let deadline = std::time::Instant::now() + timeout;
+    let mut st = w.lock();
+    while !st.queue.is_empty() || st.busy {
+        let now = std::time::Instant::now();
+        if now >= deadline {
+            return false;
+        }
+        st = match w.cv.wait_timeout(st, deadline - now) {
+            Ok((g, _)) => g,
+            Err(p) => p.into_inner().0,
+        };
+    }
+    true
+}
+
+/// What the background writer did so far in this process.
+pub fn background_stats() -> BackgroundStats {
+    let st = worker().lock();
+    let mut s = st.stats.clone();
+    s.pending = st.queue.len() as u64 + u64::from(st.busy);
+    s
 }

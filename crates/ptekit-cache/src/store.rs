@@ -12,7 +12,15 @@ use crate::format::{
     align_up, Entry, Header, Index, Record, RegionMemo, SlotState, Summary, DATA_ALIGN,
     EXTENT_ALIGN, HEADER_LEN, LAST_USE_AT, SLOT_SIZE,
 };
-use crate::sys::{self, SharedMap};
+use crate::sys::{self, AnonPages, SharedMap};
+
+/// Entries of at least this many bytes are written at page-aligned offsets
+/// (the format itself asks only for [`DATA_ALIGN`]).
+pub const PAGE_ALIGNED_FROM: u64 = 64 << 10;
+/// The page size large entries are aligned to. Where pages are larger,
+/// packs whose entry does not start on a page stay in process memory until
+/// the next launch maps them.
+const PAGE: u64 = 4096;
 
 /// Options for opening a cache file.
 #[derive(Clone, Debug)]
@@ -616,6 +624,25 @@ impl CacheFile {
             .slice(e.data_offset, usize::try_from(e.data_len).ok()?)
     }
 
+    /// Maps the committed bytes of `e` over `pages` (which hold the same
+    /// bytes), if `e` starts on a page and lies inside the file as it was at
+    /// the last [`CacheFile::refresh`].
+    pub fn map_entry_over(&self, pages: &AnonPages, e: &Entry) -> Result<(), CacheError> {
+        let n = usize::try_from(e.data_len)
+            .map_err(|_| CacheError::Invalid(format!("entry of {} bytes", e.data_len)))?;
+        if self.entry_bytes(e).is_none() || n > pages.len() {
+            return Err(CacheError::Invalid(format!(
+                "entry at {} ({} bytes) is not inside {}",
+                e.data_offset,
+                e.data_len,
+                self.path.display()
+            )));
+        }
+        pages
+            .replace_with_file(&self.file, e.data_offset, n)
+            .map_err(|err| CacheError::io("mmap", &self.path, err))
+    }
+
     /// Checks an entry's packed bytes against its digest, reading them with
     /// `pread` (a file truncated meanwhile gives a short read, not `SIGBUS`).
     pub fn verify_entry(&self, e: &Entry) -> bool {
@@ -700,6 +727,12 @@ impl CacheFile {
                 self.write_record(r)?;
             }
             for (_, ne) in &mut new {
+                // Large packs start on a page, so that a writer can map the
+                // committed pages over the memory it packed into.
+                if ne.data_len >= PAGE_ALIGNED_FROM {
+                    cursor = align_up(cursor, PAGE)
+                        .ok_or_else(|| CacheError::Invalid("allocation overflow".into()))?;
+                }
                 ne.data_offset = cursor;
                 cursor = cursor
                     .checked_add(ne.data_len.max(1))
@@ -894,9 +927,9 @@ impl CacheFile {
     }
 }
 
-/// First 16 bytes of BLAKE3 of `len` bytes of `f` at `off`, read with
-/// `pread`; `None` if the file ends early or a read fails.
-pub fn read_digest(f: &File, off: u64, len: u64) -> Option<[u8; 16]> {
+/// BLAKE3 of `len` bytes of `f` at `off`, read with `pread`; `None` if the
+/// file ends early or a read fails.
+pub fn hash_file_range(f: &File, off: u64, len: u64) -> Option<blake3::Hash> {
     let mut h = blake3::Hasher::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut done = 0u64;
@@ -910,8 +943,14 @@ pub fn read_digest(f: &File, off: u64, len: u64) -> Option<[u8; 16]> {
         h.update(chunk);
         done += n as u64;
     }
+    Some(h.finalize())
+}
+
+/// First 16 bytes of BLAKE3 of `len` bytes of `f` at `off` (see
+/// [`hash_file_range`]).
+pub fn read_digest(f: &File, off: u64, len: u64) -> Option<[u8; 16]> {
     let mut d = [0u8; 16];
-    d.copy_from_slice(&h.finalize().as_bytes()[..16]);
+    d.copy_from_slice(&hash_file_range(f, off, len)?.as_bytes()[..16]);
     Some(d)
 }
 

@@ -322,3 +322,136 @@ pub fn link_tmpfile(f: &File, path: &std::path::Path) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// Private anonymous memory of whole pages (what a miss packs into), which
+/// can later be replaced in place by the committed file pages holding the
+/// same bytes ([`AnonPages::replace_with_file`]). Unmapped on drop, whatever
+/// it maps by then.
+pub struct AnonPages {
+    ptr: *mut u8,
+    len: usize,
+}
+
+// SAFETY: plain process memory; after XNNPACK has packed into it nobody
+// writes it, and it is only unmapped on drop.
+unsafe impl Send for AnonPages {}
+// SAFETY: see above; shared access is reads of immutable packed bytes.
+unsafe impl Sync for AnonPages {}
+
+impl AnonPages {
+    /// At least `n` bytes (rounded up to whole pages), zero-filled, readable
+    /// and writable.
+    pub fn new(n: usize) -> io::Result<AnonPages> {
+        let page = page_size();
+        let len = n
+            .max(1)
+            .checked_next_multiple_of(page)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "size overflow"))?;
+        // SAFETY: a fresh private mapping at an address the kernel chooses;
+        // no existing memory is affected.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(AnonPages {
+            ptr: ptr.cast(),
+            len,
+        })
+    }
+
+    /// The first byte.
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.ptr
+    }
+
+    /// Length in bytes (whole pages).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the block is empty (never true).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Maps the first `n` bytes (rounded up to whole pages) of `file` at
+    /// offset `off` read-only over this block, at the same address. The
+    /// caller guarantees that those file bytes equal the block's first `n`
+    /// bytes, that `off` is page-aligned, and that the file extends past the
+    /// start of the last page (no page of the range lies wholly past its
+    /// end). Afterwards the pages are the file's page-cache pages (shared
+    /// with every process mapping the file, reclaimable) instead of anonymous
+    /// memory.
+    pub fn replace_with_file(&self, file: &File, off: u64, n: usize) -> io::Result<()> {
+        let page = page_size();
+        let len = n
+            .checked_next_multiple_of(page)
+            .filter(|&l| l > 0 && l <= self.len)
+            .ok_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidInput, "range outside the block")
+            })?;
+        if off % page as u64 != 0 || off > i64::MAX as u64 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "file offset not page-aligned",
+            ));
+        }
+        // SAFETY: MAP_FIXED replaces pages of a mapping this block owns
+        // (`ptr .. ptr+len` lies inside it), never memory of anyone else.
+        // Other threads may be reading these pages meanwhile (XNNPACK
+        // running the model). The kernel swaps the old mapping for the new
+        // one while it holds this process's mmap_lock for writing; the old
+        // VMA is write-locked before it is detached, so a page fault (through
+        // the per-VMA lock or mmap_lock) waits until the new VMA is in place,
+        // and the old pages are freed only after every CPU's TLB was flushed.
+        // A reader therefore sees the old anonymous page or the new file
+        // page, and both hold the same bytes (the caller's guarantee). Nobody
+        // writes the block after packing, so PROT_READ loses nothing.
+        let p = unsafe {
+            libc::mmap(
+                self.ptr.cast(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_SHARED | libc::MAP_FIXED,
+                file.as_raw_fd(),
+                off as libc::off_t,
+            )
+        };
+        if p != libc::MAP_FAILED {
+            return Ok(());
+        }
+        let err = io::Error::last_os_error();
+        // A failed MAP_FIXED may leave the range unmapped (when the file's
+        // mapping failed after the old page tables were cleared). Then the
+        // packed weights have a hole that a reader would fault on at some
+        // later point, or that refilling would show as zeros for a moment:
+        // stop here rather than risk wrong outputs. `msync` fails with
+        // ENOMEM exactly when part of the range is unmapped.
+        // SAFETY: msync only inspects the mappings of the range.
+        let rc = unsafe { libc::msync(self.ptr.cast(), len, libc::MS_ASYNC) };
+        if rc != 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ENOMEM) {
+            std::process::abort();
+        }
+        Err(err)
+    }
+}
+
+impl Drop for AnonPages {
+    fn drop(&mut self) {
+        // SAFETY: ptr/len are exactly what mmap returned (pages replaced by
+        // file pages lie inside that range); the owner drops the block only
+        // when no pointer into it is used any more.
+        unsafe {
+            libc::munmap(self.ptr.cast(), self.len);
+        }
+    }
+}

@@ -721,3 +721,50 @@ fn writers_killed_with_sigkill_never_corrupt_or_lose_entries() {
     assert_eq!(o1, uncached(&x, &m));
     assert_eq!(o2, o1);
 }
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|f| f.to_bits()).collect()
+}
+
+#[test]
+fn background_commit_maps_the_file_under_a_live_runtime() {
+    let Some(x) = common::xnn("background_commit_maps_the_file_under_a_live_runtime") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("bg.pwc");
+    let m = model(4, 1024, 11, "bg");
+    let reference = uncached(&x, &m);
+    let opts = || CacheOptions {
+        background_commit: true,
+        ..CacheOptions::default()
+    };
+    let c = WeightsCache::new(Some(&path), opts());
+    let mut run = run_demo(&x, &m, Some(&c)).expect("cold run");
+    assert_eq!(bits(&run.output), bits(&reference));
+    // finalize returned before anything was written.
+    assert_eq!(c.stats().committed, 0);
+    assert!(ptekit_cache::provider::flush_background(
+        Duration::from_secs(300)
+    ));
+    let bg = ptekit_cache::provider::background_stats();
+    assert!(
+        bg.committed >= 5 && bg.failed == 0 && bg.pending == 0,
+        "{bg:?}"
+    );
+    // The 1024x1024 packs were replaced in place by the committed file pages.
+    assert!(bg.bytes_remapped >= 4 * 1024 * 1024 * 3, "{bg:?}");
+    // The same runtime runs on those pages and still gives the same bits.
+    let mut out = vec![0f32; m.width + ptekit_cache::xnnpack::EXTRA_BYTES / 4];
+    run.runtime
+        .run(&[(0, &m.input())], &mut [(1, &mut out)])
+        .expect("run after the commit");
+    out.truncate(m.width);
+    assert_eq!(bits(&out), bits(&reference));
+    drop(run);
+    drop(c);
+    let (warm, ws) = cached(&x, &path, &m, opts());
+    assert_eq!((ws.hits, ws.misses), (5, 0), "{ws:?}");
+    assert_eq!(bits(&warm), bits(&reference));
+    assert!(ptekit_cache::check::verify_file(&path).is_ok());
+}

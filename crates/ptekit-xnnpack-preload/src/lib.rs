@@ -60,6 +60,13 @@ pub unsafe extern "C" fn ptekit_xnnpack_enable(path: *const c_char, verify: u32)
     0
 }
 
+/// Waits at most `timeout_ms` until the packs being committed in the
+/// background are in the file; returns 1 when nothing is pending, else 0.
+#[no_mangle]
+pub extern "C" fn ptekit_xnnpack_flush(timeout_ms: u64) -> i32 {
+    i32::from(session::flush(std::time::Duration::from_millis(timeout_ms)))
+}
+
 /// Writes the counters as NUL-terminated JSON into `buf` (capacity `cap`);
 /// returns the length without the NUL (nothing written when `>= cap`).
 ///

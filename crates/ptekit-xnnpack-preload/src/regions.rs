@@ -28,6 +28,8 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
+pub use ptekit_cache::provider::RegionSource;
+
 /// A file changed more recently than this many seconds is not named.
 pub const SETTLE_SECS: i64 = 2;
 
@@ -266,10 +268,11 @@ impl Regions {
         })
     }
 
-    /// The name of the `len` bytes at `ptr` when they lie inside one
-    /// read-only mapping of a settled regular file: a digest of the file's
-    /// identity, the offset and the length. `None` otherwise.
-    pub fn name(&mut self, ptr: usize, len: usize) -> Option<[u8; 32]> {
+    /// Where the `len` bytes at `ptr` come from, when they lie inside one
+    /// read-only mapping of a settled regular file: its path and identity,
+    /// the offset, and the region's name (a digest of the file's identity,
+    /// the offset and the length). `None` otherwise.
+    pub fn locate(&mut self, ptr: usize, len: usize) -> Option<FileRegion> {
         let end = ptr.checked_add(len)?;
         if len == 0 {
             return None;
@@ -288,8 +291,34 @@ impl Regions {
         for v in [f.mtime.0, f.mtime.1, f.ctime.0, f.ctime.1] {
             h.update(&v.to_le_bytes());
         }
-        Some(*h.finalize().as_bytes())
+        Some(FileRegion {
+            name: *h.finalize().as_bytes(),
+            source: RegionSource {
+                path: m.path,
+                dev: f.dev,
+                ino: f.ino,
+                size: f.size,
+                mtime: f.mtime,
+                ctime: f.ctime,
+                offset,
+                len: len as u64,
+            },
+        })
     }
+
+    /// The name of the `len` bytes at `ptr` (see [`Regions::locate`]).
+    pub fn name(&mut self, ptr: usize, len: usize) -> Option<[u8; 32]> {
+        self.locate(ptr, len).map(|r| r.name)
+    }
+}
+
+/// A buffer found in a mapped file: its name and where to read it again.
+#[derive(Clone, Debug)]
+pub struct FileRegion {
+    /// The region's name (the key of its memo in the cache file).
+    pub name: [u8; 32],
+    /// The file and place.
+    pub source: RegionSource,
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use ptekit_cache::format::{ContentKey, KeySource, RegionMemo};
 use ptekit_cache::{CacheOptions, EnvIdentity, WeightsCache};
 
 use crate::graph::{Graph, Weight};
-use crate::regions::Regions;
+use crate::regions::{FileRegion, Regions};
 
 /// Environment variable naming the cache file; unset: the library changes
 /// nothing.
@@ -29,6 +29,12 @@ pub const ENV_NO_SYNC: &str = "PTEKIT_XNNPACK_CACHE_NO_SYNC";
 /// Cap on the packed bytes the file keeps (bytes, or with a `K`/`M`/`G`
 /// suffix); least recently used entries are withdrawn to stay under it.
 pub const ENV_MAX_BYTES: &str = "PTEKIT_XNNPACK_CACHE_MAX_BYTES";
+/// How long process exit waits for packs still being committed in the
+/// background, in milliseconds (default [`DEFAULT_EXIT_WAIT_MS`]; 0: do not
+/// wait, the next launch packs them again).
+pub const ENV_EXIT_WAIT_MS: &str = "PTEKIT_XNNPACK_CACHE_EXIT_WAIT_MS";
+/// See [`ENV_EXIT_WAIT_MS`].
+pub const DEFAULT_EXIT_WAIT_MS: u64 = 30_000;
 
 #[derive(Clone, Debug)]
 struct Config {
@@ -158,11 +164,20 @@ pub struct Totals {
     /// Buffers keyed from the cache file's memo of their model-file region
     /// (not hashed).
     pub keys_from_memo: u64,
+    /// Buffers in mapped model files without a memo: keyed by the
+    /// background writer, which reads them again from the file.
+    pub keys_deferred: u64,
     /// Verify mode: memorised keys that differed from the bytes' hash (the
     /// hash was used).
     pub memo_mismatches: u64,
     /// Compactions run when a runtime was deleted.
     pub compactions: u64,
+    /// The background writer: runtime creations whose packs it was handed,
+    /// bytes it mapped over the packing memory, packs left in process
+    /// memory, failures, time spent, jobs pending.
+    pub background: ptekit_cache::provider::BackgroundStats,
+    /// Milliseconds spent waiting for the background writer (flush, exit).
+    pub flush_wait_ms: f64,
     /// Why the file is unusable, if it is.
     pub file_error: Option<String>,
     /// Why the file was rebuilt, if it was.
@@ -180,6 +195,21 @@ fn totals() -> MutexGuard<'static, Totals> {
 pub fn snapshot() -> Totals {
     let mut t = totals().clone();
     t.path = config().path.as_ref().map(|p| p.display().to_string());
+    // Commits done by the background writer count like synchronous ones.
+    let bg = ptekit_cache::provider::background_stats();
+    t.committed += bg.committed;
+    t.bytes_packed += bg.bytes_packed;
+    t.deduplicated += bg.deduplicated;
+    if bg.failed > 0 {
+        t.fallbacks += bg.failed;
+        *t.fallback_reasons
+            .entry("background_commit".to_string())
+            .or_insert(0) += bg.failed;
+        if t.last_fallback.is_none() {
+            t.last_fallback = bg.last_failure.clone();
+        }
+    }
+    t.background = bg;
     t.runtimes_live = runtimes().len() as u64;
     t
 }
@@ -267,22 +297,25 @@ pub fn prepare(subgraph: *mut c_void, flags: u32, create_fn: usize) -> Option<We
     opts.file.durable = cfg.durable;
     opts.file.env = Some(env_identity(create_fn));
     opts.file.max_live_bytes = cfg.max_bytes;
+    opts.background_commit = true;
+    wait_at_exit();
     CREATING.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     let started = Instant::now();
     let cache = WeightsCache::new(Some(&path), opts);
     // Buffers in unchanged model files take their key from the file's memo.
     let mut regions = Regions::snapshot();
-    let names: Vec<Option<[u8; 32]>> = weights
+    let located: Vec<Option<FileRegion>> = weights
         .iter()
-        .map(|w| regions.name(w.ptr, w.bytes))
+        .map(|w| regions.locate(w.ptr, w.bytes))
         .collect();
-    let named: Vec<[u8; 32]> = names.iter().flatten().copied().collect();
+    let named: Vec<[u8; 32]> = located.iter().flatten().map(|r| r.name).collect();
     let mut found = cache.memos(&named).into_iter();
-    let mut keys: Vec<Option<[u8; 32]>> = names
+    let mut keys: Vec<Option<[u8; 32]>> = located
         .iter()
         .zip(&weights)
         .map(|(n, w)| {
-            n.and_then(|_| found.next().flatten())
+            n.as_ref()
+                .and_then(|_| found.next().flatten())
                 .filter(|(_, len)| *len == w.bytes as u64)
                 .map(|(k, _)| k)
         })
@@ -291,7 +324,22 @@ pub fn prepare(subgraph: *mut c_void, flags: u32, create_fn: usize) -> Option<We
     if cfg.verify {
         keys.iter_mut().for_each(|k| *k = None);
     }
-    let todo: Vec<usize> = (0..weights.len()).filter(|&i| keys[i].is_none()).collect();
+    // The others in such files are hashed later, by the background writer
+    // (read again from the file), off the load path; the rest now.
+    let mut deferred = 0;
+    let mut todo = Vec::new();
+    for (i, w) in weights.iter().enumerate() {
+        if keys[i].is_some() {
+            continue;
+        }
+        match &located[i] {
+            Some(r) if !cfg.verify => {
+                cache.register_deferred(w.ptr as *const u8, w.desc, r.name, r.source.clone(), None);
+                deferred += 1;
+            }
+            _ => todo.push(i),
+        }
+    }
     let t0 = Instant::now();
     let hashed = content_keys(&todo.iter().map(|&i| &weights[i]).collect::<Vec<_>>());
     let hash_ms = t0.elapsed().as_secs_f64() * 1e3;
@@ -299,10 +347,10 @@ pub fn prepare(subgraph: *mut c_void, flags: u32, create_fn: usize) -> Option<We
     let mut bytes_hashed = 0;
     for (&i, k) in todo.iter().zip(hashed) {
         bytes_hashed += weights[i].bytes as u64;
-        match (memorised[i], names[i]) {
+        match (memorised[i], &located[i]) {
             (Some(m), _) if m != k => mismatches += 1,
             (None, Some(region)) => cache.remember(RegionMemo {
-                region,
+                region: region.name,
                 content: k,
                 len: weights[i].bytes as u64,
             }),
@@ -310,7 +358,8 @@ pub fn prepare(subgraph: *mut c_void, flags: u32, create_fn: usize) -> Option<We
         }
         keys[i] = Some(k);
     }
-    let from_memo = (weights.len() - todo.len()) as u64;
+    let from_memo = memorised.iter().filter(|k| k.is_some()).count() as u64;
+    let from_memo = if cfg.verify { 0 } else { from_memo };
     for (w, k) in weights.iter().zip(keys) {
         let Some(k) = k else { continue };
         cache.register_key(
@@ -330,8 +379,43 @@ pub fn prepare(subgraph: *mut c_void, flags: u32, create_fn: usize) -> Option<We
     t.bytes_hashed += bytes_hashed;
     t.prepare_ms += started.elapsed().as_secs_f64() * 1e3;
     t.keys_from_memo += from_memo;
+    t.keys_deferred += deferred;
     t.memo_mismatches += mismatches;
     Some(cache)
+}
+
+/// Registers, once, an `atexit` handler that waits (bounded by
+/// [`ENV_EXIT_WAIT_MS`]) for the background commits of this process, so a
+/// short-lived program still leaves its packs in the file. A process killed
+/// or ending with `_exit` leaves whatever was committed; the rest is packed
+/// again by the next launch.
+fn wait_at_exit() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        extern "C" fn on_exit() {
+            let ms = std::env::var(ENV_EXIT_WAIT_MS)
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(DEFAULT_EXIT_WAIT_MS);
+            if ms > 0 {
+                flush(std::time::Duration::from_millis(ms));
+            }
+        }
+        // SAFETY: registers a function of this library, which is never
+        // unloaded (an LD_PRELOAD library, or a Python extension module).
+        unsafe {
+            libc::atexit(on_exit);
+        }
+    });
+}
+
+/// Waits, at most `timeout`, until the packs handed to the background writer
+/// are committed; returns whether nothing is pending.
+pub fn flush(timeout: std::time::Duration) -> bool {
+    let t0 = Instant::now();
+    let done = ptekit_cache::provider::flush_background(timeout);
+    totals().flush_wait_ms += t0.elapsed().as_secs_f64() * 1e3;
+    done
 }
 
 /// Runtime creations with our cache in progress (compaction waits for none).

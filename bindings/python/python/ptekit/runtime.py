@@ -22,7 +22,13 @@ import ctypes
 import json
 import os
 
-__all__ = ["enable_xnnpack_cache", "disable_xnnpack_cache", "xnnpack_cache_stats", "XnnpackCacheError"]
+__all__ = [
+    "enable_xnnpack_cache",
+    "disable_xnnpack_cache",
+    "xnnpack_cache_flush",
+    "xnnpack_cache_stats",
+    "XnnpackCacheError",
+]
 
 _BACKEND = "libexecutorch_backend_xnnpack"
 _promoted = False
@@ -48,6 +54,8 @@ def _global() -> ctypes.CDLL:
     lib.ptekit_xnnpack_enable.restype = ctypes.c_int
     lib.ptekit_xnnpack_stats_json.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
     lib.ptekit_xnnpack_stats_json.restype = ctypes.c_size_t
+    lib.ptekit_xnnpack_flush.argtypes = [ctypes.c_uint64]
+    lib.ptekit_xnnpack_flush.restype = ctypes.c_int
     return lib
 
 
@@ -95,6 +103,22 @@ def disable_xnnpack_cache() -> None:
     """Runtimes created from now on do not use the cache."""
     if _promoted or _preloaded():
         _global().ptekit_xnnpack_enable(None, 0)
+
+
+def xnnpack_cache_flush(timeout: float = 30.0) -> bool:
+    """Waits (at most ``timeout`` seconds) until the packed weights of the
+    runtimes created so far are committed to the cache file.
+
+    A cold load returns as soon as XNNPACK has packed; a background thread
+    then writes the packs to the file, flushes them, and maps the file pages
+    over the packing memory. Process exit waits for it too (at most
+    ``PTEKIT_XNNPACK_CACHE_EXIT_WAIT_MS``, default 30 s), so calling this is
+    only needed to read final counters or to hand the file to another
+    process right away. Returns whether nothing is pending.
+    """
+    if not (_promoted or _preloaded()):
+        return True
+    return bool(_global().ptekit_xnnpack_flush(max(0, int(timeout * 1000))))
 
 
 def xnnpack_cache_stats() -> dict:
