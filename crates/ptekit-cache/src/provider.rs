@@ -705,7 +705,8 @@ impl WeightsCache {
 
     /// The content keys memorised in the cache file for these file regions
     /// (see [`RegionMemo`]), `None` where there is none. The index is
-    /// re-read once first.
+    /// re-read (once) only when one of them is not in the index as read so
+    /// far.
     pub fn memos(&self, regions: &[[u8; 32]]) -> Vec<Option<([u8; 32], u64)>> {
         let g = lock(&self.shared);
         let Some(sf) = g.shared.clone() else {
@@ -716,6 +717,10 @@ impl WeightsCache {
         let Some(f) = st.file.as_mut() else {
             return vec![None; regions.len()];
         };
+        let found: Vec<_> = regions.iter().map(|r| f.index().memo(r)).collect();
+        if found.iter().all(Option::is_some) {
+            return found;
+        }
         let _ = f.refresh();
         regions.iter().map(|r| f.index().memo(r)).collect()
     }
@@ -1416,7 +1421,10 @@ pub struct BackgroundStats {
 struct WorkerState {
     queue: std::collections::VecDeque<Job>,
     busy: bool,
-    started: bool,
+    /// The process whose writer thread serves this queue. A child created
+    /// by `fork` inherits the state but not the thread: it drops the
+    /// parent's jobs (the parent writes them) and starts its own writer.
+    started: Option<u32>,
     stats: BackgroundStats,
 }
 
@@ -1444,14 +1452,20 @@ impl Worker {
 fn submit(job: Job) {
     let w = worker();
     let mut st = w.lock();
+    let pid = std::process::id();
+    if st.started.is_some_and(|p| p != pid) {
+        st.queue.clear();
+        st.busy = false;
+        st.started = None;
+    }
     st.stats.jobs += 1;
     st.queue.push_back(job);
-    if !st.started {
+    if st.started.is_none() {
         let spawned = std::thread::Builder::new()
             .name("ptekit-cache-commit".into())
             .spawn(run_worker);
         match spawned {
-            Ok(_) => st.started = true,
+            Ok(_) => st.started = Some(pid),
             Err(e) => {
                 // No writer: the packs stay in process memory.
                 let n = st.queue.len() as u64;
@@ -1466,6 +1480,10 @@ fn submit(job: Job) {
 
 fn run_worker() {
     let w = worker();
+    // The writer's own handle of each cache file: the load path's handle
+    // (shared by this process's runtimes) is never locked while the writer
+    // hashes, writes or flushes.
+    let mut own: HashMap<FileKey, FileState> = HashMap::new();
     loop {
         let jobs: Vec<Job> = {
             let mut st = w.lock();
@@ -1486,8 +1504,15 @@ fn run_worker() {
             let (mine, others): (Vec<Job>, Vec<Job>) =
                 rest.into_iter().partition(|j| Arc::ptr_eq(&j.file, &file));
             rest = others;
+            let st = own
+                .entry((file.path.clone(), file.opts.read_only))
+                .or_insert_with(|| FileState {
+                    file: None,
+                    error: None,
+                    rebuilt: None,
+                });
             let r = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                write_jobs(&file, mine, &mut delta);
+                write_jobs(&file, st, mine, &mut delta);
             }));
             if r.is_err() {
                 delta.failed += 1;
@@ -1514,10 +1539,10 @@ fn run_worker() {
     }
 }
 
-/// Commits the packs of `jobs` (all over `file`) in one batch, then maps
-/// the committed file pages over the packing memory of each pack still in
-/// use.
-fn write_jobs(file: &SharedFile, jobs: Vec<Job>, d: &mut BackgroundStats) {
+/// Commits the packs of `jobs` (all over `file`, through the writer's own
+/// handle `st`) in one batch, then maps the committed file pages over the
+/// packing memory of each pack still in use.
+fn write_jobs(file: &SharedFile, st: &mut FileState, jobs: Vec<Job>, d: &mut BackgroundStats) {
     let n_jobs = jobs.len() as u64;
     let mut items: Vec<JobItem> = Vec::new();
     let mut memos: Vec<RegionMemo> = Vec::new();
@@ -1551,9 +1576,8 @@ fn write_jobs(file: &SharedFile, jobs: Vec<Job>, d: &mut BackgroundStats) {
             (b, entry_for(&it.miss, b))
         })
         .collect();
-    let mut st = file.state();
     d.commits += 1;
-    let committed = match commit_to_file(file, &mut st, &recs, &memos, true) {
+    let committed = match commit_to_file(file, st, &recs, &memos, true) {
         Ok(c) => c,
         Err(r) => {
             d.failed += n_jobs;
@@ -1595,6 +1619,10 @@ pub fn flush_background(timeout: std::time::Duration) -> bool {
     let w = worker();
     let deadline = std::time::Instant::now() + timeout;
     let mut st = w.lock();
+    if st.started != Some(std::process::id()) {
+        // No writer of this process: nothing of ours is pending.
+        return true;
+    }
     while !st.queue.is_empty() || st.busy {
         let now = std::time::Instant::now();
         if now >= deadline {
@@ -1612,6 +1640,8 @@ pub fn flush_background(timeout: std::time::Duration) -> bool {
 pub fn background_stats() -> BackgroundStats {
     let st = worker().lock();
     let mut s = st.stats.clone();
-    s.pending = st.queue.len() as u64 + u64::from(st.busy);
+    if st.started == Some(std::process::id()) {
+        s.pending = st.queue.len() as u64 + u64::from(st.busy);
+    }
     s
 }

@@ -57,7 +57,7 @@ struct FileId {
 #[derive(Default)]
 pub struct Regions {
     /// `/proc/self/maps`, open for `PROCMAP_QUERY` (None: not supported).
-    query: Option<std::fs::File>,
+    query: Option<std::sync::Arc<std::fs::File>>,
     /// The parsed file, when the ioctl is not supported.
     maps: Vec<Mapping>,
     files: HashMap<(u64, u64), Option<FileId>>,
@@ -92,6 +92,29 @@ const PROCMAP_QUERY: u64 = (3 << 30) | (104 << 16) | (0x66 << 8) | 17;
 const VMA_READABLE: u64 = 0x01;
 const VMA_WRITABLE: u64 = 0x02;
 const FILE_BACKED_VMA: u64 = 0x20;
+
+/// `/proc/self/maps` of this process, open once for `PROCMAP_QUERY` and
+/// shared by all runtimes; `None` where the ioctl is not supported. A
+/// descriptor opened by another process (inherited over `fork`) would
+/// describe that process's mappings, so it is opened again after a fork.
+fn query_file() -> Option<std::sync::Arc<std::fs::File>> {
+    type Cached = Option<(u32, Option<std::sync::Arc<std::fs::File>>)>;
+    static F: std::sync::Mutex<Cached> = std::sync::Mutex::new(None);
+    let pid = std::process::id();
+    let mut g = F.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((p, f)) = &*g {
+        if *p == pid {
+            return f.clone();
+        }
+    }
+    // Probe with an address that is surely file-mapped: this function.
+    let f = std::fs::File::open("/proc/self/maps")
+        .ok()
+        .filter(|f| query_mapping(f, query_file as *const () as usize).is_ok())
+        .map(std::sync::Arc::new);
+    *g = Some((pid, f.clone()));
+    f
+}
 
 /// The file mapping covering `addr`, from the kernel; `Err(())` when the
 /// ioctl is not supported, `Ok(None)` when no readable file mapping covers it.
@@ -180,19 +203,15 @@ impl Regions {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-        if let Ok(f) = std::fs::File::open("/proc/self/maps") {
-            // Probe with an address that is surely file-mapped: this function.
-            let probe = Regions::snapshot as *const () as usize;
-            if query_mapping(&f, probe).is_ok() {
-                return Regions {
-                    query: Some(f),
-                    maps: Vec::new(),
-                    files: HashMap::new(),
-                    now,
-                };
-            }
+        match query_file() {
+            Some(f) => Regions {
+                query: Some(f),
+                maps: Vec::new(),
+                files: HashMap::new(),
+                now,
+            },
+            None => Regions::from_maps_file(now),
         }
-        Regions::from_maps_file(now)
     }
 
     /// The fallback: every read-only file mapping from `/proc/self/maps`.
