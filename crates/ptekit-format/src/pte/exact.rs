@@ -207,17 +207,25 @@ fn reproduce(file: &PteFile<'_>) -> Result<(PackOptions, Vec<u8>), PteError> {
         }
     }
     let detail = match first_failure {
-        Some((o, _, len)) => format!(
-            "tried {} alignment combination(s) consistent with the file; preferred tensor {} / \
-             delegate {} packs to {len} bytes, the file's flatbuffer is {} bytes after an \
-             inserted block of {}",
-            tried.len(),
-            o.tensor_alignment,
-            o.delegate_alignment,
-            orig.fb_len()
-                .map_or_else(|| "?".to_string(), |n| n.to_string()),
-            orig.block
-        ),
+        Some((o, _, len)) => {
+            let file = match orig.fb_len() {
+                Some(n) => format!(
+                    "the file's flatbuffer is {n} bytes after an inserted block of {}",
+                    orig.block
+                ),
+                None => format!(
+                    "the file's flatbuffer (no extended header) is {} bytes",
+                    orig.bytes.len()
+                ),
+            };
+            format!(
+                "tried {} alignment combination(s) consistent with the file; preferred tensor \
+                 {} / delegate {} packs to {len} bytes, {file}",
+                tried.len(),
+                o.tensor_alignment,
+                o.delegate_alignment,
+            )
+        }
         None => format!(
             "no power-of-two alignments give an inserted block of {} bytes",
             orig.block
