@@ -129,13 +129,14 @@ fn write_pte(
     constant_tensor_alignment: Option<&Bound<'_, PyAny>>,
     delegate_alignment: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<u64> {
-    let opts = options(
+    let binary = serialize_pte_binary(
+        py,
+        pte_file,
         extract_delegate_segments,
         segment_alignment,
         constant_tensor_alignment,
         delegate_alignment,
     )?;
-    let binary = plan_file(py, pte_file, &opts)?;
     binary.write_path(py, &path)
 }
 

@@ -18,7 +18,7 @@ use ptekit_format::program::{
     AllocationDetails, BackendDelegate, Buffer, Chain, EValue, ExecutionPlan, ExtraTensorInfo,
     Frame, Instruction, InstructionArguments, KernelTypes, Program, SubsegmentOffsets, Tensor,
 };
-use ptekit_format::pte::{NamedDataStore, PteModel};
+use ptekit_format::pte::{DataEntry, NamedDataStore, PteModel};
 
 use crate::error::{BindError, PteError};
 
@@ -264,6 +264,58 @@ impl<'py> Builder<'py> {
         }
     }
 
+    /// `IntList` / `TensorList` / `OptionalTensorList`: one attribute `items`.
+    fn int_items<T>(&self, cls: &Any<'py>, items: &Option<Vec<T>>) -> Result<Any<'py>, BindError>
+    where
+        T: Copy + IntoPyObject<'py>,
+    {
+        let items = self.int_list(items)?;
+        self.make(cls, &[(intern!(self.py, "items"), items)])
+    }
+
+    /// An object of `cls` whose attributes are the given integers.
+    fn ints(
+        &self,
+        cls: &Any<'py>,
+        fields: &[(&Bound<'py, PyString>, i64)],
+    ) -> Result<Any<'py>, BindError> {
+        let mut values = Vec::with_capacity(fields.len());
+        for &(name, v) in fields {
+            values.push((name, self.int(v)?));
+        }
+        self.make(cls, &values)
+    }
+
+    /// `KernelCall` / `DelegateCall`: an index attribute named `index_name` and `args`.
+    fn call(
+        &self,
+        cls: &Any<'py>,
+        index_name: &Bound<'py, PyString>,
+        index: i32,
+        args: &Option<Vec<i32>>,
+    ) -> Result<Any<'py>, BindError> {
+        let index = self.int(index)?;
+        let args = self.int_list(args)?;
+        self.make(
+            cls,
+            &[(index_name, index), (intern!(self.py, "args"), args)],
+        )
+    }
+
+    /// `DataEntry(buffer_index, alignment, None)`.
+    fn data_entry(&self, entry: &DataEntry) -> Result<Any<'py>, BindError> {
+        let index = self.int(entry.buffer_index)?;
+        let alignment = self.int(entry.alignment)?;
+        self.make(
+            &self.classes.DataEntry,
+            &[
+                (intern!(self.py, "buffer_index"), index),
+                (intern!(self.py, "alignment"), alignment),
+                (intern!(self.py, "tensor_layout"), self.none()),
+            ],
+        )
+    }
+
     fn program(&mut self, p: &Program<'_>) -> Result<Any<'py>, BindError> {
         let py = self.py;
         let version = self.int(p.version)?;
@@ -446,11 +498,7 @@ impl<'py> Builder<'py> {
                 let cls = self.classes.String.clone();
                 self.make(&cls, &[(intern!(py, "string_val"), x)])?
             }
-            Some(KernelTypes::IntList(l)) => {
-                let x = self.int_list(&l.items)?;
-                let cls = self.classes.IntList.clone();
-                self.make(&cls, &[(intern!(py, "items"), x)])?
-            }
+            Some(KernelTypes::IntList(l)) => self.int_items(&self.classes.IntList, &l.items)?,
             Some(KernelTypes::DoubleList(l)) => {
                 let x = match &l.items {
                     None => self.none(),
@@ -473,14 +521,10 @@ impl<'py> Builder<'py> {
                 self.make(&cls, &[(intern!(py, "items"), x)])?
             }
             Some(KernelTypes::TensorList(l)) => {
-                let x = self.int_list(&l.items)?;
-                let cls = self.classes.TensorList.clone();
-                self.make(&cls, &[(intern!(py, "items"), x)])?
+                self.int_items(&self.classes.TensorList, &l.items)?
             }
             Some(KernelTypes::OptionalTensorList(l)) => {
-                let x = self.int_list(&l.items)?;
-                let cls = self.classes.OptionalTensorList.clone();
-                self.make(&cls, &[(intern!(py, "items"), x)])?
+                self.int_items(&self.classes.OptionalTensorList, &l.items)?
             }
         };
         let cls = self.classes.EValue.clone();
@@ -529,16 +573,15 @@ impl<'py> Builder<'py> {
 
     fn allocation(&mut self, a: &AllocationDetails) -> Result<Any<'py>, BindError> {
         let py = self.py;
-        let memory_id = self.int(a.memory_id)?;
-        let low = self.int(a.memory_offset_low)?;
-        let high = self.int(a.memory_offset_high)?;
-        let cls = self.classes.AllocationDetails.clone();
-        self.make(
-            &cls,
+        self.ints(
+            &self.classes.AllocationDetails,
             &[
-                (intern!(py, "memory_id"), memory_id),
-                (intern!(py, "memory_offset_low"), low),
-                (intern!(py, "memory_offset_high"), high),
+                (intern!(py, "memory_id"), a.memory_id.into()),
+                (intern!(py, "memory_offset_low"), a.memory_offset_low.into()),
+                (
+                    intern!(py, "memory_offset_high"),
+                    a.memory_offset_high.into(),
+                ),
             ],
         )
     }
@@ -607,59 +650,39 @@ impl<'py> Builder<'py> {
         let py = self.py;
         let args = match &i.instr_args {
             None => self.none(),
-            Some(InstructionArguments::KernelCall(k)) => {
-                let op_index = self.int(k.op_index)?;
-                let args = self.int_list(&k.args)?;
-                let cls = self.classes.KernelCall.clone();
-                self.make(
-                    &cls,
-                    &[
-                        (intern!(py, "op_index"), op_index),
-                        (intern!(py, "args"), args),
-                    ],
-                )?
-            }
-            Some(InstructionArguments::DelegateCall(d)) => {
-                let idx = self.int(d.delegate_index)?;
-                let args = self.int_list(&d.args)?;
-                let cls = self.classes.DelegateCall.clone();
-                self.make(
-                    &cls,
-                    &[
-                        (intern!(py, "delegate_index"), idx),
-                        (intern!(py, "args"), args),
-                    ],
-                )?
-            }
-            Some(InstructionArguments::MoveCall(m)) => {
-                let from = self.int(m.move_from)?;
-                let to = self.int(m.move_to)?;
-                let cls = self.classes.MoveCall.clone();
-                self.make(
-                    &cls,
-                    &[
-                        (intern!(py, "move_from"), from),
-                        (intern!(py, "move_to"), to),
-                    ],
-                )?
-            }
-            Some(InstructionArguments::JumpFalseCall(j)) => {
-                let cond = self.int(j.cond_value_index)?;
-                let dest = self.int(j.destination_instruction)?;
-                let cls = self.classes.JumpFalseCall.clone();
-                self.make(
-                    &cls,
-                    &[
-                        (intern!(py, "cond_value_index"), cond),
-                        (intern!(py, "destination_instruction"), dest),
-                    ],
-                )?
-            }
-            Some(InstructionArguments::FreeCall(f)) => {
-                let idx = self.int(f.value_index)?;
-                let cls = self.classes.FreeCall.clone();
-                self.make(&cls, &[(intern!(py, "value_index"), idx)])?
-            }
+            Some(InstructionArguments::KernelCall(k)) => self.call(
+                &self.classes.KernelCall,
+                intern!(py, "op_index"),
+                k.op_index,
+                &k.args,
+            )?,
+            Some(InstructionArguments::DelegateCall(d)) => self.call(
+                &self.classes.DelegateCall,
+                intern!(py, "delegate_index"),
+                d.delegate_index,
+                &d.args,
+            )?,
+            Some(InstructionArguments::MoveCall(m)) => self.ints(
+                &self.classes.MoveCall,
+                &[
+                    (intern!(py, "move_from"), m.move_from.into()),
+                    (intern!(py, "move_to"), m.move_to.into()),
+                ],
+            )?,
+            Some(InstructionArguments::JumpFalseCall(j)) => self.ints(
+                &self.classes.JumpFalseCall,
+                &[
+                    (intern!(py, "cond_value_index"), j.cond_value_index.into()),
+                    (
+                        intern!(py, "destination_instruction"),
+                        j.destination_instruction.into(),
+                    ),
+                ],
+            )?,
+            Some(InstructionArguments::FreeCall(f)) => self.ints(
+                &self.classes.FreeCall,
+                &[(intern!(py, "value_index"), f.value_index.into())],
+            )?,
         };
         let cls = self.classes.Instruction.clone();
         self.make(&cls, &[(intern!(py, "instr_args"), args)])
@@ -711,35 +734,13 @@ impl<'py> Builder<'py> {
         let buffers = PyList::new(py, s.buffers.iter().map(|b| PyBytes::new(py, b)))?.into_any();
         let pte_data = PyDict::new(py);
         for (key, entry) in &s.pte_data {
-            let index = self.int(entry.buffer_index)?;
-            let alignment = self.int(entry.alignment)?;
-            let cls = self.classes.DataEntry.clone();
-            let e = self.make(
-                &cls,
-                &[
-                    (intern!(py, "buffer_index"), index),
-                    (intern!(py, "alignment"), alignment),
-                    (intern!(py, "tensor_layout"), self.none()),
-                ],
-            )?;
-            pte_data.set_item(key, e)?;
+            pte_data.set_item(key, self.data_entry(entry)?)?;
         }
         let external = PyDict::new(py);
         for (tag, entries) in &s.external_data {
             let d = PyDict::new(py);
             for (key, entry) in entries {
-                let index = self.int(entry.buffer_index)?;
-                let alignment = self.int(entry.alignment)?;
-                let cls = self.classes.DataEntry.clone();
-                let e = self.make(
-                    &cls,
-                    &[
-                        (intern!(py, "buffer_index"), index),
-                        (intern!(py, "alignment"), alignment),
-                        (intern!(py, "tensor_layout"), self.none()),
-                    ],
-                )?;
-                d.set_item(key, e)?;
+                d.set_item(key, self.data_entry(entry)?)?;
             }
             external.set_item(tag, d)?;
         }
