@@ -114,16 +114,19 @@ fn fail(msg: impl std::fmt::Display) -> i32 {
     2
 }
 
+/// Exit status 1 for a file that is neither kind of cache file.
+fn not_a_cache_file(path: &Path) -> i32 {
+    eprintln!(
+        "{}: neither a ptekit cache file nor an XPWC v2 file",
+        path.display()
+    );
+    1
+}
+
 fn inspect(path: &Path, json: bool) -> i32 {
     match check::file_kind(path) {
         Err(e) => fail(e),
-        Ok(FileKind::Unknown) => {
-            eprintln!(
-                "{}: neither a ptekit cache file nor an XPWC v2 file",
-                path.display()
-            );
-            1
-        }
+        Ok(FileKind::Unknown) => not_a_cache_file(path),
         Ok(FileKind::Xpwc) => match read_xpwc(path) {
             Err(e) => fail(e),
             Ok(Err(e)) => {
@@ -350,13 +353,7 @@ fn compact(path: &Path, lock_timeout: u64, json: bool) -> i32 {
 fn stats(path: &Path, json: bool) -> i32 {
     match check::file_kind(path) {
         Err(e) => fail(e),
-        Ok(FileKind::Unknown) => {
-            eprintln!(
-                "{}: neither a ptekit cache file nor an XPWC v2 file",
-                path.display()
-            );
-            1
-        }
+        Ok(FileKind::Unknown) => not_a_cache_file(path),
         Ok(FileKind::Xpwc) => inspect_xpwc_stats(path, json),
         Ok(FileKind::Ptekit) => match open_read_only(path) {
             Err(e) => {

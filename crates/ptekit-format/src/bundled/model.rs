@@ -10,6 +10,10 @@ use std::borrow::Cow;
 
 use crate::program::ScalarType;
 
+/// The bundled schema's `Int`, `Bool` and `Double` tables have the program schema's
+/// fields and ids; one type serves both.
+pub use crate::program::{Bool, Double, Int};
+
 /// `table BundledProgram`: the root.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct BundledProgram<'a> {
@@ -96,27 +100,6 @@ pub struct Tensor<'a> {
     pub data: Option<Cow<'a, [u8]>>,
     /// Dimension order (outermost first).
     pub dim_order: Option<Vec<u8>>,
-}
-
-/// `table Int`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Int {
-    /// The value.
-    pub int_val: i64,
-}
-
-/// `table Bool`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Bool {
-    /// The value.
-    pub bool_val: bool,
-}
-
-/// `table Double`.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub struct Double {
-    /// The value.
-    pub double_val: f64,
 }
 
 impl<'a> BundledProgram<'a> {
