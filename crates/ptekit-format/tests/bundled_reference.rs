@@ -24,6 +24,7 @@ use ptekit_format::flat_tensor::{self, FlatTensorFile};
 use ptekit_format::npz::read_npz;
 use ptekit_format::program::ScalarType;
 use serde_json::{json, Value as Json};
+use support::{hex, XorShiftStar as Rng};
 
 fn run_helper(python: &Path, mode: &str, spec: &Json, out: &Path) {
     let spec_path = out.join("spec.json");
@@ -79,27 +80,6 @@ fn our_view(bp: &BundledProgram<'_>) -> Json {
                 "inputs": c.inputs.as_deref().unwrap_or(&[]).iter().map(value).collect::<Vec<_>>(),
                 "expected_outputs": c.expected_outputs.as_deref().unwrap_or(&[]).iter().map(value).collect::<Vec<_>>(),
             })).collect::<Vec<_>>(),
-        })).collect::<Vec<_>>(),
-    })
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-/// The reference's deserialize view of a `.ptd`, from our reading.
-pub fn our_ptd_view(file: &FlatTensorFile<'_>) -> Json {
-    let payload = file.to_payload();
-    json!({
-        "buffers": payload.buffers.iter().map(|b| hex(b)).collect::<Vec<_>>(),
-        "named_data": payload.named_data.iter().map(|e| json!({
-            "key": e.key,
-            "buffer_index": e.buffer_index,
-            "tensor_layout": e.tensor_layout.as_ref().map(|l| json!({
-                "scalar_type": l.scalar_type.0,
-                "sizes": l.sizes.clone().unwrap_or_default(),
-                "dim_order": l.dim_order.clone().unwrap_or_default(),
-            })),
         })).collect::<Vec<_>>(),
     })
 }
@@ -214,7 +194,7 @@ fn fresh_exports_make_and_decode_like_the_reference() {
             "{p}"
         );
         assert_eq!(
-            our_ptd_view(&file),
+            support::ptd_view(&file),
             read_json(Path::new(&format!("{p}.view.json"))),
             "{p}"
         );
@@ -222,23 +202,6 @@ fn fresh_exports_make_and_decode_like_the_reference() {
 }
 
 // ------------------------------------------------------------------ random schema form
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
-    }
-}
 
 fn random_value(r: &mut Rng) -> (bundled::Value<'static>, Json) {
     match r.below(4) {

@@ -20,6 +20,7 @@ use ptekit_format::flat_tensor::{
     pack_flat_tensor, DataSegment, FlatTensor, NamedData, TensorLayout,
 };
 use ptekit_format::program::ScalarType;
+use support::XorShiftStar as Rng;
 
 /// The reference's flatc binary and the directory holding `flat_tensor.fbs`.
 fn flatc_and_schema(python: &Path) -> (PathBuf, PathBuf) {
@@ -79,29 +80,6 @@ fn flatc_compile(flatc: &Path, schema_dir: &Path, docs: &[String]) -> Vec<Vec<u8
 // ------------------------------------------------------------------ random JSON
 
 /// A small deterministic generator (xorshift64*), so failures reproduce.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn chance(&mut self, pct: u64) -> bool {
-        self.below(100) < pct
-    }
-    fn shuffle<T>(&mut self, v: &mut [T]) {
-        for i in (1..v.len()).rev() {
-            let j = self.below(i as u64 + 1) as usize;
-            v.swap(i, j);
-        }
-    }
-}
-
 /// A JSON value with its object keys in text order.
 #[derive(Debug, Clone)]
 enum J {

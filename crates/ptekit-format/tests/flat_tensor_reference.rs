@@ -16,6 +16,7 @@ use ptekit_format::flat_tensor::{
 };
 use ptekit_format::program::ScalarType;
 use serde_json::{json, Value as Json};
+use support::{hex, XorShiftStar as Rng};
 
 fn run_helper(python: &Path, spec: &Json, out: &Path) {
     let spec_path = out.join("spec.json");
@@ -33,24 +34,6 @@ fn run_helper(python: &Path, spec: &Json, out: &Path) {
         "helper failed:\n{}",
         String::from_utf8_lossy(&res.stderr)
     );
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 const SEGMENT_ALIGNMENTS: [u64; 6] = [1, 16, 128, 4096, 48, 100];
@@ -107,22 +90,6 @@ fn random_payload(r: &mut Rng) -> (DataPayload<'static>, FlatTensorConfig, Json)
     (payload, config, j)
 }
 
-fn our_view(file: &FlatTensorFile<'_>) -> Json {
-    let p = file.to_payload();
-    json!({
-        "buffers": p.buffers.iter().map(|b| hex(b)).collect::<Vec<_>>(),
-        "named_data": p.named_data.iter().map(|e| json!({
-            "key": e.key,
-            "buffer_index": e.buffer_index,
-            "tensor_layout": e.tensor_layout.as_ref().map(|l| json!({
-                "scalar_type": l.scalar_type.0,
-                "sizes": l.sizes.clone().unwrap_or_default(),
-                "dim_order": l.dim_order.clone().unwrap_or_default(),
-            })),
-        })).collect::<Vec<_>>(),
-    })
-}
-
 #[test]
 fn serialize_matches_reference_on_random_payloads() {
     let Some(python) = support::reference_python("serialize_matches_reference_on_random_payloads")
@@ -155,7 +122,7 @@ fn serialize_matches_reference_on_random_payloads() {
             &std::fs::read(dir.path().join(format!("decode{i}.view.json"))).expect("view"),
         )
         .expect("json");
-        assert_eq!(our_view(&file), view, "case {i}");
+        assert_eq!(support::ptd_view(&file), view, "case {i}");
         assert!(
             flat_tensor::rewrite_file(&file).expect("rewrite") == *bytes,
             "case {i}"

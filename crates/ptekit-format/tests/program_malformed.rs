@@ -1,18 +1,13 @@
 //! Malformed input never panics the decoder; limits and error locations are reported.
 
+#[path = "pte_support.rs"]
+mod support;
+
 use std::borrow::Cow;
-use std::path::PathBuf;
 
 use ptekit_flatbuffers::{Builder, ErrorKind, Limits};
 use ptekit_format::program::*;
-
-fn corpus(name: &str) -> Vec<u8> {
-    let dir = match std::env::var_os("PTEKIT_CORPUS") {
-        Some(p) => PathBuf::from(p),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus"),
-    };
-    std::fs::read(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
-}
+use support::XorShiftStar as Rng;
 
 /// The program part of a .pte (the flatbuffer with its inserted header, if any).
 fn program_part(file: &[u8]) -> &[u8] {
@@ -47,19 +42,6 @@ fn exercise(buf: &[u8], limits: &Limits) -> bool {
 }
 
 /// xorshift64*: deterministic, dependency-free randomness for the fuzz loops.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
 #[test]
 fn truncation_at_every_length() {
     let limits = Limits::default();
@@ -71,7 +53,7 @@ fn truncation_at_every_length() {
         "mlp_xnnpack.pte",
         "add.pte",
     ] {
-        let file = corpus(name);
+        let file = support::corpus_file(name);
         let prog = program_part(&file);
         let mut ok = 0;
         for len in 0..prog.len() {
@@ -85,7 +67,7 @@ fn truncation_at_every_length() {
         assert!(ok < prog.len() / 10, "{name}: {ok} truncations decoded");
     }
     // A larger file with a stride.
-    let file = corpus("transformer.pte");
+    let file = support::corpus_file("transformer.pte");
     let prog = program_part(&file);
     for len in (0..prog.len()).step_by(7) {
         exercise(&prog[..len], &limits);
@@ -103,15 +85,15 @@ fn random_bit_flips() {
         "kv_init.pte",
         "stacktrace.pte",
     ] {
-        let file = corpus(name);
+        let file = support::corpus_file(name);
         let prog = program_part(&file).to_vec();
         let (mut ok, mut err) = (0, 0);
         for round in 0..3000 {
             let mut buf = prog.clone();
             let flips = 1 + round % 4;
             for _ in 0..flips {
-                let i = rng.below(buf.len());
-                buf[i] ^= 1 << rng.below(8);
+                let i = rng.index(buf.len());
+                buf[i] ^= 1 << rng.index(8);
             }
             if exercise(&buf, &limits) {
                 ok += 1;
@@ -127,7 +109,7 @@ fn random_bit_flips() {
 #[test]
 fn extreme_u32_at_every_position() {
     let limits = Limits::default();
-    let file = corpus("mlp.pte");
+    let file = support::corpus_file("mlp.pte");
     let prog = program_part(&file).to_vec();
     let len = prog.len() as u32;
     let extremes = [
@@ -162,11 +144,11 @@ fn random_garbage_with_valid_header() {
     let limits = Limits::default();
     let mut rng = Rng(42);
     for _ in 0..20_000 {
-        let n = 8 + rng.below(200);
+        let n = 8 + rng.index(200);
         let mut buf: Vec<u8> = (0..n).map(|_| rng.next() as u8).collect();
         buf[4..8].copy_from_slice(b"ET12");
         // Small root offsets make it past the first checks more often.
-        let root = (rng.below(n) & !3) as u32;
+        let root = (rng.index(n) & !3) as u32;
         buf[0..4].copy_from_slice(&root.to_le_bytes());
         exercise(&buf, &limits);
     }
@@ -400,7 +382,7 @@ fn identifier_policy() {
 
 #[test]
 fn zero_copy_bytes() {
-    let file = corpus("legacy_inline_constants.pte");
+    let file = support::corpus_file("legacy_inline_constants.pte");
     let p = decode_program(&file, &Limits::default()).unwrap();
     let buffers = p.constant_buffer.as_ref().unwrap();
     assert!(buffers.len() > 1);

@@ -7,6 +7,8 @@
 #[path = "pte_support.rs"]
 mod support;
 
+use support::hex;
+
 use std::borrow::Cow;
 use std::path::PathBuf;
 use std::process::Command;
@@ -70,10 +72,6 @@ fn run_reference(python: &PathBuf, cases: &[(Value, usize, usize, Vec<u8>)]) -> 
             }
         })
         .collect()
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 fn unhex(s: &str) -> Vec<u8> {

@@ -8,6 +8,8 @@
 #[path = "pte_support.rs"]
 mod support;
 
+use support::hex;
+
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
@@ -307,15 +309,6 @@ fn flatbuffer_only_files_with_custom_alignments_reproduce_exactly() {
         );
         println!("{name}: inferred exactly: {exact}");
     }
-}
-
-fn hex(b: &[u8]) -> String {
-    use std::fmt::Write;
-    let mut s = String::with_capacity(b.len() * 2);
-    for x in b {
-        let _ = write!(s, "{x:02x}");
-    }
-    s
 }
 
 fn blob(b: Option<&Cow<'_, [u8]>>) -> Value {

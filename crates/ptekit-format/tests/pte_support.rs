@@ -119,3 +119,69 @@ impl Rng {
         (self.next_u64() % n as u64) as usize
     }
 }
+
+/// xorshift64*: the generator of the randomized reference tests (one seed, the same cases,
+/// so a failure reproduces).
+pub struct XorShiftStar(pub u64);
+
+impl XorShiftStar {
+    /// The next 64 random bits.
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// A number below `n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    /// An index below `n`.
+    pub fn index(&mut self, n: usize) -> usize {
+        self.below(n as u64) as usize
+    }
+
+    /// True `pct` times in 100.
+    pub fn chance(&mut self, pct: u64) -> bool {
+        self.below(100) < pct
+    }
+
+    /// `n` random bytes.
+    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next() as u8).collect()
+    }
+
+    /// Shuffles `v` in place (Fisher-Yates).
+    pub fn shuffle<T>(&mut self, v: &mut [T]) {
+        for i in (1..v.len()).rev() {
+            let j = self.below(i as u64 + 1) as usize;
+            v.swap(i, j);
+        }
+    }
+}
+
+/// Lowercase hex of `b` (how the reference scripts print bytes).
+pub fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// The reference's deserialize view of a `.ptd` (buffers in hex, named data with their
+/// layouts), from our reading.
+pub fn ptd_view(file: &ptekit_format::flat_tensor::FlatTensorFile<'_>) -> serde_json::Value {
+    let payload = file.to_payload();
+    serde_json::json!({
+        "buffers": payload.buffers.iter().map(|b| hex(b)).collect::<Vec<_>>(),
+        "named_data": payload.named_data.iter().map(|e| serde_json::json!({
+            "key": e.key,
+            "buffer_index": e.buffer_index,
+            "tensor_layout": e.tensor_layout.as_ref().map(|l| serde_json::json!({
+                "scalar_type": l.scalar_type.0,
+                "sizes": l.sizes.clone().unwrap_or_default(),
+                "dim_order": l.dim_order.clone().unwrap_or_default(),
+            })),
+        })).collect::<Vec<_>>(),
+    })
+}
