@@ -42,6 +42,24 @@ fn exercise(buf: &[u8], limits: &Limits) -> bool {
 }
 
 /// xorshift64*: deterministic, dependency-free randomness for the fuzz loops.
+/// Finishes `b` as a program whose one plan lists the table `evalue` `count` times.
+fn program_of_shared_value(
+    mut b: Builder,
+    evalue: ptekit_flatbuffers::UOffset,
+    count: usize,
+) -> Vec<u8> {
+    let values = b.create_offset_vector(&vec![evalue; count]);
+    b.start_object(10);
+    b.add_offset(2, values);
+    let plan = b.end_object();
+    let plans = b.create_offset_vector(&[plan]);
+    b.start_object(8);
+    b.add_offset(1, plans);
+    let root = b.end_object();
+    b.finish(root, Some(b"ET12"));
+    b.into_finished_data()
+}
+
 #[test]
 fn truncation_at_every_length() {
     let limits = Limits::default();
@@ -191,16 +209,7 @@ fn self_referencing_vector_hits_table_limit() {
     b.add_u8(0, 2, 0); // KernelTypes::Int
     b.add_offset(1, int);
     let evalue = b.end_object();
-    let values = b.create_offset_vector(&vec![evalue; 100_000]);
-    b.start_object(10);
-    b.add_offset(2, values);
-    let plan = b.end_object();
-    let plans = b.create_offset_vector(&[plan]);
-    b.start_object(8);
-    b.add_offset(1, plans);
-    let root = b.end_object();
-    b.finish(root, Some(b"ET12"));
-    let buf = b.into_finished_data();
+    let buf = program_of_shared_value(b, evalue, 100_000);
 
     let limits = Limits {
         max_tables: 1000,
@@ -245,16 +254,7 @@ fn shared_large_vector_hits_apparent_size_limit() {
     b.add_u8(0, 7, 0); // KernelTypes::IntList
     b.add_offset(1, list);
     let evalue = b.end_object();
-    let values = b.create_offset_vector(&vec![evalue; 5_000]);
-    b.start_object(10);
-    b.add_offset(2, values);
-    let plan = b.end_object();
-    let plans = b.create_offset_vector(&[plan]);
-    b.start_object(8);
-    b.add_offset(1, plans);
-    let root = b.end_object();
-    b.finish(root, Some(b"ET12"));
-    let buf = b.into_finished_data();
+    let buf = program_of_shared_value(b, evalue, 5_000);
     let e = decode_program(&buf, &Limits::default()).unwrap_err();
     assert!(
         matches!(kind(&e), ErrorKind::ApparentSizeLimit { .. }),

@@ -59,6 +59,17 @@ fn corpus_parts(name: &str) -> (Vec<u8>, usize) {
     (bytes, base)
 }
 
+/// `mlp_xnnpack.pte` with its first delegate's `processed` reference replaced.
+fn with_processed(location: DataLocation, index: u32) -> Vec<u8> {
+    modified("mlp_xnnpack.pte", |p| {
+        let d = &mut p.execution_plan.as_mut().unwrap()[0]
+            .delegates
+            .as_mut()
+            .unwrap()[0];
+        d.processed = Some(BackendDelegateDataReference { location, index });
+    })
+}
+
 fn modified(name: &str, edit: impl FnOnce(&mut Program<'_>)) -> Vec<u8> {
     let (bytes, base) = corpus_parts(name);
     let file = parse(&bytes).unwrap();
@@ -257,42 +268,15 @@ fn bad_references_are_reported() {
         &["named_data[1].segment_index", "77"],
     );
     expect_err(
-        &modified("mlp_xnnpack.pte", |p| {
-            let d = &mut p.execution_plan.as_mut().unwrap()[0]
-                .delegates
-                .as_mut()
-                .unwrap()[0];
-            d.processed = Some(BackendDelegateDataReference {
-                location: DataLocation::SEGMENT,
-                index: 40,
-            });
-        }),
+        &with_processed(DataLocation::SEGMENT, 40),
         &["execution_plan[0].delegates[0].processed.index", "40"],
     );
     expect_err(
-        &modified("mlp_xnnpack.pte", |p| {
-            let d = &mut p.execution_plan.as_mut().unwrap()[0]
-                .delegates
-                .as_mut()
-                .unwrap()[0];
-            d.processed = Some(BackendDelegateDataReference {
-                location: DataLocation(7),
-                index: 0,
-            });
-        }),
+        &with_processed(DataLocation(7), 0),
         &["processed.location", "7"],
     );
     expect_err(
-        &modified("mlp_xnnpack.pte", |p| {
-            let d = &mut p.execution_plan.as_mut().unwrap()[0]
-                .delegates
-                .as_mut()
-                .unwrap()[0];
-            d.processed = Some(BackendDelegateDataReference {
-                location: DataLocation::INLINE,
-                index: 0,
-            });
-        }),
+        &with_processed(DataLocation::INLINE, 0),
         &["processed.index", "backend_delegate_data"],
     );
     expect_err(
