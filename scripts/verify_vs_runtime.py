@@ -24,7 +24,9 @@ counted apart, and so are rejections for a backend the runtime has not registere
 (error 0x20 with the runtime logging `Backend X is not registered`): a file needs the
 backends it names, and which ones a runtime has is fixed when it is built (`verify`
 checks the payloads of the backends it knows, XNNPACK, and says which backends a file
-needs). Exit status 1 when some file is rejected or aborted on by the runtime but
+needs), and a failed allocation (`std::bad_alloc`) of planned memory when the file
+declares more than the machine has (`planned_memory_bytes` of `ptekit verify --json`;
+the Python runtime allocates every method's planned buffers at load). Exit status 1 when some file is rejected or aborted on by the runtime but
 passes `verify`.
 """
 
@@ -216,21 +218,35 @@ def make_mutants(files, out_dir: pathlib.Path, per_file: int, seed: int, semanti
 
 
 def verify(job) -> tuple:
-    args = [str(ptekit_bin()), "verify", job["path"]]
+    """`ptekit verify --json` of the job: (ok, stderr, what it reported)."""
+    args = [str(ptekit_bin()), "verify", "--json", job["path"]]
     if job.get("data"):
         args += ["--data", job["data"]]
     if job.get("program"):
         # A .ptd is verified on its own, and with the program that uses it.
         r = subprocess.run([str(ptekit_bin()), "verify", job["program"], "--data", job["path"]], capture_output=True, text=True)
         if r.returncode != 0:
-            return False, r.stderr.strip()
+            return False, r.stderr.strip(), {}
     r = subprocess.run(args, capture_output=True, text=True)
-    return r.returncode == 0, r.stderr.strip()
+    try:
+        checked = json.loads(r.stdout)
+    except ValueError:
+        checked = {}
+    return r.returncode == 0, r.stderr.strip(), checked
 
 
-def environment_reason(detail: str, log: str = ""):
+def machine_memory() -> int:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def environment_reason(detail: str, log: str = "", checked=None):
     """Why a rejection with `detail` (the runtime's error) and `log` (its log lines) is
-    the environment's, or None."""
+    the environment's, or None. `checked` is what `ptekit verify --json` reported."""
+    planned = (checked or {}).get("planned_memory_bytes", 0)
+    if "bad_alloc" in detail and planned > machine_memory():
+        # The Python runtime allocates every method's planned buffers when it loads the
+        # program; a file may declare more than this machine has.
+        return f"planned memory of {planned} bytes is more than this machine's {machine_memory()}"
     for code, logged, reason in ENVIRONMENT:
         # "error: 0x:20" (load_method), "status 0x20" (bundled execution)
         if not re.search(rf"0x:?{code[2:]}\b", detail):
@@ -250,9 +266,11 @@ def run(jobs, python=sys.executable):
     try:
         for job in jobs:
             r = loader.load(job)
-            r["verify_ok"], r["verify_error"] = verify(job)
+            r["verify_ok"], r["verify_error"], checked = verify(job)
             r["environment"] = (
-                environment_reason(r.get("detail", ""), r.get("log", "")) if r["outcome"] == "rejected" else None
+                environment_reason(r.get("detail", ""), r.get("log", ""), checked)
+                if r["outcome"] == "rejected"
+                else None
             )
             results.append(r)
     finally:

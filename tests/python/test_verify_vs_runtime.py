@@ -122,6 +122,14 @@ SPECIFIC = {
     # runtime with that backend would load the file: the script counts it as the
     # environment's; verify accepts it and warns that it needs that backend.
     "backend-id": ("transformer_xnnpack.pte", 6409, 0x7F, ord("c")),
+    # Found by `--seed 4`: the vtable entry of chains[0].instructions set to 0 (absent):
+    # "Missing instructions in chain 0", InvalidProgram.
+    "no-instructions": ("mlp.pte", 426, 0x00, 0x04),
+    # non_const_buffer_sizes[1] = 224 + 2**39: the Python runtime allocates the planned
+    # buffers when it loads the program and fails (std::bad_alloc) on this machine; the
+    # file is consistent, and a machine with 512 GiB to spare loads it: the script counts
+    # it as the environment's, from the planned memory verify reports.
+    "planned-memory": ("mlp_xnnpack.pte", 724, 0x80, 0x00),
 }
 
 
@@ -162,3 +170,22 @@ def test_unregistered_backend_is_the_environment_and_verify_warns(specific, ptek
     v = ptekit("verify", "--json", r["path"])
     assert json.loads(v.stdout)["backends"] == ["XnnpackBackend", "Xnnpa\x7fkBackend"]
     assert "warning: the payloads of backend(s) Xnnpa\x7fkBackend are not checked" in v.stderr, v.stderr
+
+
+def test_chain_without_instructions_is_refused(specific):
+    r = specific["no-instructions"]
+    assert r["outcome"] == "rejected" and "0x:23" in r["detail"], r
+    assert "Missing instructions in chain 0" in r["log"], r["log"]
+    assert not r["verify_ok"], r
+    assert "execution_plan[0].chains[0].instructions (file offset 0x" in r["verify_error"], r
+
+
+def test_more_planned_memory_than_the_machine_has_is_the_environment(specific, ptekit):
+    r = specific["planned-memory"]
+    assert r["outcome"] == "rejected" and "bad_alloc" in r["detail"], r
+    assert r["environment"] and "planned memory of 549755814112 bytes" in r["environment"], r
+    assert r["verify_ok"] and not vvr.misses([r]), r
+    v = json.loads(ptekit("verify", "--json", r["path"]).stdout)
+    assert v["planned_memory_bytes"] == 224 + 2**39
+    original = json.loads(ptekit("verify", "--json", CORPUS / "mlp_xnnpack.pte").stdout)
+    assert original["planned_memory_bytes"] == 224

@@ -317,13 +317,28 @@ fn backend_ids(file: &PteFile<'_>) -> Vec<String> {
     ids
 }
 
+/// The memory-planned buffers all methods of a program declare
+/// (`non_const_buffer_sizes`), in bytes: what a loader that allocates them (the Python
+/// runtime does, for every method, when it loads the program) needs. Whether a machine
+/// has that much is the machine's business, not the file's.
+fn planned_bytes(file: &PteFile<'_>) -> u64 {
+    file.program()
+        .execution_plan
+        .iter()
+        .flatten()
+        .flat_map(|plan| plan.non_const_buffer_sizes.iter().flatten())
+        .fold(0u64, |sum, &size| {
+            sum.saturating_add(u64::try_from(size).unwrap_or(0))
+        })
+}
+
 /// What `ptekit verify` checks, for one file of any kind: it parses through the verified
 /// readers, a program's tables must agree ([`validate`](crate::program::validate())),
 /// and every XNNPACK payload must decode and refer only to values, constants and named
 /// data that exist (named keys looked up in the program, then in `ptd`). Returns what was
 /// checked: `kind` and counts (`methods`, `segments`, `xnnpack_payloads`; `test_suites`;
 /// `named_tensors`), and for a program or bundled program the `backends` its delegates
-/// need.
+/// need and its `planned_memory_bytes`.
 pub fn verify(bytes: &[u8], ptd: Option<&FlatTensorFile<'_>>) -> Result<Value, VerifyError> {
     let options = ReadOptions::default();
     let read = |e: InspectError| VerifyError::Read(e);
@@ -349,6 +364,7 @@ pub fn verify(bytes: &[u8], ptd: Option<&FlatTensorFile<'_>>) -> Result<Value, V
                 "segments": file.segments().len(),
                 "xnnpack_payloads": payloads,
                 "backends": backend_ids(&file),
+                "planned_memory_bytes": planned_bytes(&file),
             }))
         }
         Kind::Bundled => {
@@ -364,6 +380,7 @@ pub fn verify(bytes: &[u8], ptd: Option<&FlatTensorFile<'_>>) -> Result<Value, V
                 "kind": "bundled_program",
                 "test_suites": suites,
                 "backends": backend_ids(&program),
+                "planned_memory_bytes": planned_bytes(&program),
             }))
         }
         Kind::TensorData => {

@@ -415,8 +415,24 @@ impl<'p> Validator<'p, '_> {
                 _ => {}
             }
         }
+        // The runtime's Method::init refuses a method without chains, and a chain without
+        // its instruction vector (InvalidProgram); an empty vector is fine.
+        if len_of(&plan.chains) == 0 {
+            self.push(
+                IssueKind::Inconsistent,
+                format!("{path}.chains"),
+                "no chains (the runtime loads no method without one)",
+            );
+        }
         for (c, chain) in plan.chains.iter().flatten().enumerate() {
             let cpath = format!("{path}.chains[{c}]");
+            if chain.instructions.is_none() {
+                self.push(
+                    IssueKind::Inconsistent,
+                    format!("{cpath}.instructions"),
+                    "missing (the runtime needs the vector, even empty)",
+                );
+            }
             value_list(self, format!("{cpath}.inputs"), &chain.inputs);
             value_list(self, format!("{cpath}.outputs"), &chain.outputs);
             let n_instr = len_of(&chain.instructions);
