@@ -21,7 +21,7 @@ use ptekit_format::program::ScalarType;
 
 use crate::bytes::Keep;
 use crate::error::{BindError, ConvError, ConvResult, Seg};
-use crate::to_rust::{bytes, field, int, list, type_name};
+use crate::to_rust::{bytes, data_entry_place, field, int, list, type_name};
 
 type Any<'py> = Bound<'py, PyAny>;
 
@@ -98,18 +98,7 @@ fn entries(obj: &Any<'_>) -> ConvResult<Vec<(String, DataEntry)>> {
                     .map_err(|e| ConvError::from_py(py, "key is not valid UTF-8", e))
             })?;
         let convert = || -> ConvResult<DataEntry> {
-            let index = field!(&entry, "buffer_index", int::<u64>)?;
-            let buffer_index = usize::try_from(index).map_err(|_| {
-                ConvError::new(format!("{index} is out of range")).at(Seg::Field("buffer_index"))
-            })?;
-            // `AlignedData(data, alignment)` uses `alignment or 1`.
-            let alignment = field!(&entry, "alignment", |a: &Any<'_>| {
-                if a.is_none() {
-                    Ok(1)
-                } else {
-                    int::<u64>(a).map(|n| n.max(1))
-                }
-            })?;
+            let (buffer_index, alignment) = data_entry_place(&entry)?;
             let tensor_layout = field!(&entry, "tensor_layout", |t: &Any<'_>| {
                 if t.is_none() {
                     Ok(None)

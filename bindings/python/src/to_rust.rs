@@ -352,18 +352,7 @@ fn named_data_store(obj: &Any<'_>, keep: &mut Keep) -> ConvResult<NamedDataStore
                 .extract()
                 .map_err(|e| ConvError::from_py(v.py(), "key is not a str", e))?;
             let convert = || -> ConvResult<DataEntry> {
-                let index = field!(&entry, "buffer_index", int::<u64>)?;
-                let buffer_index = usize::try_from(index).map_err(|_| {
-                    ConvError::new("buffer index out of range").at(Seg::Field("buffer_index"))
-                })?;
-                // `AlignedData(data, alignment)` uses `alignment or 1`.
-                let alignment = field!(&entry, "alignment", |a: &Any<'_>| {
-                    if a.is_none() {
-                        Ok(1)
-                    } else {
-                        int::<u64>(a).map(|n| n.max(1))
-                    }
-                })?;
+                let (buffer_index, alignment) = data_entry_place(&entry)?;
                 Ok(DataEntry {
                     buffer_index,
                     alignment,
@@ -383,6 +372,23 @@ fn named_data_store(obj: &Any<'_>, keep: &mut Keep) -> ConvResult<NamedDataStore
 
 // ---------------------------------------------------------------------------------------
 // Leaves.
+
+/// `buffer_index` and `alignment` of a reference `DataEntry` (of a `.pte`'s or a `.ptd`'s
+/// named data); `AlignedData(data, alignment)` uses `alignment or 1`.
+pub(crate) fn data_entry_place(entry: &Any<'_>) -> ConvResult<(usize, u64)> {
+    let index = field!(entry, "buffer_index", int::<u64>)?;
+    let buffer_index = usize::try_from(index).map_err(|_| {
+        ConvError::new(format!("{index} is out of range")).at(Seg::Field("buffer_index"))
+    })?;
+    let alignment = field!(entry, "alignment", |a: &Any<'_>| {
+        if a.is_none() {
+            Ok(1)
+        } else {
+            int::<u64>(a).map(|n| n.max(1))
+        }
+    })?;
+    Ok((buffer_index, alignment))
+}
 
 pub(crate) fn type_name(obj: &Any<'_>) -> String {
     obj.get_type()
