@@ -42,38 +42,22 @@ import sys
 import tempfile
 import time
 
+from bench_interleave import proc_status, reset_peak
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CASES = ("mlp", "ptd", "xnnpack", "bundled", "bundled-stream", "transformer")
 MIB = 1 << 20
-
-
-def _status(field):
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
-def _reset_peak():
-    """Resets VmHWM to the current RSS (Linux >= 4.0); False where not allowed."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
 
 
 def child(case, mode, size_mib, out_path):
     t_process = time.perf_counter()
     result = {"case": case, "mode": mode}
     if mode == "ptekit":
-        rss0 = _status("VmRSS")
+        rss0 = proc_status("VmRSS")
         t0, c0 = time.perf_counter(), time.process_time()
         import ptekit
 
-        t1, c1, rss1 = time.perf_counter(), time.process_time(), _status("VmRSS")
+        t1, c1, rss1 = time.perf_counter(), time.process_time(), proc_status("VmRSS")
         before = set(sys.modules)
         ptekit.install()
         t2, c2 = time.perf_counter(), time.process_time()
@@ -81,7 +65,7 @@ def child(case, mode, size_mib, out_path):
         result["import_s"], result["import_cpu_s"] = t1 - t0, c1 - c0
         result["import_rss"] = rss1 - rss0
         result["install_s"], result["install_cpu_s"] = t2 - t1, c2 - c1
-        result["install_rss"] = _status("VmRSS") - rss1
+        result["install_rss"] = proc_status("VmRSS") - rss1
         before = set(sys.modules)
     import torch
 
@@ -112,8 +96,8 @@ def child(case, mode, size_mib, out_path):
             x = (torch.randn(*inputs[0].shape),)
             with torch.no_grad():
                 cases.append(MethodTestCase(inputs=x, expected_outputs=(model(*x),)))
-    rss_built = _status("VmRSS")
-    result["peak_reset"] = _reset_peak()
+    rss_built = proc_status("VmRSS")
+    result["peak_reset"] = reset_peak()
     t0, c0 = time.perf_counter(), time.process_time()
     partitioner = []
     if case == "xnnpack":
@@ -146,7 +130,7 @@ def child(case, mode, size_mib, out_path):
             manager.write_tensor_data_to_file(os.path.dirname(out_path))
     result["export_s"] = time.perf_counter() - t0
     result["export_cpu_s"] = time.process_time() - c0
-    result["peak_rss"] = _status("VmHWM")
+    result["peak_rss"] = proc_status("VmHWM")
     result["rss_built"] = rss_built
     result["process_s"] = time.perf_counter() - t_process
     folder = os.path.dirname(out_path)

@@ -32,24 +32,6 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from bench_interleave import interleaved, write_file  # noqa: E402
 
 
-def _vm_hwm_kib():
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    return 0
-
-
-def _reset_hwm():
-    # Writing 5 to clear_refs resets VmHWM to the current RSS (Linux >= 4.0).
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
 def rss_child(path):
     """Peak RSS growth of ptekit.serialize_pte_binary + len() in a fresh process."""
     code = f"""
@@ -60,19 +42,13 @@ from executorch.exir._serialize._program import deserialize_pte_binary
 data = open({str(path)!r}, "rb").read()
 pte = deserialize_pte_binary(data)
 gc.collect()
-def hwm():
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-def rss():
-    for line in open("/proc/self/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-open("/proc/self/clear_refs", "w").write("5")
-before = rss()
+from bench_interleave import proc_status, reset_peak
+if not reset_peak():
+    sys.exit("cannot reset VmHWM (/proc/self/clear_refs)")
+before = proc_status("VmRSS") // 1024
 out = ptekit.serialize_pte_binary(pte, extract_delegate_segments=True)
 n = len(out)
-peak = hwm()
+peak = proc_status("VmHWM") // 1024
 print(json.dumps({{"rss_before_kib": before, "rss_peak_kib": peak, "len": n, "flatbuffer": out.flatbuffer_size}}))
 """
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -26,6 +26,8 @@ import sys
 import numpy as np
 import torch
 
+from make_fixtures import Mlp, _MethodWrapper
+
 
 def export(model, inputs, *, quant=None, methods=None):
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
@@ -34,7 +36,7 @@ def export(model, inputs, *, quant=None, methods=None):
     model.eval()
     progs = {}
     for name, (fn, args) in (methods or {"forward": (None, inputs)}).items():
-        m = model if fn is None else _Method(model, fn)
+        m = model if fn is None else _MethodWrapper(model, fn)
         ep = torch.export.export(m, args, strict=False)
         if quant is not None:
             ep = _quantize(ep, args, quant)
@@ -65,30 +67,9 @@ def _quantize(ep, args, quant):
     return torch.export.export(m, args, strict=False)
 
 
-class _Method(torch.nn.Module):
-    def __init__(self, model, fn):
-        super().__init__()
-        self.model = model
-        self.fn = fn
-
-    def forward(self, *args):
-        return getattr(self.model, self.fn)(*args)
-
-
-class MLP(torch.nn.Module):
-    def __init__(self, width, layers, inp):
-        super().__init__()
-        dims = [inp] + [width] * layers
-        self.layers = torch.nn.ModuleList(
-            torch.nn.Linear(a, b) for a, b in zip(dims, dims[1:])
-        )
-
-    def forward(self, x):
-        for i, l in enumerate(self.layers):
-            x = l(x)
-            if i + 1 < len(self.layers):
-                x = torch.relu(x)
-        return x
+def mlp(width, layers, inp):
+    """make_fixtures' Mlp with `layers` Linear layers of `width` after an input of `inp`."""
+    return Mlp([inp] + [width] * layers)
 
 
 class ConvLinear(torch.nn.Module):
@@ -189,10 +170,10 @@ def main():
     want = lambda n: not a.only or n in a.only  # noqa: E731
     dyn = {"per_channel": True, "dynamic": True}
     if want("mlp_fp32"):
-        m, x = MLP(128, 3, 128), (torch.randn(4, 128),)
+        m, x = mlp(128, 3, 128), (torch.randn(4, 128),)
         write(a.out, "mlp_fp32", export(m, x), m, x)
     if want("dyn_int8"):
-        m, x = MLP(256, 3, 128), (torch.randn(4, 128),)
+        m, x = mlp(256, 3, 128), (torch.randn(4, 128),)
         write(a.out, "dyn_int8", export(m, x, quant=dyn), m, x)
     if want("static_int8"):
         m, x = ConvLinear(), (torch.randn(1, 3, 8, 8),)
@@ -209,10 +190,10 @@ def main():
         write(a.out, "two_methods", mgr, m, x)
     if a.bench:
         if want("mlp_fp32_big"):
-            m, x = MLP(2048, 16, 2048), (torch.randn(1, 2048),)
+            m, x = mlp(2048, 16, 2048), (torch.randn(1, 2048),)
             write(a.out, "mlp_fp32_big", export(m, x), m, x)
         if want("dyn_int8_big"):
-            m, x = MLP(2048, 16, 2048), (torch.randn(1, 2048),)
+            m, x = mlp(2048, 16, 2048), (torch.randn(1, 2048),)
             write(a.out, "dyn_int8_big", export(m, x, quant=dyn), m, x)
         if want("transformer_fp32_big"):
             m, x = Transformer(512, 12, 8), (torch.randn(1, 16, 512),)
