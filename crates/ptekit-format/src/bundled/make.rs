@@ -5,11 +5,10 @@
 use std::borrow::Cow;
 
 use super::model::*;
+use super::verify::shape_misfit;
 use super::{pack_bundled, BundledError, BUNDLED_PROGRAM_SCHEMA_VERSION};
 use crate::npz::{read_npz_checked, DType, NpyArray, NpyHeader};
-use crate::program::{
-    ExecutionPlan, KernelTypes, Program, Tensor as ProgramTensor, TensorShapeDynamism,
-};
+use crate::program::{ExecutionPlan, KernelTypes, Program, Tensor as ProgramTensor};
 use crate::pte::{PteFile, ReadOptions};
 
 /// One test input: an array (for a tensor input, or a 0-d array standing for a scalar
@@ -286,11 +285,11 @@ fn make_suite<'v>(
     })
 }
 
-/// Checks an array against the program's tensor `t`: the same dtype; the same rank;
-/// each size equal to the program's for a static shape, at most it for a dynamic shape
-/// with an upper bound, anything for an unbounded one. The runtime refuses other values
-/// when the test is loaded (a method input cannot change its rank, nor a static tensor
-/// its sizes), and an array larger than the program's tensor is never a valid test.
+/// Checks an array against the program's tensor `t`: the same dtype, and a shape that
+/// fits (see [`shape_misfit`], the rule `verify` applies to a `.bpte`'s test inputs). The
+/// runtime refuses other values when the test is loaded (a method input cannot change its
+/// rank, nor a static tensor its sizes), and an array larger than the program's tensor
+/// is never a valid test.
 fn check_tensor(
     t: &ProgramTensor,
     dtype: DType,
@@ -308,27 +307,14 @@ fn check_tensor(
             ),
         ));
     }
-    let sizes = t.sizes.as_deref().unwrap_or(&[]);
-    let fits = |(&got, &size): (&usize, &i32)| {
-        let size = usize::try_from(size).ok();
-        match t.shape_dynamism {
-            TensorShapeDynamism::DYNAMIC_BOUND => size.is_some_and(|s| got <= s),
-            TensorShapeDynamism::DYNAMIC_UNBOUND => true,
-            _ => size == Some(got),
-        }
-    };
-    if shape.len() != sizes.len() || !shape.iter().zip(sizes).all(fits) {
-        let rule = match t.shape_dynamism {
-            TensorShapeDynamism::DYNAMIC_BOUND => "sizes at most",
-            TensorShapeDynamism::DYNAMIC_UNBOUND => "rank of",
-            _ => "static shape",
-        };
-        return Err(invalid(
-            field.to_owned(),
-            format!("shape {shape:?} but the program expects {rule} {sizes:?}"),
-        ));
+    let shape: Vec<i64> = shape
+        .iter()
+        .map(|&d| i64::try_from(d).unwrap_or(i64::MAX))
+        .collect();
+    match shape_misfit(&shape, t) {
+        Some(message) => Err(invalid(field.to_owned(), message)),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 fn tensor_value<'v>(a: &'v NpyArray, field: &str) -> Result<Value<'v>, BundledError> {

@@ -195,22 +195,36 @@ fn check_against(
     if !input {
         return Ok(());
     }
-    let got = t.sizes.as_deref().unwrap_or_default();
+    let got: Vec<i64> = t.sizes.iter().flatten().map(|&s| i64::from(s)).collect();
+    match shape_misfit(&got, want) {
+        Some(message) => Err(invalid(format!("{field}.Tensor.sizes"), message)),
+        None => Ok(()),
+    }
+}
+
+/// Why a test tensor of `shape` does not fit the method's tensor `want`, or `None`: it
+/// needs the same rank, and each size equal to the method's for a static shape, at most
+/// it for a dynamic one (the runtime treats unbounded shapes as bounded by the sizes in
+/// the program when it resizes an input). Used by `verify` for every test input and by
+/// `bundle make` for the arrays it is given.
+pub(super) fn shape_misfit(shape: &[i64], want: &crate::program::Tensor) -> Option<String> {
     let bound = want.sizes.as_deref().unwrap_or_default();
     let dynamic = want.shape_dynamism != TensorShapeDynamism::STATIC;
-    let fits = got.len() == bound.len()
-        && got
-            .iter()
-            .zip(bound)
-            .all(|(g, b)| if dynamic { g <= b } else { g == b });
-    if !fits {
-        return Err(invalid(
-            format!("{field}.Tensor.sizes"),
-            format!(
-                "{got:?} does not fit the method's input {bound:?}{}",
-                if dynamic { " (upper bounds)" } else { "" }
-            ),
-        ));
-    }
-    Ok(())
+    let fits = shape.len() == bound.len()
+        && shape.iter().zip(bound).all(|(&g, &b)| {
+            let b = i64::from(b);
+            if dynamic {
+                g <= b
+            } else {
+                g == b
+            }
+        });
+    (!fits).then(|| {
+        let rule = if dynamic {
+            "sizes at most"
+        } else {
+            "static shape"
+        };
+        format!("shape {shape:?} but the program expects {rule} {bound:?}")
+    })
 }
