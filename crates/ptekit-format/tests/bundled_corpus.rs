@@ -2,8 +2,10 @@
 //! parses in place and equals the corpus `.pte`, it re-packs to exactly its bytes, and
 //! `bundled::make` from the `.pte` plus the decoded test values reproduces it.
 
+#[path = "pte_support.rs"]
+mod support;
+
 use std::borrow::Cow;
-use std::path::PathBuf;
 
 use ptekit_flatbuffers::Limits;
 use ptekit_format::bundled::{
@@ -13,24 +15,6 @@ use ptekit_format::bundled::{
 use ptekit_format::npz::{DType, NpyArray};
 use ptekit_format::pte::ReadOptions;
 
-fn corpus_dir() -> PathBuf {
-    match std::env::var_os("PTEKIT_CORPUS") {
-        Some(p) => PathBuf::from(p),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus"),
-    }
-}
-
-fn corpus(ext: &str) -> Vec<PathBuf> {
-    let dir = corpus_dir();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("corpus directory {} unreadable: {e}", dir.display()))
-        .map(|e| e.expect("dir entry").path())
-        .filter(|p| p.extension().is_some_and(|x| x == ext))
-        .collect();
-    files.sort();
-    files
-}
-
 fn inside(outer: &[u8], inner: &[u8]) -> bool {
     let (o, i) = (outer.as_ptr() as usize, inner.as_ptr() as usize);
     i >= o && i + inner.len() <= o + outer.len()
@@ -38,7 +22,7 @@ fn inside(outer: &[u8], inner: &[u8]) -> bool {
 
 #[test]
 fn corpus_bpte_round_trips_byte_for_byte() {
-    let files = corpus("bpte");
+    let files = support::corpus_files("bpte");
     assert!(files.len() >= 3, "expected the .bpte files of the corpus");
     for path in files {
         let bytes = std::fs::read(&path).expect("read");
@@ -130,7 +114,7 @@ fn array(t: &ptekit_format::bundled::Tensor<'_>) -> NpyArray {
 
 #[test]
 fn make_from_pte_and_values_reproduces_corpus_bpte() {
-    for path in corpus("bpte") {
+    for path in support::corpus_files("bpte") {
         let bytes = std::fs::read(&path).expect("read");
         let bp = decode_bundled(&bytes, &Limits::default()).expect("decode");
         let suites: Vec<MethodTestSuiteInput> = bp
@@ -191,7 +175,7 @@ fn make_from_pte_and_values_reproduces_corpus_bpte() {
 
 #[test]
 fn summary_lists_suites() {
-    let path = corpus_dir().join("mlp.bpte");
+    let path = support::corpus_dir().join("mlp.bpte");
     let bytes = std::fs::read(path).expect("read");
     let file = BundledFile::parse(&bytes, &Limits::default()).expect("parse");
     let s = bundled::summary(&file);

@@ -2,21 +2,14 @@
 //! truncation, deterministic byte corruptions, and targeted damage with the expected
 //! error, offset and field path.
 
-use std::path::PathBuf;
+#[path = "pte_support.rs"]
+mod support;
 
 use ptekit_flatbuffers::Limits;
 use ptekit_format::bundled::{self, BundledFile};
 use ptekit_format::error::ContainerError;
 use ptekit_format::flat_tensor::{self, FlatTensorError, FlatTensorFile, ReadOptions};
 use ptekit_format::pte;
-
-fn corpus(name: &str) -> Vec<u8> {
-    let dir = match std::env::var_os("PTEKIT_CORPUS") {
-        Some(p) => PathBuf::from(p),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus"),
-    };
-    std::fs::read(dir.join(name)).expect("corpus file")
-}
 
 /// The whole read path of a `.bpte`; returns whether it was accepted.
 fn read_bpte(bytes: &[u8]) -> bool {
@@ -40,14 +33,14 @@ fn read_ptd(bytes: &[u8]) -> bool {
 
 #[test]
 fn every_truncation_is_rejected() {
-    let bpte = corpus("mlp.bpte");
+    let bpte = support::corpus_file("mlp.bpte");
     for cut in 0..bpte.len() {
         assert!(
             !read_bpte(&bpte[..cut]) || cut == bpte.len(),
             "bpte truncated to {cut} accepted"
         );
     }
-    let ptd = corpus("external._default_external_constant.ptd");
+    let ptd = support::corpus_file("external._default_external_constant.ptd");
     for cut in 0..ptd.len() {
         assert!(!read_ptd(&ptd[..cut]), "ptd truncated to {cut} accepted");
     }
@@ -66,7 +59,7 @@ fn corruptions_never_panic() {
         ("mlp.bpte", true),
         ("external._default_external_constant.ptd", false),
     ] {
-        let base = corpus(name);
+        let base = support::corpus_file(name);
         // The flatbuffer part (offsets, vtables) is where damage matters; also hit data.
         let hot = if is_bpte { base.len() } else { 600 };
         for _ in 0..4000 {
@@ -91,7 +84,7 @@ fn corruptions_never_panic() {
 
 #[test]
 fn targeted_bpte_damage() {
-    let good = corpus("mlp.bpte");
+    let good = support::corpus_file("mlp.bpte");
     // Wrong identifier.
     let mut b = good.clone();
     b[4..8].copy_from_slice(b"BP07");
@@ -99,7 +92,7 @@ fn targeted_bpte_damage() {
     assert_eq!(e.offset(), 4);
     assert!(e.to_string().contains("BP07"), "{e}");
     // Not a bundled program at all: a .pte.
-    assert!(decode_bundled(&corpus("mlp.pte"), &Limits::default()).is_err());
+    assert!(decode_bundled(&support::corpus_file("mlp.pte"), &Limits::default()).is_err());
 
     // An unknown union type in a Value: find the first `val_type` byte (1 = Tensor) by
     // walking the decoded model's first value. Easiest robust route: re-pack a program
@@ -169,7 +162,7 @@ fn targeted_bpte_damage() {
 
 #[test]
 fn targeted_ptd_damage() {
-    let good = corpus("external._default_external_constant.ptd");
+    let good = support::corpus_file("external._default_external_constant.ptd");
     let opts = ReadOptions::default();
     // Header magic.
     let mut b = good.clone();

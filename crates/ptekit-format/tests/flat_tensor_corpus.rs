@@ -1,34 +1,17 @@
 //! The corpus `.ptd` parses, matches what the reference wrote (named tensors and
 //! segments), rewrites byte for byte, and `serialize` from its payload reproduces it.
 
-use std::path::PathBuf;
+#[path = "pte_support.rs"]
+mod support;
 
 use ptekit_format::flat_tensor::{
     self, decode_flat_tensor, pack_flat_tensor, FlatTensorConfig, FlatTensorFile, ReadOptions,
 };
 use ptekit_format::program::ScalarType;
 
-fn corpus_dir() -> PathBuf {
-    match std::env::var_os("PTEKIT_CORPUS") {
-        Some(p) => PathBuf::from(p),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus"),
-    }
-}
-
-fn corpus_ptd() -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(corpus_dir())
-        .expect("corpus")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.extension().is_some_and(|x| x == "ptd"))
-        .collect();
-    files.sort();
-    assert!(!files.is_empty(), "expected a .ptd in the corpus");
-    files
-}
-
 #[test]
 fn corpus_ptd_parses_and_rewrites_exactly() {
-    for path in corpus_ptd() {
+    for path in support::corpus_ptds() {
         let bytes = std::fs::read(&path).expect("read");
         assert!(flat_tensor::is_flat_tensor(&bytes));
         let file = FlatTensorFile::parse(&bytes, &ReadOptions::default()).expect("parse");
@@ -56,7 +39,8 @@ fn corpus_ptd_parses_and_rewrites_exactly() {
 #[test]
 fn corpus_ptd_content() {
     let bytes =
-        std::fs::read(corpus_dir().join("external._default_external_constant.ptd")).expect("read");
+        std::fs::read(support::corpus_dir().join("external._default_external_constant.ptd"))
+            .expect("read");
     let file = FlatTensorFile::parse(&bytes, &ReadOptions::default()).expect("parse");
     let ft = file.flat_tensor();
     let keys: Vec<&str> = ft

@@ -4,9 +4,11 @@
 //! `write_atomic` from a memory map reproduces the input, copying segments through the
 //! source file descriptor.
 
+#[path = "pte_support.rs"]
+mod support;
+
 use std::borrow::Cow;
 use std::fs;
-use std::path::PathBuf;
 
 use proptest::prelude::*;
 use ptekit_format::flat_tensor::{
@@ -17,24 +19,6 @@ use ptekit_format::flat_tensor::{
 use ptekit_format::program::ScalarType;
 use ptekit_format::pte::PteMap;
 use ptekit_format::write::{SourceRef, WriteOptions};
-
-fn corpus_dir() -> PathBuf {
-    match std::env::var_os("PTEKIT_CORPUS") {
-        Some(p) => PathBuf::from(p),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus"),
-    }
-}
-
-fn corpus_ptd() -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = fs::read_dir(corpus_dir())
-        .expect("corpus")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.extension().is_some_and(|x| x == "ptd"))
-        .collect();
-    files.sort();
-    assert!(!files.is_empty(), "expected a .ptd in the corpus");
-    files
-}
 
 fn align_up(x: u64, a: u64) -> u64 {
     x.div_ceil(a) * a
@@ -210,7 +194,7 @@ fn plan_borrows_the_payload_buffers() {
 
 #[test]
 fn corpus_plans_match_the_old_serializer_and_borrow_the_file() {
-    for path in corpus_ptd() {
+    for path in support::corpus_ptds() {
         let bytes = fs::read(&path).expect("read");
         let file = FlatTensorFile::parse(&bytes, &ReadOptions::default()).expect("parse");
         let segments: Vec<&[u8]> = file.segments().iter().map(|s| s.data).collect();
@@ -239,7 +223,7 @@ fn corpus_plans_match_the_old_serializer_and_borrow_the_file() {
 #[test]
 fn write_atomic_from_a_map_reproduces_the_input() {
     let dir = tempfile::tempdir().expect("tempdir");
-    for path in corpus_ptd() {
+    for path in support::corpus_ptds() {
         let map = PteMap::open(&path).expect("map");
         let file = FlatTensorFile::parse(map.bytes(), &ReadOptions::default()).expect("parse");
         let planned = flat_tensor::plan_exact(&file)
@@ -278,7 +262,7 @@ fn segments_are_copied_from_the_source_file() {
     // file's bytes exactly where the segments are, which shows they were copied through
     // the file descriptor and not from memory.
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = &corpus_ptd()[0];
+    let path = &support::corpus_ptds()[0];
     let bytes = fs::read(path).expect("read");
     let file = FlatTensorFile::parse(&bytes, &ReadOptions::default()).expect("parse");
     let other_path = dir.path().join("other.bin");

@@ -1,6 +1,9 @@
 //! Every reference `.pte` in the shared corpus decodes, matches its independent
 //! `*.summary.json`, and re-packs to exactly the reference's flatbuffer bytes.
 
+#[path = "pte_support.rs"]
+mod support;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -11,15 +14,8 @@ use ptekit_format::program::{
 };
 use serde_json::Value;
 
-fn corpus_dir() -> PathBuf {
-    match std::env::var_os("PTEKIT_CORPUS") {
-        Some(p) => PathBuf::from(p),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus"),
-    }
-}
-
 fn corpus_files() -> Vec<PathBuf> {
-    let dir = corpus_dir();
+    let dir = support::corpus_dir();
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("corpus directory {} unreadable: {e}", dir.display()))
         .map(|e| e.expect("dir entry").path())

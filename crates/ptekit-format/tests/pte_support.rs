@@ -16,15 +16,29 @@ pub fn corpus_dir() -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus"))
 }
 
-/// Every `.pte` of the corpus, sorted by name.
-pub fn corpus_ptes() -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(corpus_dir())
-        .expect("corpus folder readable")
+/// Every file of the corpus with extension `ext`, sorted by name.
+pub fn corpus_files(ext: &str) -> Vec<PathBuf> {
+    let dir = corpus_dir();
+    let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("corpus folder {} unreadable: {e}", dir.display()))
         .map(|e| e.expect("dir entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "pte"))
+        .filter(|p| p.extension().is_some_and(|e| e == ext))
         .collect();
     v.sort();
+    v
+}
+
+/// Every `.pte` of the corpus, sorted by name.
+pub fn corpus_ptes() -> Vec<PathBuf> {
+    let v = corpus_files("pte");
     assert!(v.len() >= 10, "corpus has only {} .pte files", v.len());
+    v
+}
+
+/// Every `.ptd` of the corpus (at least one), sorted by name.
+pub fn corpus_ptds() -> Vec<PathBuf> {
+    let v = corpus_files("ptd");
+    assert!(!v.is_empty(), "expected a .ptd in the corpus");
     v
 }
 
