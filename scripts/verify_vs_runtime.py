@@ -246,7 +246,7 @@ def environment_reason(detail: str, log: str = "", checked=None):
     if "bad_alloc" in detail and planned > machine_memory():
         # The Python runtime allocates every method's planned buffers when it loads the
         # program; a file may declare more than this machine has.
-        return f"planned memory of {planned} bytes is more than this machine's {machine_memory()}"
+        return f"planned memory larger than this machine's: {planned} bytes > {machine_memory()}"
     for code, logged, reason in ENVIRONMENT:
         # "error: 0x:20" (load_method), "status 0x20" (bundled execution)
         if not re.search(rf"0x:?{code[2:]}\b", detail):
@@ -290,7 +290,8 @@ def misses(results):
 def summarize(results) -> dict:
     table = {}
     for r in results:
-        runtime = r["outcome"] + (" (environment)" if r["environment"] else "")
+        # The reason up to its first colon: the kind, without the names and numbers.
+        runtime = r["outcome"] + (f" (environment: {r['environment'].split(':')[0]})" if r["environment"] else "")
         key = f"runtime {runtime} / verify {'ok' if r['verify_ok'] else 'rejects'}"
         table[key] = table.get(key, 0) + 1
     return dict(sorted(table.items()))
