@@ -1417,8 +1417,15 @@ pub struct BackgroundStats {
     pub pending: u64,
 }
 
+/// The writer starts when no job arrived for this long ...
+const QUIET: std::time::Duration = std::time::Duration::from_millis(50);
+/// ... or after this long in all.
+const QUIET_MAX: std::time::Duration = std::time::Duration::from_secs(2);
+
 #[derive(Default)]
 struct WorkerState {
+    /// A flush is waiting: start at once.
+    hurry: bool,
     queue: std::collections::VecDeque<Job>,
     busy: bool,
     /// The process whose writer thread serves this queue. A child created
@@ -1492,7 +1499,23 @@ fn run_worker() {
                     w.cv.wait(st)
                         .unwrap_or_else(std::sync::PoisonError::into_inner);
             }
+            // A model load creates its runtimes back to back: start once
+            // no new job came for a moment (so the writer does not compete
+            // with the load for the CPU, and the load is one commit), unless
+            // someone waits for the commit.
+            let since = std::time::Instant::now();
+            while !st.hurry && since.elapsed() < QUIET_MAX {
+                let n = st.queue.len();
+                st = match w.cv.wait_timeout(st, QUIET) {
+                    Ok((g, _)) => g,
+                    Err(p) => p.into_inner().0,
+                };
+                if st.queue.len() == n {
+                    break;
+                }
+            }
             st.busy = true;
+            st.hurry = false;
             st.queue.drain(..).collect()
         };
         let started = std::time::Instant::now();
@@ -1623,6 +1646,8 @@ pub fn flush_background(timeout: std::time::Duration) -> bool {
         // No writer of this process: nothing of ours is pending.
         return true;
     }
+    st.hurry = true;
+    w.cv.notify_all();
     while !st.queue.is_empty() || st.busy {
         let now = std::time::Instant::now();
         if now >= deadline {
