@@ -130,6 +130,9 @@ SPECIFIC = {
     # file is consistent, and a machine with 512 GiB to spare loads it: the script counts
     # it as the environment's, from the planned memory verify reports.
     "planned-memory": ("mlp_xnnpack.pte", 724, 0x80, 0x00),
+    # Found by `--seed 5`: the file identifier ET12 -> ET13, which the reader takes (a
+    # newer schema) and the runtime refuses ("Program identifier 'ET13' != expected").
+    "identifier": ("mlp_xnnpack.pte", 7, 0x33, ord("2")),
 }
 
 
@@ -190,3 +193,10 @@ def test_more_planned_memory_than_the_machine_has_is_the_environment(specific, p
     assert v["planned_memory_bytes"] == 224 + 2**39
     original = json.loads(ptekit("verify", "--json", CORPUS / "mlp_xnnpack.pte").stdout)
     assert original["planned_memory_bytes"] == 224
+
+
+def test_identifier_other_than_et12_is_refused(specific):
+    r = specific["identifier"]
+    assert r["outcome"] == "rejected" and "Program identifier 'ET13'" in r["log"], r
+    assert not r["verify_ok"], r
+    assert "file_identifier (file offset 0x4)" in r["verify_error"], r

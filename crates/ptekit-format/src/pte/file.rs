@@ -223,7 +223,26 @@ impl<'a> PteFile<'a> {
     /// [`PteFile::parse`] did the header, flatbuffer, segments and references; this adds
     /// [`PteFile::validate`] and fails with the first issue (and how many more there are).
     pub fn verify(&self) -> Result<(), PteError> {
-        first_issue(self.validate())
+        let mut issues = self.validate();
+        // The reader takes any `ET` + two alphanumerics (a newer schema may still be
+        // read); the runtime loads only its own identifier (program.cpp, InvalidProgram).
+        let id = self.file_identifier();
+        if id != crate::program::pack::PROGRAM_FILE_IDENTIFIER {
+            issues.insert(
+                0,
+                Issue {
+                    kind: IssueKind::Unsupported,
+                    path: "file_identifier".into(),
+                    message: format!(
+                        "{:?}, but the runtime loads only {:?}",
+                        String::from_utf8_lossy(&id),
+                        String::from_utf8_lossy(&crate::program::pack::PROGRAM_FILE_IDENTIFIER)
+                    ),
+                    offset: Some(4),
+                },
+            );
+        }
+        first_issue(issues)
     }
 
     /// Checks the program's external tensors against the `.ptd` that holds their data,
