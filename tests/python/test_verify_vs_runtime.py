@@ -133,6 +133,9 @@ SPECIFIC = {
     # Found by `--seed 5`: the file identifier ET12 -> ET13, which the reader takes (a
     # newer schema) and the runtime refuses ("Program identifier 'ET13' != expected").
     "identifier": ("mlp_xnnpack.pte", 7, 0x33, ord("2")),
+    # Found by `--seed 6`: an optional tensor list item pointing at an Int value:
+    # "Failed parsing optional tensor list at index 14: 0x13" (InvalidType).
+    "list-item": ("scalars_lists.pte", 1732, 0x08, 0x09),
 }
 
 
@@ -145,14 +148,6 @@ def specific(tmp_path_factory, ptekit):
         path.write_bytes(_flip(name, at, value, old))
         jobs.append({"path": str(path), "source": name, "mutation": what})
     return {r["mutation"]: r for r in vvr.run(jobs)}
-
-
-def test_value_without_a_type_is_refused_at_its_type_byte(specific):
-    r = specific["none-value"]
-    assert r["outcome"] == "rejected" and "0x:23" in r["detail"], r
-    assert "Unknown KernelTypes value" in r["log"] and "index 286" in r["log"], r["log"]
-    assert not r["verify_ok"], r
-    assert "execution_plan[0].values[286].val_type (file offset 0x49f3)" in r["verify_error"], r
 
 
 @pytest.mark.parametrize("what", ["bpte-xnnpack-key", "bpte-xnnpack-vtable"])
@@ -175,14 +170,6 @@ def test_unregistered_backend_is_the_environment_and_verify_warns(specific, ptek
     assert "warning: the payloads of backend(s) Xnnpa\x7fkBackend are not checked" in v.stderr, v.stderr
 
 
-def test_chain_without_instructions_is_refused(specific):
-    r = specific["no-instructions"]
-    assert r["outcome"] == "rejected" and "0x:23" in r["detail"], r
-    assert "Missing instructions in chain 0" in r["log"], r["log"]
-    assert not r["verify_ok"], r
-    assert "execution_plan[0].chains[0].instructions (file offset 0x" in r["verify_error"], r
-
-
 def test_more_planned_memory_than_the_machine_has_is_the_environment(specific, ptekit):
     r = specific["planned-memory"]
     assert r["outcome"] == "rejected" and "bad_alloc" in r["detail"], r
@@ -195,8 +182,21 @@ def test_more_planned_memory_than_the_machine_has_is_the_environment(specific, p
     assert original["planned_memory_bytes"] == 224
 
 
-def test_identifier_other_than_et12_is_refused(specific):
-    r = specific["identifier"]
-    assert r["outcome"] == "rejected" and "Program identifier 'ET13'" in r["log"], r
+@pytest.mark.parametrize(
+    "what,error,logged,refusal",
+    [
+        ("none-value", "0x:23", "Unknown KernelTypes value 4294967295 at index 286",
+         "execution_plan[0].values[286].val_type (file offset 0x49f3)"),
+        ("no-instructions", "0x:23", "Missing instructions in chain 0",
+         "execution_plan[0].chains[0].instructions (file offset 0x"),
+        ("identifier", "0x:23", "Program identifier 'ET13'", "file_identifier (file offset 0x4)"),
+        ("list-item", "0x:13", "optional tensor list at index 14",
+         "values[14].val.OptionalTensorList.items[0] (file offset 0x"),
+    ],
+)
+def test_program_defects_the_runtime_refuses_are_refused_at_their_offset(specific, what, error, logged, refusal):
+    r = specific[what]
+    assert r["outcome"] == "rejected" and error in r["detail"], r
+    assert logged in r["log"], r["log"]
     assert not r["verify_ok"], r
-    assert "file_identifier (file offset 0x4)" in r["verify_error"], r
+    assert refusal in r["verify_error"], r

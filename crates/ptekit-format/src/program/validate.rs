@@ -334,6 +334,54 @@ impl<'p> Validator<'p, '_> {
         }
     }
 
+    /// The items of the tensor list at value `list` refer to values the runtime has
+    /// already parsed (a lower index: it parses values in order and reads the items'
+    /// values while parsing the list) holding a tensor (or `None`, for an optional
+    /// list); else it fails (InvalidType) or reads an unparsed value.
+    fn list_items(
+        &mut self,
+        plan: &ExecutionPlan<'_>,
+        list: usize,
+        path: &str,
+        items: &Option<Vec<i32>>,
+        optional: bool,
+    ) {
+        let values = plan.values.as_deref().unwrap_or_default();
+        for (j, &idx) in items.iter().flatten().enumerate() {
+            let Ok(at) = usize::try_from(idx) else {
+                continue; // -1 (optional) or reported as out of range
+            };
+            let Some(value) = values.get(at) else {
+                continue; // reported as out of range
+            };
+            let fits = match &value.val {
+                Some(KernelTypes::Tensor(_)) => true,
+                Some(KernelTypes::Null(_)) => optional,
+                _ => false,
+            };
+            if !fits {
+                self.push(
+                    IssueKind::Inconsistent,
+                    format!("{path}[{j}]"),
+                    format!(
+                        "value {idx} is {}, not a tensor{}",
+                        value
+                            .val
+                            .as_ref()
+                            .map_or("of no type", KernelTypes::kind_name),
+                        if optional { " or None" } else { "" }
+                    ),
+                );
+            } else if at >= list {
+                self.push(
+                    IssueKind::Inconsistent,
+                    format!("{path}[{j}]"),
+                    format!("value {idx} comes after the list (value {list}): the runtime parses values in order"),
+                );
+            }
+        }
+    }
+
     fn plan(&mut self, path: &str, plan: &ExecutionPlan<'_>) {
         let n_values = len_of(&plan.values);
         let n_ops = len_of(&plan.operators);
@@ -388,6 +436,13 @@ impl<'p> Validator<'p, '_> {
                 Some(KernelTypes::Tensor(t)) => self.tensor(&format!("{vpath}.Tensor"), t, plan),
                 Some(KernelTypes::TensorList(l)) => {
                     value_list(self, format!("{vpath}.TensorList.items"), &l.items);
+                    self.list_items(
+                        plan,
+                        i,
+                        &format!("{vpath}.TensorList.items"),
+                        &l.items,
+                        false,
+                    );
                 }
                 // IntList items are value indices (of the Int values holding the numbers).
                 Some(KernelTypes::IntList(l)) => {
@@ -402,6 +457,8 @@ impl<'p> Validator<'p, '_> {
                     }
                 }
                 Some(KernelTypes::OptionalTensorList(l)) => {
+                    let items = format!("{vpath}.OptionalTensorList.items");
+                    self.list_items(plan, i, &items, &l.items, true);
                     for (j, &idx) in l.items.iter().flatten().enumerate() {
                         if idx != -1 && !in_range_i32(idx, n_values) {
                             self.push(
