@@ -54,8 +54,11 @@ def _global() -> ctypes.CDLL:
     lib.ptekit_xnnpack_enable.restype = ctypes.c_int
     lib.ptekit_xnnpack_stats_json.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
     lib.ptekit_xnnpack_stats_json.restype = ctypes.c_size_t
-    lib.ptekit_xnnpack_flush.argtypes = [ctypes.c_uint64]
-    lib.ptekit_xnnpack_flush.restype = ctypes.c_int
+    try:
+        lib.ptekit_xnnpack_flush.argtypes = [ctypes.c_uint64]
+        lib.ptekit_xnnpack_flush.restype = ctypes.c_int
+    except AttributeError:  # a preloaded library from before background commits
+        pass
     return lib
 
 
@@ -118,7 +121,10 @@ def xnnpack_cache_flush(timeout: float = 30.0) -> bool:
     """
     if not (_promoted or _preloaded()):
         return True
-    return bool(_global().ptekit_xnnpack_flush(max(0, int(timeout * 1000))))
+    lib = _global()
+    if not hasattr(lib, "ptekit_xnnpack_flush"):
+        return True  # that library commits before the runtime is returned
+    return bool(lib.ptekit_xnnpack_flush(max(0, int(timeout * 1000))))
 
 
 def xnnpack_cache_stats() -> dict:
