@@ -274,3 +274,35 @@ fn values_of_union_type_none_are_refused_at_their_type_byte() {
     println!("{checked} values checked");
     assert!(checked > 500, "{checked}");
 }
+
+#[test]
+fn negative_planned_buffer_sizes_are_refused_at_their_entry() {
+    // The runtime's MethodMeta refuses a negative planned buffer size (entry 0 is
+    // reserved and never read); found by `scripts/verify_vs_runtime.py --seed 7`.
+    let mut checked = 0;
+    for path in corpus_ptes() {
+        let bytes = std::fs::read(&path).expect("corpus file");
+        if verify_error(&bytes).is_some() {
+            continue;
+        }
+        let file = PteFile::parse(&bytes, &ReadOptions::default()).expect("parses");
+        let base = file.program_bytes().as_ptr() as usize - bytes.as_ptr() as usize;
+        for (p, plan) in file.program().execution_plan.iter().flatten().enumerate() {
+            let n = plan.non_const_buffer_sizes.as_ref().map_or(0, Vec::len);
+            for k in 1..n {
+                let field = format!("execution_plan[{p}].non_const_buffer_sizes[{k}]");
+                let at = base + locate(file.program_bytes(), &field).expect("located") as usize;
+                let mut mutant = bytes.clone();
+                mutant[at..at + 8].copy_from_slice(&(-8i64).to_le_bytes());
+                let err = verify_error(&mutant).unwrap_or_else(|| panic!("{field}: verifies"));
+                assert!(
+                    err.contains(&field) && err.contains("negative planned buffer size"),
+                    "{}: {err}",
+                    path.display()
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 10, "{checked}");
+}

@@ -398,6 +398,23 @@ impl<'p> Validator<'p, '_> {
                 }
             }
         };
+        // Entry 0 is reserved (the runtime never reads it); every planned buffer the
+        // runtime allocates must have a size >= 0 (MethodMeta refuses a negative one).
+        for (k, &size) in plan
+            .non_const_buffer_sizes
+            .iter()
+            .flatten()
+            .enumerate()
+            .skip(1)
+        {
+            if size < 0 {
+                self.push(
+                    IssueKind::Inconsistent,
+                    format!("{path}.non_const_buffer_sizes[{k}]"),
+                    format!("negative planned buffer size {size}"),
+                );
+            }
+        }
         value_list(self, format!("{path}.inputs"), &plan.inputs);
         value_list(self, format!("{path}.outputs"), &plan.outputs);
         for (i, v) in plan.values.iter().flatten().enumerate() {
