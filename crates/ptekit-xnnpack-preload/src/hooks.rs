@@ -32,7 +32,10 @@ macro_rules! call_real {
             Ok(s) => s,
             Err(_) => return INVALID_STATE,
         };
-        let addr = SLOT.get(sym, $name as *const () as usize);
+        let addr = {
+            let _t = session::Span::resolve();
+            SLOT.get(sym, $name as *const () as usize)
+        };
         if addr == 0 {
             return INVALID_STATE;
         }
@@ -40,6 +43,7 @@ macro_rules! call_real {
         // like this interposer, whose C signature is `$ty` (include/xnnpack.h);
         // the arguments are passed through unchanged.
         let f: $ty = unsafe { std::mem::transmute::<usize, $ty>(addr) };
+        let _t = session::Span::real();
         // SAFETY: same contract as our caller's call of this function.
         unsafe { f($($arg),*) }
     }};
@@ -112,6 +116,7 @@ pub unsafe extern "C" fn xnn_define_tensor_value(
     flags: u32,
     id_out: *mut u32,
 ) -> u32 {
+    let _hook = session::Span::hook();
     let st = call_real!(
         xnn_define_tensor_value,
         unsafe extern "C" fn(
@@ -169,6 +174,7 @@ pub unsafe extern "C" fn xnn_define_quantized_tensor_value(
     flags: u32,
     id_out: *mut u32,
 ) -> u32 {
+    let _hook = session::Span::hook();
     let st = call_real!(
         xnn_define_quantized_tensor_value,
         unsafe extern "C" fn(
@@ -270,6 +276,7 @@ pub unsafe extern "C" fn xnn_define_channelwise_quantized_tensor_value(
     flags: u32,
     id_out: *mut u32,
 ) -> u32 {
+    let _hook = session::Span::hook();
     let st = call_real!(
         xnn_define_channelwise_quantized_tensor_value,
         unsafe extern "C" fn(
@@ -334,6 +341,7 @@ pub unsafe extern "C" fn xnn_define_channelwise_quantized_tensor_value_v2(
     flags: u32,
     id_out: *mut u32,
 ) -> u32 {
+    let _hook = session::Span::hook();
     let st = call_real!(
         xnn_define_channelwise_quantized_tensor_value_v2,
         unsafe extern "C" fn(
@@ -401,6 +409,7 @@ pub unsafe extern "C" fn xnn_define_channelwise_quantized_tensor_value_v3(
     id_out: *mut u32,
     channelwise_zero_point: *const f32,
 ) -> u32 {
+    let _hook = session::Span::hook();
     let st = call_real!(
         xnn_define_channelwise_quantized_tensor_value_v3,
         unsafe extern "C" fn(
@@ -510,6 +519,7 @@ pub unsafe extern "C" fn xnn_define_blockwise_quantized_tensor_value(
     flags: u32,
     id_out: *mut u32,
 ) -> u32 {
+    let _hook = session::Span::hook();
     let st = call_real!(
         xnn_define_blockwise_quantized_tensor_value,
         unsafe extern "C" fn(
@@ -582,6 +592,7 @@ pub unsafe extern "C" fn xnn_define_blockwise_quantized_tensor_value_v2(
     scale_type: u32,
     id_out: *mut u32,
 ) -> u32 {
+    let _hook = session::Span::hook();
     let st = call_real!(
         xnn_define_blockwise_quantized_tensor_value_v2,
         unsafe extern "C" fn(
@@ -661,6 +672,7 @@ pub unsafe extern "C" fn xnn_define_dynamically_quantized_tensor_value(
     flags: u32,
     id_out: *mut u32,
 ) -> u32 {
+    let _hook = session::Span::hook();
     let st = call_real!(
         xnn_define_dynamically_quantized_tensor_value,
         unsafe extern "C" fn(Subgraph, u32, usize, usize, *const usize, u32, u32, *mut u32) -> u32,
@@ -708,6 +720,7 @@ pub unsafe extern "C" fn xnn_define_fully_connected(
     output_id: u32,
     flags: u32,
 ) -> u32 {
+    let _hook = session::Span::hook();
     let st = call_real!(
         xnn_define_fully_connected,
         unsafe extern "C" fn(Subgraph, f32, f32, u32, u32, u32, u32, u32) -> u32,
@@ -751,6 +764,7 @@ pub unsafe extern "C" fn xnn_define_convolution_2d(
     output_id: u32,
     flags: u32,
 ) -> u32 {
+    let _hook = session::Span::hook();
     let st = call_real!(
         xnn_define_convolution_2d,
         unsafe extern "C" fn(
@@ -856,6 +870,7 @@ pub unsafe extern "C" fn xnn_define_depthwise_convolution_2d(
     output_id: u32,
     flags: u32,
 ) -> u32 {
+    let _hook = session::Span::hook();
     let st = call_real!(
         xnn_define_depthwise_convolution_2d,
         unsafe extern "C" fn(
@@ -959,6 +974,7 @@ pub unsafe extern "C" fn xnn_define_deconvolution_2d(
     output_id: u32,
     flags: u32,
 ) -> u32 {
+    let _hook = session::Span::hook();
     let st = call_real!(
         xnn_define_deconvolution_2d,
         unsafe extern "C" fn(
@@ -1056,6 +1072,7 @@ pub unsafe extern "C" fn xnn_define_batch_matrix_multiply(
     output_id: u32,
     flags: u32,
 ) -> u32 {
+    let _hook = session::Span::hook();
     let st = call_real!(
         xnn_define_batch_matrix_multiply,
         unsafe extern "C" fn(Subgraph, u32, u32, u32, u32) -> u32,
@@ -1077,6 +1094,7 @@ pub unsafe extern "C" fn xnn_define_batch_matrix_multiply(
 /// The XNNPACK contract of the real function.
 #[no_mangle]
 pub unsafe extern "C" fn xnn_delete_subgraph(subgraph: Subgraph) -> u32 {
+    let _hook = session::Span::hook();
     let st = call_real!(
         xnn_delete_subgraph,
         unsafe extern "C" fn(Subgraph) -> u32,
@@ -1101,6 +1119,7 @@ pub unsafe extern "C" fn xnn_create_runtime_v4(
     flags: u32,
     runtime_out: *mut *mut c_void,
 ) -> u32 {
+    let _hook = session::Span::hook();
     type F = unsafe extern "C" fn(
         Subgraph,
         *mut c_void,
@@ -1142,6 +1161,7 @@ pub unsafe extern "C" fn xnn_create_runtime_v4(
 /// The XNNPACK contract of the real function.
 #[no_mangle]
 pub unsafe extern "C" fn xnn_delete_runtime(runtime: *mut c_void) -> u32 {
+    let _hook = session::Span::hook();
     let st = call_real!(
         xnn_delete_runtime,
         unsafe extern "C" fn(*mut c_void) -> u32,

@@ -2,11 +2,17 @@
 //!
 //! `dlsym(RTLD_NEXT, ..)` does not work here: the Python runtime loads
 //! ExecuTorch's XNNPACK backend with local scope, outside the global search
-//! order. Instead every loaded object is asked (through `dlopen(RTLD_NOLOAD)`
-//! and `dlsym` on its handle) for the symbol, keeping only definitions that
-//! live in that object itself and are not ours. With several XNNPACK copies
-//! loaded, the one in the object that called us wins (found with `dladdr` on
-//! the return addresses of the current call stack).
+//! order. Instead the object that called us (the first object on the call
+//! stack that is not ours, located by address in the loader's list of
+//! objects) is asked for the symbol through `dlsym` on its handle (opened
+//! once with `RTLD_NOLOAD` and kept), which searches that object and its
+//! dependencies: the definition it would have bound to without us. That
+//! object is asked first for every later symbol too. Only if this gives
+//! nothing (or ours) is every loaded object asked, keeping definitions that
+//! live in that object itself and are not ours; with several XNNPACK copies
+//! loaded, the one in an object on the call stack wins there. Each symbol is
+//! resolved once per process ([`Slot`]), so with several copies all calls
+//! go to one of them (as before: the slots are process-wide).
 
 #![allow(
     unsafe_code,
@@ -15,29 +21,130 @@
 
 use std::ffi::{c_int, c_void, CStr, CString};
 
-/// A loaded object: its path as the dynamic loader knows it.
-fn loaded_objects() -> Vec<CString> {
+/// A loaded object: its path as the dynamic loader knows it (empty for the
+/// main program) and the address ranges of its loaded segments.
+struct Loaded {
+    name: CString,
+    segments: Vec<(usize, usize)>,
+}
+
+impl Loaded {
+    fn contains(&self, addr: usize) -> bool {
+        self.segments.iter().any(|&(a, b)| a <= addr && addr < b)
+    }
+
+    /// The object `info` describes.
+    ///
+    /// # Safety
+    /// `info` comes from `dl_iterate_phdr` and is used during its callback.
+    unsafe fn from_info(info: &libc::dl_phdr_info) -> Loaded {
+        let name = if info.dlpi_name.is_null() {
+            CString::default()
+        } else {
+            // SAFETY: dlpi_name is a NUL-terminated string owned by the loader.
+            unsafe { CStr::from_ptr(info.dlpi_name) }.to_owned()
+        };
+        Loaded {
+            name,
+            // SAFETY: caller contract.
+            segments: unsafe { segments(info) }.collect(),
+        }
+    }
+}
+
+/// The address ranges of the loaded segments of the object `info` describes.
+///
+/// # Safety
+/// As [`Loaded::from_info`].
+unsafe fn segments(info: &libc::dl_phdr_info) -> impl Iterator<Item = (usize, usize)> + '_ {
+    let phdrs: &[libc::Elf64_Phdr] = if info.dlpi_phdr.is_null() {
+        &[]
+    } else {
+        // SAFETY: the loader passes `dlpi_phnum` program headers at
+        // `dlpi_phdr`, valid during the callback (caller contract).
+        unsafe { std::slice::from_raw_parts(info.dlpi_phdr, usize::from(info.dlpi_phnum)) }
+    };
+    let base = info.dlpi_addr as usize;
+    phdrs
+        .iter()
+        .filter(|h| h.p_type == libc::PT_LOAD)
+        .filter_map(move |h| {
+            let start = base.checked_add(usize::try_from(h.p_vaddr).ok()?)?;
+            Some((start, start.checked_add(usize::try_from(h.p_memsz).ok()?)?))
+        })
+}
+
+/// Calls `f` on each loaded object (`dl_iterate_phdr`) until it returns true.
+fn each_object(f: &mut dyn FnMut(&libc::dl_phdr_info) -> bool) {
     unsafe extern "C" fn cb(
         info: *mut libc::dl_phdr_info,
         _size: usize,
         data: *mut c_void,
     ) -> c_int {
-        // SAFETY: data is the &mut Vec passed below; info is valid for the
-        // duration of the callback (dl_iterate_phdr contract).
-        let (out, info) = unsafe { (&mut *(data as *mut Vec<CString>), &*info) };
-        if !info.dlpi_name.is_null() {
-            // SAFETY: dlpi_name is a NUL-terminated string owned by the loader.
-            let name = unsafe { CStr::from_ptr(info.dlpi_name) };
-            if !name.to_bytes().is_empty() {
-                out.push(name.to_owned());
-            }
-        }
-        0
+        // SAFETY: data is the `&mut &mut dyn FnMut` passed below; info is
+        // valid for the duration of the callback (dl_iterate_phdr contract).
+        let (f, info) = unsafe {
+            (
+                &mut *(data as *mut &mut dyn FnMut(&libc::dl_phdr_info) -> bool),
+                &*info,
+            )
+        };
+        c_int::from(f(info))
     }
-    let mut out: Vec<CString> = Vec::new();
-    // SAFETY: the callback only appends copies of the names to `out`.
-    unsafe { libc::dl_iterate_phdr(Some(cb), (&mut out as *mut Vec<CString>).cast()) };
+    let mut f = f;
+    // SAFETY: the callback only calls `f` with the loader's description.
+    unsafe {
+        libc::dl_iterate_phdr(
+            Some(cb),
+            (&mut f as *mut &mut dyn FnMut(&libc::dl_phdr_info) -> bool).cast(),
+        )
+    };
+}
+
+/// Every loaded object.
+fn loaded_objects() -> Vec<Loaded> {
+    let mut out = Vec::new();
+    each_object(&mut |info| {
+        // SAFETY: inside the dl_iterate_phdr callback.
+        out.push(unsafe { Loaded::from_info(info) });
+        false
+    });
     out
+}
+
+/// The loaded object holding `addr` (no symbol table search, unlike
+/// `dladdr`; the walk stops there).
+fn object_containing(addr: usize) -> Option<Loaded> {
+    let mut found = None;
+    each_object(&mut |info| {
+        // SAFETY: inside the dl_iterate_phdr callback.
+        if unsafe { segments(info) }.any(|(a, b)| a <= addr && addr < b) {
+            // SAFETY: as above.
+            found = Some(unsafe { Loaded::from_info(info) });
+        }
+        found.is_some()
+    });
+    found
+}
+
+/// A handle of the already loaded object `obj`, opened once per process and
+/// kept: the object then stays loaded for as long as we hold addresses of
+/// its functions.
+fn kept_handle(obj: &CStr) -> Option<usize> {
+    static HANDLES: std::sync::Mutex<Vec<(CString, usize)>> = std::sync::Mutex::new(Vec::new());
+    let mut hs = HANDLES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((_, h)) = hs.iter().find(|(n, _)| n.as_c_str() == obj) {
+        return Some(*h);
+    }
+    // SAFETY: RTLD_NOLOAD only returns a handle of an object already loaded.
+    let h = unsafe { libc::dlopen(obj.as_ptr(), libc::RTLD_LAZY | libc::RTLD_NOLOAD) };
+    if h.is_null() {
+        return None;
+    }
+    hs.push((obj.to_owned(), h as usize));
+    Some(h as usize)
 }
 
 /// The object file that contains address `addr`, with its load base.
@@ -84,6 +191,10 @@ pub fn symbol_in(obj: &CStr, sym: &CStr) -> Option<usize> {
 fn definitions(sym: &CStr, ours: usize) -> Vec<(usize, usize)> {
     let mut found: Vec<(usize, usize)> = Vec::new();
     for obj in loaded_objects() {
+        let obj = obj.name;
+        if obj.to_bytes().is_empty() {
+            continue;
+        }
         let Some(p) = symbol_in(&obj, sym) else {
             continue;
         };
@@ -117,9 +228,60 @@ fn caller_bases() -> Vec<usize> {
         .collect()
 }
 
+/// `dlsym` of `sym` in the already loaded object `obj`, through its kept
+/// handle ([`kept_handle`]).
+fn kept_symbol(obj: &CStr, sym: &CStr) -> Option<usize> {
+    let h = kept_handle(obj)?;
+    // SAFETY: h is a valid handle (kept open); sym is NUL-terminated.
+    let p = unsafe { libc::dlsym(h as *mut c_void, sym.as_ptr()) };
+    (!p.is_null()).then_some(p as usize)
+}
+
+/// The definition of `sym` that the object calling us would reach without
+/// our interposer: `dlsym` on a (kept) handle of the first object on the
+/// call stack that is not ours, which searches that object first, then its
+/// dependencies. The object found for the first symbol resolved is asked
+/// first for every later one (no stack walk: that costs tens of
+/// microseconds). `None` when the stack cannot be read or the answer is ours.
+fn from_caller(sym: &CStr, ours: usize) -> Option<usize> {
+    static FIRST_CALLER: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let mine = object_containing(ours)?;
+    let look_up = |h: usize| {
+        // SAFETY: h is a valid handle (kept open); sym is NUL-terminated.
+        let p = unsafe { libc::dlsym(h as *mut c_void, sym.as_ptr()) } as usize;
+        (p != 0 && p != ours && !mine.contains(p)).then_some(p)
+    };
+    if let Some(p) = FIRST_CALLER.get().and_then(|&h| look_up(h)) {
+        return Some(p);
+    }
+    // A few frames usually reach the caller; unwinding deeper (into the
+    // interpreter) costs more, so only when they do not.
+    let first_foreign = [8usize, 32].into_iter().find_map(|depth| {
+        let mut frames = [std::ptr::null_mut::<c_void>(); 32];
+        let depth = depth.min(frames.len());
+        // SAFETY: backtrace writes at most `depth` <= frames.len() pointers.
+        let n = unsafe { libc::backtrace(frames.as_mut_ptr(), depth as c_int) };
+        let n = usize::try_from(n).unwrap_or(0).min(depth);
+        frames[..n]
+            .iter()
+            .map(|p| *p as usize)
+            .find(|&a| !mine.contains(a))
+    })?;
+    let caller = object_containing(first_foreign).filter(|o| !o.name.to_bytes().is_empty())?;
+    let h = kept_handle(&caller.name)?;
+    let p = look_up(h)?;
+    let _ = FIRST_CALLER.set(h);
+    Some(p)
+}
+
 /// The address of the real `sym` for a call coming through our interposer
-/// at `ours`; `None` if no other object defines it.
+/// at `ours`; `None` if no other object defines it. Asks the calling object
+/// first ([`from_caller`]); only when that fails are all loaded objects
+/// searched (milliseconds in a process with hundreds of libraries).
 pub fn resolve(sym: &CStr, ours: usize) -> Option<usize> {
+    if let Some(p) = from_caller(sym, ours) {
+        return Some(p);
+    }
     let defs = definitions(sym, ours);
     match defs.as_slice() {
         [] => None,
@@ -138,11 +300,16 @@ pub fn resolve(sym: &CStr, ours: usize) -> Option<usize> {
 /// (`xnn_experimental_get_build_identifier_data/size`); falls back to the
 /// object's path, size and modification time.
 pub fn build_identity(real: usize) -> Vec<u8> {
-    let Some((obj, _)) = object_of(real) else {
+    // The loader's list names a shared object without a symbol search;
+    // `dladdr` names the main program too.
+    let listed = object_containing(real)
+        .map(|o| o.name)
+        .filter(|n| !n.to_bytes().is_empty());
+    let Some(obj) = listed.or_else(|| object_of(real).map(|(o, _)| o)) else {
         return b"unknown object".to_vec();
     };
-    let data = symbol_in(&obj, c"xnn_experimental_get_build_identifier_data");
-    let size = symbol_in(&obj, c"xnn_experimental_get_build_identifier_size");
+    let data = kept_symbol(&obj, c"xnn_experimental_get_build_identifier_data");
+    let size = kept_symbol(&obj, c"xnn_experimental_get_build_identifier_size");
     if let (Some(d), Some(s)) = (data, size) {
         // SAFETY: both are XNNPACK functions without arguments with these
         // signatures (include/xnnpack.h); the data stays valid while the
@@ -196,5 +363,40 @@ impl Slot {
 impl Default for Slot {
     fn default() -> Self {
         Slot::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locates_objects_by_address_like_the_loader() {
+        // libc's strlen: the loader's list and dladdr name the same object.
+        let addr = libc::strlen as *const () as usize;
+        let listed = object_containing(addr).expect("strlen is in a loaded object");
+        let (named, _) = object_of(addr).expect("dladdr knows strlen");
+        assert_eq!(listed.name, named);
+        assert!(listed.contains(addr));
+        // The kept handle finds the same definition dlsym does.
+        assert_eq!(kept_symbol(&listed.name, c"strlen"), Some(addr));
+        assert_eq!(symbol_in(&listed.name, c"strlen"), Some(addr));
+        assert!(kept_symbol(&listed.name, c"no_such_symbol_ptekit").is_none());
+        // An address in this test program is not in libc.
+        let here = locates_objects_by_address_like_the_loader as *const () as usize;
+        assert!(!listed.contains(here));
+    }
+
+    #[test]
+    fn resolves_a_symbol_defined_elsewhere_not_ours() {
+        // `ours` is an address in this program; the only other definition of
+        // strlen is libc's.
+        let ours = resolves_a_symbol_defined_elsewhere_not_ours as *const () as usize;
+        assert_eq!(
+            resolve(c"strlen", ours),
+            Some(libc::strlen as *const () as usize)
+        );
+        // A symbol nobody defines resolves to nothing (no stale guess).
+        assert_eq!(resolve(c"xnn_no_such_function_ptekit", ours), None);
     }
 }

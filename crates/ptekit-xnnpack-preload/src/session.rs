@@ -10,6 +10,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::c_void;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
 
@@ -35,6 +36,84 @@ pub const ENV_MAX_BYTES: &str = "PTEKIT_XNNPACK_CACHE_MAX_BYTES";
 pub const ENV_EXIT_WAIT_MS: &str = "PTEKIT_XNNPACK_CACHE_EXIT_WAIT_MS";
 /// See [`ENV_EXIT_WAIT_MS`].
 pub const DEFAULT_EXIT_WAIT_MS: u64 = 30_000;
+
+/// `1`: measure the time spent inside the interposed calls (ours and the
+/// real XNNPACK functions', separately) and report it as `timing` in the
+/// counters. Off by default (it costs three clock reads per call).
+pub const ENV_TIMING: &str = "PTEKIT_XNNPACK_TIMING";
+
+fn timing_on() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| env_flag(ENV_TIMING))
+}
+
+static HOOK_NS: AtomicU64 = AtomicU64::new(0);
+static REAL_NS: AtomicU64 = AtomicU64::new(0);
+static RESOLVE_NS: AtomicU64 = AtomicU64::new(0);
+static HOOK_CALLS: AtomicU64 = AtomicU64::new(0);
+
+/// Adds the time from its creation to its drop to one counter (when
+/// [`ENV_TIMING`] is on).
+pub struct Span(Option<(Instant, &'static AtomicU64)>);
+
+impl Span {
+    fn start(counter: &'static AtomicU64) -> Span {
+        Span(timing_on().then(|| (Instant::now(), counter)))
+    }
+
+    /// A whole interposed call.
+    pub fn hook() -> Span {
+        if timing_on() {
+            HOOK_CALLS.fetch_add(1, Ordering::Relaxed);
+        }
+        Span::start(&HOOK_NS)
+    }
+
+    /// The real XNNPACK function inside an interposed call.
+    pub fn real() -> Span {
+        Span::start(&REAL_NS)
+    }
+
+    /// Finding the real function (once per symbol and process).
+    pub fn resolve() -> Span {
+        Span::start(&RESOLVE_NS)
+    }
+}
+
+impl Drop for Span {
+    fn drop(&mut self) {
+        if let Some((t, c)) = self.0 {
+            let ns = u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            c.fetch_add(ns, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Time spent in the interposed calls ([`ENV_TIMING`]).
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Timing {
+    /// Interposed calls.
+    pub calls: u64,
+    /// Milliseconds in our code (the calls minus the real functions).
+    pub ours_ms: f64,
+    /// Milliseconds in the real XNNPACK functions.
+    pub real_ms: f64,
+    /// Milliseconds finding the real functions (part of `ours_ms`).
+    pub resolve_ms: f64,
+}
+
+fn timing() -> Option<Timing> {
+    if !timing_on() {
+        return None;
+    }
+    let ms = |c: &AtomicU64| c.load(Ordering::Relaxed) as f64 / 1e6;
+    Some(Timing {
+        calls: HOOK_CALLS.load(Ordering::Relaxed),
+        ours_ms: ms(&HOOK_NS) - ms(&REAL_NS),
+        real_ms: ms(&REAL_NS),
+        resolve_ms: ms(&RESOLVE_NS),
+    })
+}
 
 #[derive(Clone, Debug)]
 struct Config {
@@ -178,6 +257,8 @@ pub struct Totals {
     pub background: ptekit_cache::provider::BackgroundStats,
     /// Milliseconds spent waiting for the background writer (flush, exit).
     pub flush_wait_ms: f64,
+    /// Time spent in the interposed calls, when [`ENV_TIMING`] is on.
+    pub timing: Option<Timing>,
     /// Why the file is unusable, if it is.
     pub file_error: Option<String>,
     /// Why the file was rebuilt, if it was.
@@ -211,6 +292,7 @@ pub fn snapshot() -> Totals {
     }
     t.background = bg;
     t.runtimes_live = runtimes().len() as u64;
+    t.timing = timing();
     t
 }
 
