@@ -136,6 +136,15 @@ SPECIFIC = {
     # Found by `--seed 6`: an optional tensor list item pointing at an Int value:
     # "Failed parsing optional tensor list at index 14: 0x13" (InvalidType).
     "list-item": ("scalars_lists.pte", 1732, 0x08, 0x09),
+    # Found by `--seed 7`, inside the XNNPACK payload of a bundled program: the top byte
+    # of a fully-connected node's output_max (inf -> -inf, below output_min 0), which
+    # xnn_define_fully_connected refuses; a value's flags 0x1 -> 0x400001, which the
+    # delegate refuses before it defines the value.
+    "fc-range": ("mlp_xnnpack.bpte", 2739, 0xFF, 0x7F),
+    "value-flags": ("mlp_xnnpack.bpte", 2606, 0x40, 0x00),
+    # Found by `--seed 8`: a node's union type StaticReshape -> ArgMaxPooling2d, whose
+    # table then reads as a 0x0 pooling window (xnn_define_argmax_pooling_2d refuses it).
+    "argmax-window": ("transformer_xnnpack.bpte", 42531, 0x15, 0x14),
 }
 
 
@@ -157,6 +166,15 @@ def test_bundled_programs_have_their_xnnpack_payloads_checked(specific, what):
     assert not r["verify_ok"], r
     assert "embedded program (at .bpte offset 0x" in r["verify_error"], r
     assert ".xnnpack." in r["verify_error"], r
+    # The payload byte is also given as the offset in the .bpte.
+    assert " at file offset 0x" in r["verify_error"] and "(payload byte " in r["verify_error"], r
+
+
+def test_a_missing_named_key_of_a_bundled_program_says_it_has_no_ptd(specific):
+    # mlp_xnnpack.bpte: the payload starts at 0x640, constant_data[2] at its byte 312.
+    e = specific["bpte-xnnpack-key"]["verify_error"]
+    assert "(a bundled program is loaded without a .ptd) at file offset 0x778 (payload byte 312)" in e, e
+    assert "given .ptd" not in e, e
 
 
 def test_unregistered_backend_is_the_environment_and_verify_warns(specific, ptekit):
@@ -192,6 +210,16 @@ def test_more_planned_memory_than_the_machine_has_is_the_environment(specific, p
         ("identifier", "0x:23", "Program identifier 'ET13'", "file_identifier (file offset 0x4)"),
         ("list-item", "0x:13", "optional tensor list at index 14",
          "values[14].val.OptionalTensorList.items[0] (file offset 0x"),
+        # XNNPACK payload fields, at their offset in the .bpte (the flipped byte is in
+        # the field: output_max at 0xab0..0xab4, flags at 0xa2c..0xa30).
+        ("fc-range", "status 0x1", "Failed to create linear node 1, with code: xnn_status_invalid_parameter",
+         "xnodes[0].output_min_max.output_max: -inf is below output_min 0: XNNPACK refuses a reversed range"
+         " at file offset 0xab0 (payload byte 1136)"),
+        ("value-flags", "status 0x23", "Tensor value has unsupported flag bits 0x400001",
+         "xvalues[0].XNNTensorValue.flags: 0x400001 has bits other than external input (0x1) and output (0x2)"
+         ": the runtime refuses them at file offset 0xa2c (payload byte 1004)"),
+        ("argmax-window", "status 0x1", "Failed to create argmaxpool2d node 57 with code: xnn_status_invalid_parameter",
+         "delegates[14].xnnpack.xnodes[0].XNNArgMaxPooling2d.pooling_height: a 0x0 pooling window"),
     ],
 )
 def test_program_defects_the_runtime_refuses_are_refused_at_their_offset(specific, what, error, logged, refusal):

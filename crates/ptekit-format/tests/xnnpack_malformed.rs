@@ -168,6 +168,213 @@ fn named_key_missing_or_short() {
     assert_eq!(e.path(), "constant_data[1].size");
 }
 
+/// The define-time error of `g` (the reference runtime refuses it when it builds the
+/// XNNPACK subgraph) and the payload bytes; the graph alone gives the same field path.
+fn define_error(g: &XNNGraph) -> (XnnpackError, Vec<u8>) {
+    let blob = serialize_xnnpack_binary(g, &[]).expect("ser");
+    let p = decode_payload(&blob, &Limits::default()).expect("decode");
+    let lookup = |k: &str| (k == "k").then_some(16);
+    let e = validate_payload(&p, Some(&lookup)).expect_err("refused");
+    assert_eq!(e.kind(), &XnnpackErrorKind::Define, "{e}");
+    let bare = validate(
+        &p.graph,
+        &ConstantSources {
+            constant_data: p.constant_data,
+            named: Some(&lookup),
+        },
+    )
+    .expect_err("refused without positions");
+    assert_eq!(bare.path(), e.path());
+    (e, blob)
+}
+
+/// The 4 bytes at the error's offset: the field it names.
+fn field_bytes(e: &XnnpackError, blob: &[u8]) -> [u8; 4] {
+    let at = e.offset().expect("offset") as usize;
+    blob[at..at + 4].try_into().expect("4 bytes")
+}
+
+fn tensor_mut(g: &mut XNNGraph, i: usize) -> &mut XNNTensorValue {
+    match &mut g.xvalues.as_mut().expect("v")[i].xvalue_union {
+        Some(XValueUnion::XNNTensorValue(t)) => t,
+        _ => panic!("fixture value {i} is a tensor"),
+    }
+}
+
+#[test]
+fn value_flags_other_than_external_input_and_output_are_refused_at_the_field() {
+    let mut g = fc_graph();
+    tensor_mut(&mut g, 0).flags = 0x40_0001;
+    let (e, blob) = define_error(&g);
+    assert_eq!(e.path(), "xvalues[0].XNNTensorValue.flags");
+    assert_eq!(u32::from_le_bytes(field_bytes(&e, &blob)), 0x40_0001);
+    assert!(
+        e.message().starts_with("0x400001 has bits other than"),
+        "{e}"
+    );
+    // Input and output together are fine.
+    let mut g = fc_graph();
+    tensor_mut(&mut g, 0).flags = 3;
+    tensor_mut(&mut g, 0).external_id = 0;
+    check(&g, &[], &[("k", 16)]).expect("flags 3");
+}
+
+#[test]
+fn value_external_id_dims_and_datatype_are_checked_like_xnn_define_tensor_value() {
+    let mut g = fc_graph();
+    tensor_mut(&mut g, 2).external_id = 2; // num_externs is 2
+    let (e, blob) = define_error(&g);
+    assert_eq!(e.path(), "xvalues[2].XNNTensorValue.external_id");
+    assert_eq!(u32::from_le_bytes(field_bytes(&e, &blob)), 2);
+
+    let mut g = fc_graph();
+    tensor_mut(&mut g, 2).dims = Some(vec![1; 7]);
+    let (e, _) = define_error(&g);
+    assert_eq!(e.path(), "xvalues[2].XNNTensorValue.dims");
+    tensor_mut(&mut g, 2).dims = Some(vec![1; 6]);
+    tensor_mut(&mut g, 0).dims = Some(vec![1; 6]);
+    // Six dimensions are fine for the value; only the node's datatypes matter here.
+    assert!(validate(&g, &ConstantSources::default()).is_ok());
+
+    for bad in [0i16, 3, 9, 99, -1] {
+        let mut g = fc_graph();
+        tensor_mut(&mut g, 2).datatype = XNNDatatype(bad);
+        let (e, _) = define_error(&g);
+        assert_eq!(e.path(), "xvalues[2].XNNTensorValue.datatype", "{bad}");
+    }
+    // qint8 dynamic quantization of an external input is what the exporter writes.
+    let mut g = fc_graph();
+    tensor_mut(&mut g, 1).dq_datatype = XNNDatatype(3);
+    let (e, _) = define_error(&g);
+    assert_eq!(e.path(), "xvalues[1].XNNTensorValue.dq_datatype");
+    assert!(e.message().contains("no external input"), "{e}");
+}
+
+#[test]
+fn output_range_nan_or_reversed_is_refused_for_nodes_that_take_it() {
+    for (min, max, field) in [
+        (0.0, f32::NEG_INFINITY, "output_max"),
+        (f32::NAN, 1.0, "output_min"),
+        (0.0, f32::NAN, "output_max"),
+    ] {
+        let mut g = fc_graph();
+        g.xnodes.as_mut().expect("n")[17].output_min_max = Some(OutputMinMax {
+            output_min: min,
+            output_max: max,
+        });
+        let (e, blob) = define_error(&g);
+        assert_eq!(e.path(), format!("xnodes[17].output_min_max.{field}"));
+        let stored = f32::from_le_bytes(field_bytes(&e, &blob));
+        let want = if field == "output_min" { min } else { max };
+        assert_eq!(stored.to_bits(), want.to_bits());
+    }
+    // Equal bounds are fine, and Abs does not pass a range to XNNPACK.
+    let mut g = fc_graph();
+    let nodes = g.xnodes.as_mut().expect("n");
+    nodes[17].output_min_max = Some(OutputMinMax {
+        output_min: 1.0,
+        output_max: 1.0,
+    });
+    nodes[0].output_min_max = Some(OutputMinMax {
+        output_min: f32::NAN,
+        output_max: 0.0,
+    });
+    check(&g, &[], &[("k", 16)]).expect("valid");
+}
+
+#[test]
+fn required_node_values_and_pooling_windows() {
+    let mut g = fc_graph();
+    g.xnodes.as_mut().expect("n")[3].xnode_union = Some(XNodeUnion::XNNAbs(XNNNode1x1 {
+        input_id: 0,
+        output_id: XNN_INVALID_VALUE_ID,
+        flags: 0,
+    }));
+    let (e, blob) = define_error(&g);
+    assert_eq!(e.path(), "xnodes[3].XNNAbs.output_id");
+    assert_eq!(field_bytes(&e, &blob), [0xff; 4]);
+
+    for (h, w) in [(0, 5), (1, 1), (65536, 65536)] {
+        let mut g = fc_graph();
+        g.xnodes.as_mut().expect("n")[2].xnode_union =
+            Some(XNodeUnion::XNNArgMaxPooling2d(XNNArgMaxPooling2d {
+                pooling_height: h,
+                pooling_width: w,
+                input_id: 0,
+                output_value_id: 2,
+                output_index_id: 2,
+                ..XNNArgMaxPooling2d::default()
+            }));
+        let (e, blob) = define_error(&g);
+        assert_eq!(e.path(), "xnodes[2].XNNArgMaxPooling2d.pooling_height");
+        if h != 0 {
+            // (A 0 is the default, left out of the buffer.)
+            assert_eq!(u32::from_le_bytes(field_bytes(&e, &blob)), h);
+        }
+    }
+}
+
+#[test]
+fn fully_connected_datatypes_xnnpack_has_no_operator_for_are_refused() {
+    let mut g = fc_graph();
+    tensor_mut(&mut g, 0).datatype = XNNDatatype(2); // fp16 input, fp32 filter and output
+    let (e, _) = define_error(&g);
+    assert_eq!(e.path(), "xnodes[17].XNNFullyConnected.input1_id");
+    // input1_id 0 is the default, which the buffer leaves out: the offset is the table's.
+    assert!(e.offset().is_some());
+    assert!(
+        e.message().contains("input fp16, filter fp32, output fp32"),
+        "{e}"
+    );
+    // fp16 in and out with fp32 weights is an XNNPACK operator.
+    tensor_mut(&mut g, 2).datatype = XNNDatatype(2);
+    check(&g, &[], &[("k", 16)]).expect("fp16 with fp32 weights");
+    // A bf16 filter must be constant.
+    let mut g = fc_graph();
+    for i in 0..3 {
+        tensor_mut(&mut g, i).datatype = XNNDatatype(14);
+    }
+    check(&g, &[], &[("k", 16)]).expect("bf16 with a constant filter");
+    tensor_mut(&mut g, 1).constant_buffer_idx = 0;
+    let (e, blob) = define_error(&g);
+    assert_eq!(e.path(), "xnodes[17].XNNFullyConnected.filter_id");
+    assert_eq!(u32::from_le_bytes(field_bytes(&e, &blob)), 1);
+}
+
+#[test]
+fn graph_without_values_or_with_too_many_externs() {
+    let mut g = fc_graph();
+    g.num_externs = 4097;
+    let (e, blob) = define_error(&g);
+    assert_eq!(e.path(), "num_externs");
+    assert_eq!(u32::from_le_bytes(field_bytes(&e, &blob)), 4097);
+    let g = XNNGraph {
+        xvalues: None,
+        xnodes: Some(vec![]),
+        ..XNNGraph::default()
+    };
+    let e = validate(&g, &ConstantSources::default()).expect_err("no values");
+    assert_eq!(e.path(), "xvalues");
+}
+
+#[test]
+fn errors_inside_a_file_give_the_file_offset() {
+    let mut g = fc_graph();
+    tensor_mut(&mut g, 0).flags = 4;
+    let (e, _) = define_error(&g);
+    let at = e.offset().expect("payload byte");
+    assert_eq!(e.file_offset(), None);
+    let e = e.in_file_at(1000);
+    assert_eq!(e.file_offset(), Some(1000 + at));
+    // A container adds its own offset (a .bpte around the program).
+    let e = e.in_file_at(64);
+    assert_eq!(e.file_offset(), Some(1064 + at));
+    assert!(e.to_string().ends_with(&format!(
+        " at file offset 0x{:x} (payload byte {at})",
+        1064 + at
+    )));
+}
+
 #[test]
 fn wrong_identifier() {
     let mut blob = serialize_xnnpack_binary(&fc_graph(), &[]).expect("ser");

@@ -78,8 +78,8 @@ pub enum BundledError {
         source: PteError,
     },
     /// An XNNPACK payload of the embedded program is malformed or refers to what does
-    /// not exist (the error names the delegate, the field and the payload byte);
-    /// `offset` is where the program starts in the `.bpte`.
+    /// not exist (the error names the delegate, the field, the payload byte and its
+    /// offset in the `.bpte`); `offset` is where the program starts in the `.bpte`.
     #[error("embedded program (at .bpte offset 0x{offset:x}): {source}")]
     Xnnpack {
         /// Offset of the program bytes in the `.bpte` (0 if unknown).

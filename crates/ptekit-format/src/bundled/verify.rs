@@ -19,7 +19,7 @@ use crate::program::{
     check_tensor_layout, ExecutionPlan, KernelTypes, Program, TensorShapeDynamism,
 };
 use crate::pte::ReadOptions;
-use crate::xnnpack::check_payloads;
+use crate::xnnpack::{check_payloads, XnnpackErrorKind};
 
 /// Verifies a decoded `.bpte`: the embedded program ([`PteFile::verify`] and
 /// [`check_payloads`], as `ptekit verify` does for a `.pte`) and every test case (see
@@ -33,9 +33,18 @@ pub fn verify(file: &BundledFile<'_>, options: &ReadOptions) -> Result<(), Bundl
         .verify()
         .map_err(|source| BundledError::Program { offset, source })?;
     // The bundled API loads the program without a .ptd: named keys must be in it.
-    check_payloads(&program, None, &options.limits).map_err(|source| BundledError::Xnnpack {
-        offset,
-        source: Box::new(source),
+    check_payloads(&program, None, &options.limits).map_err(|source| {
+        let source = match source.kind() {
+            XnnpackErrorKind::NamedKey if source.path().ends_with("named_key") => {
+                source.note(" (a bundled program is loaded without a .ptd)")
+            }
+            _ => source,
+        };
+        BundledError::Xnnpack {
+            offset,
+            // Its offsets are in the program: make them the .bpte's.
+            source: Box::new(source.in_file_at(offset)),
+        }
     })?;
     check_tests(file, program.program())
 }

@@ -33,7 +33,8 @@ pub struct Payload<'a> {
 }
 
 /// Payload offsets of the root table and of each element table of `xnodes`, `xvalues`
-/// and `constant_data` (in element order).
+/// and `constant_data` (in element order), and of the fields that the define-time checks
+/// look at.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Positions {
     /// The `XNNGraph` table.
@@ -44,6 +45,53 @@ pub struct Positions {
     pub xvalues: Vec<usize>,
     /// Each `ConstantDataOffset` table.
     pub constant_data: Vec<usize>,
+    /// The root table's fields.
+    pub root_fields: TableFields,
+    /// Per node: its union member table's fields (`None`: union type NONE).
+    pub node_members: Vec<Option<TableFields>>,
+    /// Per node: its `OutputMinMax` table's fields (`None`: absent).
+    pub node_min_max: Vec<Option<TableFields>>,
+    /// Per value: its `XNNTensorValue` table's fields (of a quantized value: its
+    /// `tensor_value`; `None` when there is none).
+    pub value_tensors: Vec<Option<TableFields>>,
+}
+
+/// Payload offsets of one table and of its fields, by vtable slot (`None`: absent).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TableFields {
+    /// The table (its `soffset`).
+    pub table: usize,
+    /// Each field's bytes, by slot.
+    pub slots: Vec<Option<usize>>,
+}
+
+impl TableFields {
+    fn of(t: &Table<'_, '_>) -> Self {
+        TableFields {
+            table: t.position(),
+            // The table was verified: a field position it cannot give is one that is
+            // absent.
+            slots: (0..t.num_fields())
+                .map(|slot| t.field_position(slot).ok().flatten())
+                .collect(),
+        }
+    }
+
+    /// Where field `slot` is, or the table when the field is absent (its default).
+    pub fn field(&self, slot: usize) -> usize {
+        self.slots
+            .get(slot)
+            .copied()
+            .flatten()
+            .unwrap_or(self.table)
+    }
+
+    fn rebase(&mut self, base: usize) {
+        self.table = self.table.saturating_add(base);
+        for p in self.slots.iter_mut().flatten() {
+            *p = p.saturating_add(base);
+        }
+    }
 }
 
 impl Positions {
@@ -52,6 +100,16 @@ impl Positions {
         for v in [&mut self.xnodes, &mut self.xvalues, &mut self.constant_data] {
             for p in v.iter_mut() {
                 *p = p.saturating_add(base);
+            }
+        }
+        self.root_fields.rebase(base);
+        for t in [
+            &mut self.node_members,
+            &mut self.node_min_max,
+            &mut self.value_tensors,
+        ] {
+            for f in t.iter_mut().flatten() {
+                f.rebase(base);
             }
         }
         self
@@ -109,6 +167,7 @@ fn decode_with_positions(
         .map_err(|e| XnnpackError::from_flatbuffer(e, 0))?;
     let mut positions = Positions {
         root: root.position(),
+        root_fields: TableFields::of(&root),
         ..Positions::default()
     };
     let graph = xnn_graph(root, &mut positions).map_err(|e| XnnpackError::from_flatbuffer(e, 0))?;
@@ -130,11 +189,11 @@ fn xnn_graph(t: Table<'_, '_>, pos: &mut Positions) -> R<XNNGraph> {
         version: t.string(0).map_err(named("version"))?.map(str::to_owned),
         xnodes: t.decode_table_vector(1, "xnodes", |n| {
             pos.xnodes.push(n.position());
-            xnode(n)
+            xnode(n, pos)
         })?,
         xvalues: t.decode_table_vector(2, "xvalues", |v| {
             pos.xvalues.push(v.position());
-            xvalue(v)
+            xvalue(v, pos)
         })?,
         num_externs: t.get_u32(3, 0).map_err(named("num_externs"))?,
         input_ids: scalars(&t, 4, "input_ids")?,
@@ -171,8 +230,13 @@ impl FieldSource for TableSource<'_, '_, '_> {
     }
 }
 
-fn xnode(t: Table<'_, '_>) -> R<XNode> {
-    let xnode_union = match t.union(0, 1).map_err(named("xnode_union"))? {
+fn xnode(t: Table<'_, '_>, pos: &mut Positions) -> R<XNode> {
+    let union = t.union(0, 1).map_err(named("xnode_union"))?;
+    pos.node_members
+        .push(union.map(|u| TableFields::of(&u.table())));
+    pos.node_min_max
+        .push(t.table(3).ok().flatten().map(|m| TableFields::of(&m)));
+    let xnode_union = match union {
         None => None,
         Some(u) => {
             let name = XNodeUnion::name_of(u.tag())
@@ -258,8 +322,20 @@ fn quant_params(tag: u8, t: Table<'_, '_>) -> Option<R<XNNQuantParams>> {
     Some(r)
 }
 
-fn xvalue(t: Table<'_, '_>) -> R<XValue> {
-    let xvalue_union = match t.union(0, 1).map_err(named("xvalue_union"))? {
+fn xvalue(t: Table<'_, '_>, pos: &mut Positions) -> R<XValue> {
+    let union = t.union(0, 1).map_err(named("xvalue_union"))?;
+    pos.value_tensors.push(union.and_then(|u| {
+        match u.tag() {
+            2 => u
+                .table()
+                .table(0)
+                .ok()
+                .flatten()
+                .map(|t| TableFields::of(&t)),
+            _ => Some(TableFields::of(&u.table())),
+        }
+    }));
+    let xvalue_union = match union {
         None => None,
         Some(u) => match u.tag() {
             1 => Some(XValueUnion::XNNTensorValue(

@@ -24,6 +24,9 @@ pub enum XnnpackErrorKind {
     /// A named-data key that the program (or the given `.ptd`) does not hold, or holds
     /// with fewer bytes than the entry says.
     NamedKey,
+    /// A value or node that the reference runtime refuses when it defines it in XNNPACK
+    /// (`xnn_define_*` or the delegate's own checks before it).
+    Define,
     /// The graph cannot be written (the flatbuffer or header would exceed their limits).
     Build,
 }
@@ -36,6 +39,8 @@ pub struct XnnpackError {
     /// Outermost segment first once complete; built innermost first while unwinding.
     path: Vec<String>,
     offset: Option<u64>,
+    /// Where the payload starts in the file, once known.
+    payload_start: Option<u64>,
 }
 
 impl XnnpackError {
@@ -47,6 +52,7 @@ impl XnnpackError {
             message: message.into(),
             path: Vec::new(),
             offset: None,
+            payload_start: None,
         }
     }
 
@@ -73,6 +79,24 @@ impl XnnpackError {
     #[must_use]
     pub fn at(mut self, offset: u64) -> Self {
         self.offset = Some(offset);
+        self
+    }
+
+    /// Records that the payload starts at `start` in its file (see [`file_offset`]);
+    /// called again by a container that holds that file (a `.bpte` holding a program),
+    /// with the file's own offset in it, the offsets add up.
+    ///
+    /// [`file_offset`]: XnnpackError::file_offset
+    #[must_use]
+    pub fn in_file_at(mut self, start: u64) -> Self {
+        self.payload_start = Some(self.payload_start.unwrap_or(0).saturating_add(start));
+        self
+    }
+
+    /// Adds `note` to the message.
+    #[must_use]
+    pub(crate) fn note(mut self, note: &str) -> Self {
+        self.message.push_str(note);
         self
     }
 
@@ -107,6 +131,11 @@ impl XnnpackError {
         self.offset
     }
 
+    /// The byte offset in the file that holds the payload, when both are known.
+    pub fn file_offset(&self) -> Option<u64> {
+        Some(self.payload_start?.saturating_add(self.offset?))
+    }
+
     /// The field path, e.g. `execution_plan[0].delegates[3].xnnpack.xnodes[17].XNNFullyConnected.filter_id`.
     pub fn path(&self) -> String {
         let mut s = String::new();
@@ -127,8 +156,10 @@ impl fmt::Display for XnnpackError {
             write!(f, "{path}: ")?;
         }
         f.write_str(&self.message)?;
-        if let Some(o) = self.offset {
-            write!(f, " at payload byte {o}")?;
+        match (self.file_offset(), self.offset) {
+            (Some(at), Some(o)) => write!(f, " at file offset 0x{at:x} (payload byte {o})")?,
+            (None, Some(o)) => write!(f, " at payload byte {o}")?,
+            _ => {}
         }
         Ok(())
     }

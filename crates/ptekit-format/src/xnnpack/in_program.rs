@@ -7,12 +7,13 @@ use std::collections::HashMap;
 use ptekit_flatbuffers::Limits;
 
 use super::decode::{decode_payload, Payload};
-use super::error::XnnpackError;
+use super::error::{XnnpackError, XnnpackErrorKind};
 use super::validate::validate_payload;
 use super::BACKEND_ID;
 use crate::flat_tensor::FlatTensorFile;
 use crate::program::DataLocation;
 use crate::pte::PteFile;
+use crate::write::{len64, offset_within};
 
 /// One XNNPACK delegate of a program and its payload bytes.
 #[derive(Debug, Clone, Copy)]
@@ -25,6 +26,8 @@ pub struct DelegatePayload<'a> {
     /// range; [`PteFile::parse`] rejects out-of-range references, so only an absent
     /// `processed` gives `None`).
     pub bytes: Option<&'a [u8]>,
+    /// Where the payload starts in the program's bytes (`None` without a payload).
+    pub start: Option<u64>,
 }
 
 /// Every delegate whose backend id is `XnnpackBackend`, in plan then delegate order.
@@ -49,6 +52,7 @@ pub fn delegate_payloads<'a>(pte: &'a PteFile<'_>) -> Vec<DelegatePayload<'a>> {
                 plan: p,
                 delegate: d,
                 bytes,
+                start: bytes.and_then(|b| offset_within(pte.bytes(), b)).map(len64),
             });
         }
     }
@@ -64,6 +68,8 @@ pub struct NamedSizes {
     pub program: HashMap<String, u64>,
     /// Keys in the given `.ptd`.
     pub external: HashMap<String, u64>,
+    /// Whether a `.ptd` was given.
+    pub with_ptd: bool,
 }
 
 impl NamedSizes {
@@ -88,7 +94,11 @@ impl NamedSizes {
                 }
             }
         }
-        NamedSizes { program, external }
+        NamedSizes {
+            program,
+            external,
+            with_ptd: ptd.is_some(),
+        }
     }
 
     /// Size of `key` in the program or the `.ptd`.
@@ -105,23 +115,38 @@ impl NamedSizes {
     }
 }
 
-/// Decodes and fully checks one payload (header, flatbuffer, cross-references; named
-/// keys against `named`). Errors name the delegate.
+/// Decodes and fully checks one payload (header, flatbuffer, cross-references and
+/// define-time checks; named keys against `named`). Errors name the delegate and, with
+/// the payload's start, the file offset.
 pub fn check_payload<'a>(
     d: &DelegatePayload<'a>,
     named: &NamedSizes,
     limits: &Limits,
 ) -> Result<Payload<'a>, XnnpackError> {
+    let located = |e: XnnpackError| {
+        let e = e.in_delegate(d.plan, d.delegate);
+        match d.start {
+            Some(start) => e.in_file_at(start),
+            None => e,
+        }
+    };
     let blob = d.bytes.ok_or_else(|| {
-        XnnpackError::new(
-            super::error::XnnpackErrorKind::Header,
+        located(XnnpackError::new(
+            XnnpackErrorKind::Header,
             "the delegate has no processed data",
-        )
-        .in_delegate(d.plan, d.delegate)
+        ))
     })?;
-    let payload = decode_payload(blob, limits).map_err(|e| e.in_delegate(d.plan, d.delegate))?;
+    let payload = decode_payload(blob, limits).map_err(located)?;
     let lookup = |k: &str| named.any(k);
-    validate_payload(&payload, Some(&lookup)).map_err(|e| e.in_delegate(d.plan, d.delegate))?;
+    validate_payload(&payload, Some(&lookup)).map_err(|e| {
+        let e = match e.kind() {
+            XnnpackErrorKind::NamedKey if named.with_ptd && e.path().ends_with("named_key") => {
+                e.note(" nor in the given .ptd")
+            }
+            _ => e,
+        };
+        located(e)
+    })?;
     Ok(payload)
 }
 

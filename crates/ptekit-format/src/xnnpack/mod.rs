@@ -6,7 +6,9 @@
 //! - [`header`]: the `XH00` container (and legacy blobs without it).
 //! - [`decode_payload`] / [`decode_flatbuffer`]: verified reading on the shared verifier
 //!   and [`Limits`](ptekit_flatbuffers::Limits); [`validate`] checks the cross-references
-//!   (value ids, constant indices and ranges, named keys).
+//!   (value ids, constant indices and ranges, named keys) and what the reference runtime
+//!   checks when it defines the values and nodes in XNNPACK (value flags, datatypes,
+//!   dimensions, external ids; node value ids, output ranges, fully-connected datatypes).
 //! - [`convert_to_flatbuffer`] / [`serialize_xnnpack_binary`]: byte-identical to the
 //!   reference (which writes JSON and runs `flatc` 24.3.25), float rule in [`flatc_f32`].
 //! - [`summary()`](fn@summary) / [`render_summary`] for `ptekit inspect`,
@@ -29,6 +31,7 @@
 //! ```
 
 mod decode;
+mod define;
 mod error;
 pub mod header;
 mod in_program;
@@ -38,7 +41,7 @@ mod pack;
 mod summary;
 mod validate;
 
-pub use decode::{decode_flatbuffer, decode_payload, Payload, Positions};
+pub use decode::{decode_flatbuffer, decode_payload, Payload, Positions, TableFields};
 pub use error::{XnnpackError, XnnpackErrorKind};
 pub use header::{
     is_xnnpack_payload, split_payload, PayloadParts, XnnHeader, CONSTANT_TENSOR_ALIGNMENT,

@@ -2,9 +2,11 @@
 //! the graph names is defined by a value (or is `XNN_INVALID_VALUE_ID`), every constant
 //! index lies in `constant_data` (or the legacy `constant_buffer`), inline constant
 //! ranges lie inside the payload's constant data, and named keys exist where the
-//! program keeps its named data.
+//! program keeps its named data; then what the runtime checks when it defines the graph
+//! in XNNPACK (see [`define`](super::define)).
 
 use super::decode::{Payload, Positions};
+use super::define::{self, Where};
 use super::error::{XnnpackError, XnnpackErrorKind};
 use super::model::*;
 
@@ -76,7 +78,7 @@ impl FieldSink for IdSink<'_> {
 
 /// Checks the cross-references of `g` (see the [module documentation](self)).
 pub fn validate(g: &XNNGraph, sources: &ConstantSources<'_>) -> Result<(), XnnpackError> {
-    check(g, sources).map_err(|(e, _)| e)
+    check(g, sources).map_err(|b| b.0)
 }
 
 /// Checks the cross-references of a decoded payload against its own constant data and
@@ -90,7 +92,10 @@ pub fn validate_payload(
         constant_data: p.constant_data,
         named,
     };
-    check(&p.graph, &sources).map_err(|(e, at)| locate(e, at, &p.positions))
+    check(&p.graph, &sources).map_err(|b| {
+        let (e, at) = *b;
+        locate(e, at, &p.positions)
+    })
 }
 
 /// Where an error was found: the element of a table vector, or the root.
@@ -100,6 +105,7 @@ enum At {
     Node(usize),
     Value(usize),
     Constant(usize),
+    Define(Where),
 }
 
 fn locate(e: XnnpackError, at: At, p: &Positions) -> XnnpackError {
@@ -108,6 +114,17 @@ fn locate(e: XnnpackError, at: At, p: &Positions) -> XnnpackError {
         At::Node(i) => p.xnodes.get(i).copied(),
         At::Value(i) => p.xvalues.get(i).copied(),
         At::Constant(i) => p.constant_data.get(i).copied(),
+        At::Define(w) => {
+            let field = |t: Option<&Option<super::decode::TableFields>>, slot: usize| {
+                t.and_then(Option::as_ref).map(|f| f.field(slot))
+            };
+            match w {
+                Where::Root(slot) => Some(p.root_fields.field(slot)),
+                Where::Value(i, slot) => field(p.value_tensors.get(i), slot),
+                Where::Node(i, slot) => field(p.node_members.get(i), slot),
+                Where::MinMax(i, slot) => field(p.node_min_max.get(i), slot),
+            }
+        }
     };
     match pos {
         Some(pos) => e.at(pos as u64),
@@ -115,13 +132,14 @@ fn locate(e: XnnpackError, at: At, p: &Positions) -> XnnpackError {
     }
 }
 
-type Checked = Result<(), (XnnpackError, At)>;
+/// An error and where it was found (boxed: the error path is the rare one).
+type Checked = Result<(), Box<(XnnpackError, At)>>;
 
 fn check(g: &XNNGraph, sources: &ConstantSources<'_>) -> Checked {
     let values = g.xvalues.as_deref().unwrap_or_default();
     let mut defined = Vec::with_capacity(values.len());
     for (i, v) in values.iter().enumerate() {
-        let at = |e: XnnpackError| (e.in_field(format!("xvalues[{i}]")), At::Value(i));
+        let at = |e: XnnpackError| Box::new((e.in_field(format!("xvalues[{i}]")), At::Value(i)));
         let tensor = match &v.xvalue_union {
             None => {
                 return Err(at(err(
@@ -156,7 +174,7 @@ fn check(g: &XNNGraph, sources: &ConstantSources<'_>) -> Checked {
             })
             .nth(1)
             .map_or(0, |(i, _)| i);
-        return Err((
+        return Err(Box::new((
             err(
                 XnnpackErrorKind::ValueId,
                 format!("value id {dup} is defined more than once"),
@@ -164,20 +182,20 @@ fn check(g: &XNNGraph, sources: &ConstantSources<'_>) -> Checked {
             .in_field("id_out")
             .in_field(format!("xvalues[{second}]")),
             At::Value(second),
-        ));
+        )));
     }
     let ids = Ids { defined };
 
     for (name, list) in [("input_ids", &g.input_ids), ("output_ids", &g.output_ids)] {
         for (i, id) in list.as_deref().unwrap_or_default().iter().enumerate() {
             ids.check(*id)
-                .map_err(|e| (e.in_field(format!("{name}[{i}]")), At::Root))?;
+                .map_err(|e| Box::new((e.in_field(format!("{name}[{i}]")), At::Root)))?;
         }
     }
 
     for (i, n) in g.xnodes.as_deref().unwrap_or_default().iter().enumerate() {
         let Some(u) = &n.xnode_union else {
-            return Err((
+            return Err(Box::new((
                 err(
                     XnnpackErrorKind::ValueId,
                     "node has no operation (union type NONE)".into(),
@@ -185,7 +203,7 @@ fn check(g: &XNNGraph, sources: &ConstantSources<'_>) -> Checked {
                 .in_field("xnode_union")
                 .in_field(format!("xnodes[{i}]")),
                 At::Node(i),
-            ));
+            )));
         };
         let mut sink = IdSink {
             ids: &ids,
@@ -193,14 +211,18 @@ fn check(g: &XNNGraph, sources: &ConstantSources<'_>) -> Checked {
         };
         u.put(&mut sink);
         if let Some(e) = sink.first_error {
-            return Err((
+            return Err(Box::new((
                 e.in_field(u.name()).in_field(format!("xnodes[{i}]")),
                 At::Node(i),
-            ));
+            )));
         }
     }
 
-    check_constants(g, values, sources)
+    check_constants(g, values, sources)?;
+    define::check(g).map_err(|b| {
+        let (e, w) = *b;
+        Box::new((e, At::Define(w)))
+    })
 }
 
 fn check_constants(g: &XNNGraph, values: &[XValue], sources: &ConstantSources<'_>) -> Checked {
@@ -220,10 +242,10 @@ fn check_constants(g: &XNNGraph, values: &[XValue], sources: &ConstantSources<'_
     for (i, v) in values.iter().enumerate() {
         let Some(u) = &v.xvalue_union else { continue };
         let at = |e: XnnpackError| {
-            (
+            Box::new((
                 e.in_field(u.name()).in_field(format!("xvalues[{i}]")),
                 At::Value(i),
-            )
+            ))
         };
         if let Some(t) = u.tensor() {
             if !index_ok(t.constant_buffer_idx) {
@@ -262,7 +284,9 @@ fn check_constants(g: &XNNGraph, values: &[XValue], sources: &ConstantSources<'_
     }
 
     for (i, c) in entries.unwrap_or_default().iter().enumerate() {
-        let at = |e: XnnpackError| (e.in_field(format!("constant_data[{i}]")), At::Constant(i));
+        let at = |e: XnnpackError| {
+            Box::new((e.in_field(format!("constant_data[{i}]")), At::Constant(i)))
+        };
         match c.key() {
             Some(key) => {
                 let Some(lookup) = sources.named else {
@@ -272,7 +296,7 @@ fn check_constants(g: &XNNGraph, values: &[XValue], sources: &ConstantSources<'_
                     None => {
                         return Err(at(err(
                             XnnpackErrorKind::NamedKey,
-                            format!("named data key {key:?} is not in the program's named data (nor in a given .ptd)"),
+                            format!("named data key {key:?} is not in the program's named data"),
                         )
                         .in_field("named_key")))
                     }
