@@ -145,6 +145,10 @@ SPECIFIC = {
     # Found by `--seed 8`: a node's union type StaticReshape -> ArgMaxPooling2d, whose
     # table then reads as a 0x0 pooling window (xnn_define_argmax_pooling_2d refuses it).
     "argmax-window": ("transformer_xnnpack.bpte", 42531, 0x15, 0x14),
+    # Found by `--seed 9`: the method's static output sizes [2, 4] -> [3, 4]. The program
+    # loads; the bundled test fails when the delegate resizes the output to the [2, 4] it
+    # computes (InvalidArgument). Its expected output [2, 4] can never match [3, 4].
+    "output-shape": ("mlp_xnnpack.bpte", 1060, 0x03, 0x02),
 }
 
 
@@ -220,6 +224,8 @@ def test_more_planned_memory_than_the_machine_has_is_the_environment(specific, p
          ": the runtime refuses them at file offset 0xa2c (payload byte 1004)"),
         ("argmax-window", "status 0x1", "Failed to create argmaxpool2d node 57 with code: xnn_status_invalid_parameter",
          "delegates[14].xnnpack.xnodes[0].XNNArgMaxPooling2d.pooling_height: a 0x0 pooling window"),
+        ("output-shape", "status 0x10", "CALL_DELEGATE execute failed at instruction 0: 0x10",
+         "test_cases[0].expected_outputs[0].Tensor.sizes: shape [2, 4] but the program expects static shape [3, 4]"),
     ],
 )
 def test_program_defects_the_runtime_refuses_are_refused_at_their_offset(specific, what, error, logged, refusal):
