@@ -13,7 +13,10 @@ warm, none, ...), a new cache file per round:
               through its per-load XnnpackBackend options weight_cache_enabled
               and packed_cache_path by scripts/xpwc_shim.cpp (built here with
               g++ against the wheel's headers and libexecutorch.so)
-Columns (medians): load_method ms, first execute ms, RssAnon / RssFile growth
+Columns (medians): load_method ms, first execute ms, the two together (per
+process, then the median), the whole child process (wall seconds from start to
+exit: interpreter start, imports, load, execute, and for ptekit the wait for
+its background commit), RssAnon / RssFile growth
 over load + first execute (MiB), RssAnon growth once ptekit's background
 commit is done (its packs are then file pages; "-" for other modes), cache file
 size (MiB). Every mode's outputs
@@ -28,6 +31,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 RUN = ROOT / "scripts" / "xnnpack_cache_run.py"
@@ -73,10 +77,14 @@ def once(model, mode, cache, shim):
         env["PTEKIT_XNNPACK_CACHE"] = str(cache)
     elif mode.startswith("xpwc"):
         args += ["--xpwc", str(cache), "--xpwc-shim", str(shim)]
+    t0 = time.perf_counter()
     p = subprocess.run(args, capture_output=True, text=True, env=env)
+    process_s = time.perf_counter() - t0
     if p.returncode != 0:
         raise SystemExit(f"{model} {mode}: exit {p.returncode}\n{p.stderr[-3000:]}")
     r = json.loads(p.stdout.strip().splitlines()[-1])
+    r["process_s"] = process_s
+    r["load_execute_ms"] = r["method_ms"] + r["execute_ms"]
     r["file_bytes"] = cache.stat().st_size if cache is not None and cache.exists() else 0
     if mode.startswith("xpwc") and r.get("xpwc_wrapped_loads", 0) < 1:
         raise SystemExit(f"{model} {mode}: the shim did not see Program::load_method")
@@ -92,7 +100,8 @@ def main():
     a = ap.parse_args()
     subprocess.run(["cargo", "build", "--release", "-q", "-p", "ptekit-xnnpack-preload"], cwd=ROOT, check=True)
     shim = build_shim() if any(m.startswith("xpwc") for m in a.modes) else None
-    cols = ["method_ms", "execute_ms", "rss_anon_kib", "rss_file_kib", "file_bytes"]
+    cols = ["method_ms", "execute_ms", "load_execute_ms", "process_s", "rss_anon_kib",
+            "rss_file_kib", "file_bytes"]
     load0 = f"{os.getloadavg()[0]:.2f}"
     rows = []
     everything = {}
@@ -107,7 +116,8 @@ def main():
                     r = once(model, mode, files.get(kind), shim)
                     res[mode].append(r)
                     print(f"# {name} round {i} {mode}: method {r['method_ms']:.1f} ms, "
-                          f"execute {r['execute_ms']:.1f} ms", file=sys.stderr, flush=True)
+                          f"execute {r['execute_ms']:.1f} ms, process {r['process_s']:.2f} s",
+                          file=sys.stderr, flush=True)
                 for f in files.values():
                     if f.exists():
                         f.unlink()
@@ -122,15 +132,24 @@ def main():
             ratio = f"{med['method_ms'] / none_ms:.2f}" if none_ms else "-"
             rows.append(
                 f"| {name} | {mode} | {med['method_ms']:.1f} | {ratio} | {med['execute_ms']:.1f} | "
+                f"{med['load_execute_ms']:.1f} | {med['process_s']:.2f} | "
                 f"{med['rss_anon_kib'] / 1024:.1f} | {late} | {med['rss_file_kib'] / 1024:.1f} | "
                 f"{med['file_bytes'] / 2**20:.1f} | {same} |"
             )
-    print("| model | mode | load_method ms | × none | first execute ms | RssAnon MiB | RssAnon after commit MiB "
-          "| RssFile MiB | file MiB | outputs = none |")
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+    print("| model | mode | load_method ms | × none | first execute ms | load + execute ms | process s "
+          "| RssAnon MiB | RssAnon after commit MiB | RssFile MiB | file MiB | outputs = none |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     print(f"load average before / after: {load0} / {os.getloadavg()[0]:.2f} (1 min)")
     for r in rows:
         print(r)
+    print()
+    print("load_method ms, min-max over the rounds:")
+    for name, res in everything.items():
+        spread = ", ".join(
+            f"{mode} {min(r['method_ms'] for r in rs):.1f}-{max(r['method_ms'] for r in rs):.1f}"
+            for mode, rs in res.items()
+        )
+        print(f"  {name}: {spread}")
     if a.json:
         pathlib.Path(a.json).write_text(json.dumps(everything, indent=1))
 

@@ -437,7 +437,18 @@ struct FileState {
     file: Option<CacheFile>,
     error: Option<String>,
     rebuilt: Option<String>,
+    /// When a new cache last checked that the path still names the open
+    /// file ([`RECHECK_AFTER`]).
+    checked: Option<std::time::Instant>,
 }
+
+/// A new [`WeightsCache`] checks again whether compaction or a rebuild by
+/// another process replaced the file (a `stat` of its path) only when the
+/// last check is older than this: the runtimes of one model load (60 for a
+/// partitioned transformer) share one check. Serving from the replaced
+/// file's old mapping is correct, only without its newest entries; commits
+/// always check.
+const RECHECK_AFTER: std::time::Duration = std::time::Duration::from_millis(50);
 
 impl SharedFile {
     fn state(&self) -> MutexGuard<'_, FileState> {
@@ -490,7 +501,12 @@ fn shared_file(path: &Path, opts: &FileOptions) -> Arc<SharedFile> {
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     files.retain(|_, w| w.strong_count() > 0);
     if let Some(f) = files.get(&key).and_then(Weak::upgrade) {
-        f.state().ensure_current(path, &f.opts);
+        let mut st = f.state();
+        if st.checked.is_none_or(|t| t.elapsed() >= RECHECK_AFTER) {
+            st.ensure_current(path, &f.opts);
+            st.checked = Some(std::time::Instant::now());
+        }
+        drop(st);
         return f;
     }
     let (file, error, rebuilt) = match CacheFile::open(path, opts) {
@@ -507,6 +523,7 @@ fn shared_file(path: &Path, opts: &FileOptions) -> Arc<SharedFile> {
             file,
             error,
             rebuilt,
+            checked: Some(std::time::Instant::now()),
         }),
     });
     files.insert(key, Arc::downgrade(&sf));
@@ -1533,6 +1550,7 @@ fn run_worker() {
                     file: None,
                     error: None,
                     rebuilt: None,
+                    checked: None,
                 });
             let r = std::panic::catch_unwind(AssertUnwindSafe(|| {
                 write_jobs(&file, st, mine, &mut delta);

@@ -6,6 +6,7 @@
 //! static buffer; see [`Graph::weights`].
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use ptekit_cache::desc::DescBuilder;
 
@@ -56,6 +57,42 @@ pub fn data_bytes(datatype: u32, dims: &[usize]) -> Option<usize> {
     }
 }
 
+/// Hashes the integer keys of the interposers' maps (XNNPACK value ids,
+/// subgraph and runtime addresses) with one multiplication instead of
+/// SipHash: the keys come from XNNPACK, not from an adversary, and every
+/// interposed call looks one up.
+#[derive(Clone, Copy, Default)]
+pub struct IdHasher(u64);
+
+const GOLDEN: u64 = 0x9e37_79b9_7f4a_7c15;
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(GOLDEN);
+        }
+    }
+
+    fn write_u32(&mut self, v: u32) {
+        self.write_u64(u64::from(v));
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0 ^ v).wrapping_mul(GOLDEN);
+    }
+
+    fn write_usize(&mut self, v: usize) {
+        self.write_u64(v as u64);
+    }
+}
+
+/// A map keyed by ids or addresses ([`IdHasher`]).
+pub type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
+
 /// One defined value.
 #[derive(Clone, Debug)]
 pub struct Value {
@@ -81,20 +118,24 @@ pub struct Weight {
 /// Everything recorded about one subgraph.
 #[derive(Default)]
 pub struct Graph {
-    values: HashMap<u32, Value>,
-    uses: HashMap<u32, Vec<[u8; 32]>>,
-    log: Vec<[u8; 32]>,
+    values: IdMap<u32, Value>,
+    uses: IdMap<u32, Vec<[u8; 32]>>,
+    log: Vec<Defined>,
+}
+
+/// One definition, in order: hashed into the subgraph's descriptor when a
+/// runtime is created (not one digest per definition).
+enum Defined {
+    /// A value: its id and descriptor.
+    Value(u32, [u8; 32]),
+    /// A packing node: its descriptor.
+    Node([u8; 32]),
 }
 
 impl Graph {
     /// Records a value definition (after XNNPACK accepted it).
     pub fn value(&mut self, id: u32, desc: [u8; 32], data: usize, bytes: Option<usize>) {
-        self.log.push(
-            DescBuilder::new("value")
-                .u64(u64::from(id))
-                .digest(&desc)
-                .finish(),
-        );
+        self.log.push(Defined::Value(id, desc));
         self.values.insert(id, Value { desc, data, bytes });
     }
 
@@ -125,7 +166,7 @@ impl Graph {
             .u64(u64::from(bias))
             .u64(u64::from(output));
         let node = params.finish();
-        self.log.push(node);
+        self.log.push(Defined::Node(node));
         for (role, id) in [("filter", filter), ("bias", bias)] {
             if id == u32::MAX {
                 continue;
@@ -147,10 +188,13 @@ impl Graph {
         let mut sub = DescBuilder::new("subgraph");
         sub.u64(u64::from(runtime_flags));
         for d in &self.log {
-            sub.digest(d);
+            match d {
+                Defined::Value(id, desc) => sub.u64(u64::from(*id)).digest(desc),
+                Defined::Node(node) => sub.bytes(b"node").digest(node),
+            };
         }
         let sub = sub.finish();
-        let mut by_ptr: HashMap<usize, (usize, Option<[u8; 32]>)> = HashMap::new();
+        let mut by_ptr: IdMap<usize, (usize, Option<[u8; 32]>)> = IdMap::default();
         let mut ids: Vec<&u32> = self.uses.keys().collect();
         ids.sort_unstable();
         for id in ids {

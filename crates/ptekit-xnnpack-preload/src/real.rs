@@ -237,6 +237,50 @@ fn kept_symbol(obj: &CStr, sym: &CStr) -> Option<usize> {
     (!p.is_null()).then_some(p as usize)
 }
 
+/// The first return address on the current call stack that is not in
+/// `mine`: the call site in the object that called our interposer. Walks
+/// the stack with the unwinder (`_Unwind_Backtrace`, which Rust's standard
+/// library links) and stops there, instead of glibc's `backtrace`, which
+/// loads the unwinder on first use and walks a fixed depth (into the
+/// interpreter).
+fn first_return_address_outside(mine: &Loaded) -> Option<usize> {
+    type Trace = extern "C" fn(*mut c_void, *mut c_void) -> c_int;
+    extern "C" {
+        fn _Unwind_Backtrace(trace: Trace, arg: *mut c_void) -> c_int;
+        fn _Unwind_GetIP(ctx: *mut c_void) -> usize;
+    }
+    struct Walk<'a> {
+        mine: &'a Loaded,
+        frames: usize,
+        found: Option<usize>,
+    }
+    extern "C" fn step(ctx: *mut c_void, arg: *mut c_void) -> c_int {
+        // SAFETY: arg is the &mut Walk passed below, alive during the walk.
+        let w = unsafe { &mut *arg.cast::<Walk<'_>>() };
+        // SAFETY: ctx is the unwinder's context for this frame.
+        let ip = unsafe { _Unwind_GetIP(ctx) };
+        w.frames += 1;
+        if ip != 0 && !w.mine.contains(ip) {
+            w.found = Some(ip);
+        }
+        // _URC_NO_REASON (0) continues; _URC_END_OF_STACK (5) stops.
+        if w.found.is_some() || w.frames >= 64 {
+            5
+        } else {
+            0
+        }
+    }
+    let mut w = Walk {
+        mine,
+        frames: 0,
+        found: None,
+    };
+    // SAFETY: the callback only reads each frame's instruction pointer and
+    // writes into `w`, which outlives the walk.
+    unsafe { _Unwind_Backtrace(step, (&mut w as *mut Walk<'_>).cast()) };
+    w.found
+}
+
 /// The definition of `sym` that the object calling us would reach without
 /// our interposer: `dlsym` on a (kept) handle of the first object on the
 /// call stack that is not ours, which searches that object first, then its
@@ -245,7 +289,9 @@ fn kept_symbol(obj: &CStr, sym: &CStr) -> Option<usize> {
 /// microseconds). `None` when the stack cannot be read or the answer is ours.
 fn from_caller(sym: &CStr, ours: usize) -> Option<usize> {
     static FIRST_CALLER: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    let mine = object_containing(ours)?;
+    // The object holding our interposers (it never moves while loaded).
+    static MINE: std::sync::OnceLock<Option<Loaded>> = std::sync::OnceLock::new();
+    let mine = MINE.get_or_init(|| object_containing(ours)).as_ref()?;
     let look_up = |h: usize| {
         // SAFETY: h is a valid handle (kept open); sym is NUL-terminated.
         let p = unsafe { libc::dlsym(h as *mut c_void, sym.as_ptr()) } as usize;
@@ -254,19 +300,7 @@ fn from_caller(sym: &CStr, ours: usize) -> Option<usize> {
     if let Some(p) = FIRST_CALLER.get().and_then(|&h| look_up(h)) {
         return Some(p);
     }
-    // A few frames usually reach the caller; unwinding deeper (into the
-    // interpreter) costs more, so only when they do not.
-    let first_foreign = [8usize, 32].into_iter().find_map(|depth| {
-        let mut frames = [std::ptr::null_mut::<c_void>(); 32];
-        let depth = depth.min(frames.len());
-        // SAFETY: backtrace writes at most `depth` <= frames.len() pointers.
-        let n = unsafe { libc::backtrace(frames.as_mut_ptr(), depth as c_int) };
-        let n = usize::try_from(n).unwrap_or(0).min(depth);
-        frames[..n]
-            .iter()
-            .map(|p| *p as usize)
-            .find(|&a| !mine.contains(a))
-    })?;
+    let first_foreign = first_return_address_outside(mine)?;
     let caller = object_containing(first_foreign).filter(|o| !o.name.to_bytes().is_empty())?;
     let h = kept_handle(&caller.name)?;
     let p = look_up(h)?;

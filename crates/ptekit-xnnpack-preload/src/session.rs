@@ -7,7 +7,7 @@
     reason = "hashes static tensor data XNNPACK was given, by pointer"
 )]
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::ffi::c_void;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,7 +17,7 @@ use std::time::Instant;
 use ptekit_cache::format::{ContentKey, KeySource, RegionMemo};
 use ptekit_cache::{CacheOptions, EnvIdentity, WeightsCache};
 
-use crate::graph::{Graph, Weight};
+use crate::graph::{Graph, IdMap, Weight};
 use crate::regions::{FileRegion, Regions};
 
 /// Environment variable naming the cache file; unset: the library changes
@@ -165,9 +165,9 @@ pub fn enable(path: Option<PathBuf>, verify: bool) {
     c.verify = verify;
 }
 
-fn graphs() -> MutexGuard<'static, HashMap<usize, Graph>> {
-    static G: OnceLock<Mutex<HashMap<usize, Graph>>> = OnceLock::new();
-    G.get_or_init(|| Mutex::new(HashMap::new()))
+fn graphs() -> MutexGuard<'static, IdMap<usize, Graph>> {
+    static G: OnceLock<Mutex<IdMap<usize, Graph>>> = OnceLock::new();
+    G.get_or_init(|| Mutex::new(IdMap::default()))
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
@@ -177,8 +177,50 @@ pub fn with_graph(subgraph: *mut c_void, f: impl FnOnce(&mut Graph)) {
     if subgraph.is_null() {
         return;
     }
+    warm_up();
     let mut g = graphs();
     f(g.entry(subgraph as usize).or_default());
+}
+
+/// Once per process, when the cache is on and the first subgraph is being
+/// defined: opens the cache file and reads its index, computes the packing
+/// environment and opens the kernel's mapping query, in a background
+/// thread. ExecuTorch still defines that subgraph's tensors (mapping and
+/// locking their data) for a while, so the first runtime creation finds
+/// this done instead of doing it inside the model load. The opened file is
+/// kept for the life of the process, as every runtime's cache would keep it.
+fn warm_up() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let cfg = config().clone();
+        let Some(path) = cfg.path.clone() else {
+            return;
+        };
+        let create_fn = crate::hooks::xnn_create_runtime_v4 as *const () as usize;
+        let _ = std::thread::Builder::new()
+            .name("ptekit-xnnpack-warm-up".into())
+            .spawn(move || {
+                static KEPT: Mutex<Option<WeightsCache>> = Mutex::new(None);
+                let cache = WeightsCache::new(Some(&path), cache_options(&cfg, create_fn));
+                drop(Regions::snapshot());
+                *KEPT
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(cache);
+            });
+    });
+}
+
+/// The options of a runtime's cache (also used by [`warm_up`]).
+fn cache_options(cfg: &Config, create_fn: usize) -> CacheOptions {
+    let mut opts = CacheOptions {
+        verify_on_load: cfg.verify,
+        ..CacheOptions::default()
+    };
+    opts.file.durable = cfg.durable;
+    opts.file.env = Some(env_identity(create_fn));
+    opts.file.max_live_bytes = cfg.max_bytes;
+    opts.background_commit = true;
+    opts
 }
 
 /// Drops the record of a deleted subgraph.
@@ -186,9 +228,9 @@ pub fn forget_graph(subgraph: *mut c_void) {
     graphs().remove(&(subgraph as usize));
 }
 
-fn runtimes() -> MutexGuard<'static, HashMap<usize, WeightsCache>> {
-    static R: OnceLock<Mutex<HashMap<usize, WeightsCache>>> = OnceLock::new();
-    R.get_or_init(|| Mutex::new(HashMap::new()))
+fn runtimes() -> MutexGuard<'static, IdMap<usize, WeightsCache>> {
+    static R: OnceLock<Mutex<IdMap<usize, WeightsCache>>> = OnceLock::new();
+    R.get_or_init(|| Mutex::new(IdMap::default()))
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
@@ -364,7 +406,7 @@ fn content_keys(ws: &[&Weight]) -> Vec<[u8; 32]> {
 /// when the cache is off.
 pub fn prepare(subgraph: *mut c_void, flags: u32, create_fn: usize) -> Option<WeightsCache> {
     let cfg = config().clone();
-    let Some(path) = cfg.path else {
+    let Some(path) = cfg.path.clone() else {
         totals().runtimes_uncached += 1;
         return None;
     };
@@ -372,14 +414,7 @@ pub fn prepare(subgraph: *mut c_void, flags: u32, create_fn: usize) -> Option<We
         .get(&(subgraph as usize))
         .map(|g| g.weights(flags))
         .unwrap_or_default();
-    let mut opts = CacheOptions {
-        verify_on_load: cfg.verify,
-        ..CacheOptions::default()
-    };
-    opts.file.durable = cfg.durable;
-    opts.file.env = Some(env_identity(create_fn));
-    opts.file.max_live_bytes = cfg.max_bytes;
-    opts.background_commit = true;
+    let opts = cache_options(&cfg, create_fn);
     wait_at_exit();
     CREATING.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     let started = Instant::now();
