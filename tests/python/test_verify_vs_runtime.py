@@ -234,3 +234,50 @@ def test_program_defects_the_runtime_refuses_are_refused_at_their_offset(specifi
     assert logged in r["log"], r["log"]
     assert not r["verify_ok"], r
     assert refusal in r["verify_error"], r
+
+
+def test_bundle_make_bounds_dynamic_inputs_like_the_runtime_and_unbounded_ones_do_not_load(ptekit, tmp_path):
+    """`bundle make` takes a dynamic input up to the program's sizes: what the runtime
+    resizes a dynamic input to. A DYNAMIC_UNBOUND input, which make bounds the same way,
+    makes a program the runtime does not load at all, and verify refuses it there."""
+    import numpy as np
+    import torch
+    from executorch.exir._serialize._program import deserialize_pte_binary, serialize_pte_binary
+    from executorch.exir.schema import TensorShapeDynamism
+
+    from runtime_io import run_forward
+
+    src = CORPUS / "dynamic.pte"  # forward(x): x dynamic up to [64, 16], output [.., 4]
+    assert run_forward(src, [torch.zeros(64, 16)])[0].shape == (64, 4)
+    with pytest.raises(RuntimeError, match="set_inputs"):
+        run_forward(src, [torch.zeros(65, 16)])
+
+    def arrays(rows):
+        path = tmp_path / f"{rows}.npz"
+        np.savez(path, in0=np.zeros((rows, 16), np.float32), out0=np.zeros((rows, 4), np.float32))
+        return path
+
+    def make(program, rows):
+        out = tmp_path / f"{program.stem}-{rows}.bpte"
+        return ptekit("bundle", "make", program, "--method", "forward", arrays(rows), arrays(rows), "-o", out,
+                      check=False), out
+
+    assert make(src, 64)[0].returncode == 0
+    refused, out = make(src, 65)
+    assert refused.returncode == 1 and "shape [65, 16] but the program expects sizes at most [64, 16]" in refused.stderr
+    assert not out.exists()
+
+    # The same program with its input DYNAMIC_UNBOUND, written by the reference's serializer.
+    pte = deserialize_pte_binary(src.read_bytes())
+    plan = pte.program.execution_plan[0]
+    plan.values[plan.inputs[0]].val.shape_dynamism = TensorShapeDynamism.DYNAMIC_UNBOUND
+    unbounded = tmp_path / "unbounded.pte"
+    unbounded.write_bytes(bytes(serialize_pte_binary(pte)))
+    (r,) = vvr.run([{"path": str(unbounded), "source": "dynamic.pte", "mutation": "unbounded"}])
+    assert r["outcome"] == "rejected" and "0x:10" in r["detail"], r
+    assert "Fully dynamic tensor shapes not yet supported" in r["log"], r["log"]
+    v = ptekit("verify", unbounded, check=False)
+    assert v.returncode == 1 and "values[4].val.Tensor.shape_dynamism (file offset 0x" in v.stderr, v.stderr
+    assert "fully dynamic (DYNAMIC_UNBOUND)" in v.stderr
+    # make bounds the unbounded input by the program's sizes too.
+    assert make(unbounded, 65)[0].returncode == 1

@@ -286,10 +286,10 @@ fn make_suite<'v>(
 }
 
 /// Checks an array against the program's tensor `t`: the same dtype, and a shape that
-/// fits (see [`shape_misfit`], the rule `verify` applies to a `.bpte`'s test inputs). The
-/// runtime refuses other values when the test is loaded (a method input cannot change its
-/// rank, nor a static tensor its sizes), and an array larger than the program's tensor
-/// is never a valid test.
+/// fits (see [`shape_misfit`], the rule `verify` applies to a `.bpte`'s test inputs and
+/// expected outputs). The runtime refuses other values when the test is loaded (a method
+/// input cannot change its rank, nor a static tensor its sizes), and an array larger
+/// than the program's tensor is never a valid test.
 fn check_tensor(
     t: &ProgramTensor,
     dtype: DType,
