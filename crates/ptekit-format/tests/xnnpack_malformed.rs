@@ -376,6 +376,31 @@ fn errors_inside_a_file_give_the_file_offset() {
 }
 
 #[test]
+fn constant_shorter_than_its_dims_need() {
+    // Value 1: a [2, 2] fp32 constant in the 16 bytes of named key "k".
+    let mut g = fc_graph();
+    tensor_mut(&mut g, 1).dims = Some(vec![2, 3]);
+    let e = check(&g, &[], &[("k", 16)]).expect_err("short");
+    assert_eq!(e.kind(), &XnnpackErrorKind::ConstantRange);
+    assert_eq!(e.path(), "xvalues[1].XNNTensorValue.dims");
+    assert!(
+        e.message()
+            .starts_with("[2, 3] of fp32 need 24 bytes, but constant_data[1] holds 16"),
+        "{e}"
+    );
+    check(&g, &[], &[("k", 24)]).expect("24 bytes hold it");
+    tensor_mut(&mut g, 1).dims = Some(vec![u32::MAX; 3]);
+    let e = check(&g, &[], &[("k", 24)]).expect_err("overflow");
+    assert!(e.message().contains("need more than 2^64 bytes"), "{e}");
+    // 4-bit weights are not counted per byte: not checked.
+    tensor_mut(&mut g, 1).datatype = XNNDatatype(8);
+    assert!(!matches!(
+        validate(&g, &ConstantSources { constant_data: &[], named: Some(&|_| Some(24)) }),
+        Err(e) if e.kind() == &XnnpackErrorKind::ConstantRange
+    ));
+}
+
+#[test]
 fn wrong_identifier() {
     let mut blob = serialize_xnnpack_binary(&fc_graph(), &[]).expect("ser");
     blob[36..40].copy_from_slice(b"XN02");

@@ -225,6 +225,66 @@ fn check(g: &XNNGraph, sources: &ConstantSources<'_>) -> Checked {
     })
 }
 
+/// Bytes per element of the datatypes stored a whole number of bytes per element (`None`
+/// for 4-bit, dynamically quantized and undeclared ones).
+fn element_size(d: XNNDatatype) -> Option<u64> {
+    match d.name()? {
+        "fp32" | "qint32" | "qcint32" | "int32" | "pfp32" => Some(4),
+        "fp16" | "bf16" => Some(2),
+        "qint8" | "quint8" | "qcint8" => Some(1),
+        _ => None,
+    }
+}
+
+/// A constant value whose dims need more bytes than its constant holds: XNNPACK reads
+/// (and packs) dims-many elements from the constant's data, whatever its size, so the
+/// runtime reads past the data (and may crash). Named data of unknown size (no lookup, or
+/// a missing key, reported on its own) is not checked.
+fn constant_too_short(
+    g: &XNNGraph,
+    t: &XNNTensorValue,
+    sources: &ConstantSources<'_>,
+) -> Option<XnnpackError> {
+    let idx = t.constant_buffer_idx as usize;
+    if idx == 0 {
+        return None;
+    }
+    let size = element_size(t.datatype)?;
+    let dims = t.dims.as_deref().unwrap_or_default();
+    let need = dims
+        .iter()
+        .try_fold(size, |n, &d| n.checked_mul(u64::from(d)));
+    let (have, what) = match (&g.constant_data, &g.constant_buffer) {
+        (Some(entries), _) => {
+            let c = entries.get(idx)?;
+            let have = match c.key() {
+                Some(key) => (sources.named?)(key)?,
+                None => (sources.constant_data.len() as u64).saturating_sub(c.offset),
+            };
+            (have, format!("constant_data[{idx}]"))
+        }
+        (None, Some(buffers)) => {
+            let b = buffers.get(idx)?;
+            (
+                b.storage.as_ref().map_or(0, |s| s.len() as u64),
+                format!("constant_buffer[{idx}]"),
+            )
+        }
+        (None, None) => return None,
+    };
+    match need {
+        Some(need) if need <= have => None,
+        _ => Some(err(
+            XnnpackErrorKind::ConstantRange,
+            format!(
+                "{dims:?} of {} need {} bytes, but {what} holds {have}: XNNPACK would read past it",
+                t.datatype.name().unwrap_or("?"),
+                need.map_or_else(|| "more than 2^64".to_string(), |n| n.to_string())
+            ),
+        )),
+    }
+}
+
 fn check_constants(g: &XNNGraph, values: &[XValue], sources: &ConstantSources<'_>) -> Checked {
     let entries = g.constant_data.as_deref();
     let (limit, list) = match (entries, g.constant_buffer.as_deref()) {
@@ -327,6 +387,23 @@ fn check_constants(g: &XNNGraph, values: &[XValue], sources: &ConstantSources<'_
                 }
             }
         }
+    }
+    // With every entry in range: the constants hold what their values' dims need.
+    for (i, v) in values.iter().enumerate() {
+        let Some(u) = &v.xvalue_union else { continue };
+        let Some(e) = u.tensor().and_then(|t| constant_too_short(g, t, sources)) else {
+            continue;
+        };
+        let e = e.in_field("dims");
+        let e = match u {
+            XValueUnion::XNNQuantizedTensorValue(_) => e.in_field("tensor_value"),
+            XValueUnion::XNNTensorValue(_) => e,
+        };
+        // At the dims (slot 2) of the tensor table.
+        return Err(Box::new((
+            e.in_field(u.name()).in_field(format!("xvalues[{i}]")),
+            At::Define(Where::Value(i, 2)),
+        )));
     }
     Ok(())
 }
