@@ -124,6 +124,20 @@ def test_size_cap_keeps_the_most_recently_used(tmp_path, preload, ptekit):
     assert again["sha256"] == uncached("mlp_fp32")
     assert again["cache"]["misses"] == LOOKUPS["mlp_fp32"], again["cache"]
     assert _entries(ptekit, cache)["summary"]["live_bytes"] == sizes["mlp_fp32"]
+    # Compaction leaves the header, the index and the live packed bytes (each
+    # range on 128 bytes, packs of 64 KiB or more on a page), and the file
+    # still serves the model and takes new commits.
+    r = json.loads(ptekit("cache", "compact", "--json", cache).stdout)
+    after = r["after"]
+    assert r["before"]["dead_bytes"] > 0 and after["dead_bytes"] == 0, r
+    assert after["index_region_bytes"] <= 2 * 65536, r
+    placed = sum(e["data_len"] + 128 + (4096 if e["data_len"] >= 65536 else 0) for e in _live(_entries(ptekit, cache)))
+    assert os.path.getsize(cache) == after["file_bytes"] <= after["index_region_bytes"] + placed, r
+    warm = run("mlp_fp32", cache=cache, env=env)
+    assert warm["sha256"] == uncached("mlp_fp32") and warm["cache"]["misses"] == 0, warm["cache"]
+    more = run("dyn_int8", cache=cache)
+    assert more["sha256"] == uncached("dyn_int8") and more["cache"]["committed"] == LOOKUPS["dyn_int8"], more["cache"]
+    assert ptekit("cache", "verify", cache).returncode == 0
 
 
 def test_without_the_variable_nothing_changes(tmp_path, preload):

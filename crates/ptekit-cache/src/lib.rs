@@ -29,6 +29,7 @@
 
 pub mod capi;
 pub mod check;
+pub mod compact;
 pub mod desc;
 pub mod env;
 pub mod error;

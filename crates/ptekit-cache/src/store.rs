@@ -5,7 +5,7 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::error::{CacheError, FormatError};
 use crate::format::{
@@ -14,6 +14,8 @@ use crate::format::{
 };
 use crate::sys::{self, AnonPages, SharedMap};
 
+pub use crate::compact::{compact, CompactReport};
+
 /// Entries of at least this many bytes are written at page-aligned offsets
 /// (the format itself asks only for [`DATA_ALIGN`]).
 pub const PAGE_ALIGNED_FROM: u64 = 64 << 10;
@@ -21,6 +23,22 @@ pub const PAGE_ALIGNED_FROM: u64 = 64 << 10;
 /// packs whose entry does not start on a page stay in process memory until
 /// the next launch maps them.
 const PAGE: u64 = 4096;
+
+/// Where an entry of `len` packed bytes goes when the next free byte of the
+/// data region is `cursor`, and the next free byte after it. Ranges start on
+/// [`DATA_ALIGN`]; large packs ([`PAGE_ALIGNED_FROM`]) start on a page, so
+/// that a writer can map the committed pages over the memory it packed into.
+/// `None` on offset overflow.
+pub(crate) fn place_entry(cursor: u64, len: u64) -> Option<(u64, u64)> {
+    let align = if len >= PAGE_ALIGNED_FROM {
+        PAGE
+    } else {
+        DATA_ALIGN
+    };
+    let at = align_up(cursor, align)?;
+    let next = align_up(at.checked_add(len.max(1))?, DATA_ALIGN)?;
+    Some((at, next))
+}
 
 /// Options for opening a cache file.
 #[derive(Clone, Debug)]
@@ -72,7 +90,7 @@ impl Default for FileOptions {
 /// An open cache file with its mapping and index.
 pub struct CacheFile {
     path: PathBuf,
-    file: File,
+    pub(crate) file: File,
     writable: bool,
     map: Arc<SharedMap>,
     index: Index,
@@ -84,7 +102,7 @@ pub struct CacheFile {
     rebuilt: Option<String>,
 }
 
-fn random_id() -> [u8; 16] {
+pub(crate) fn random_id() -> [u8; 16] {
     let mut h = blake3::Hasher::new();
     h.update(&std::process::id().to_le_bytes());
     let now = std::time::SystemTime::now()
@@ -173,7 +191,7 @@ fn sync_dir(path: &Path) {
 /// Writes `header` as a new empty cache file and returns it unlinked
 /// (`O_TMPFILE`) or under a temporary name (removed by the caller, or by
 /// [`remove_stale_temps`] after a kill).
-fn write_fresh(
+pub(crate) fn write_fresh(
     path: &Path,
     header: &Header,
     tag: &str,
@@ -232,7 +250,7 @@ fn create_new(path: &Path, slot_count: u32, env: &[u8; 32]) -> Result<bool, Cach
 
 /// Replaces the file at `path` with `f` (a fresh file from [`write_fresh`]) by
 /// rename, so the change is atomic for every reader.
-fn replace_with(path: &Path, f: &File, tmp: Option<PathBuf>) -> std::io::Result<()> {
+pub(crate) fn replace_with(path: &Path, f: &File, tmp: Option<PathBuf>) -> std::io::Result<()> {
     let tmp = match tmp {
         Some(t) => t,
         None => {
@@ -727,17 +745,10 @@ impl CacheFile {
                 self.write_record(r)?;
             }
             for (_, ne) in &mut new {
-                // Large packs start on a page, so that a writer can map the
-                // committed pages over the memory it packed into.
-                if ne.data_len >= PAGE_ALIGNED_FROM {
-                    cursor = align_up(cursor, PAGE)
-                        .ok_or_else(|| CacheError::Invalid("allocation overflow".into()))?;
-                }
-                ne.data_offset = cursor;
-                cursor = cursor
-                    .checked_add(ne.data_len.max(1))
-                    .and_then(|c| align_up(c, DATA_ALIGN))
+                let (at, next) = place_entry(cursor, ne.data_len)
                     .ok_or_else(|| CacheError::Invalid("allocation overflow".into()))?;
+                ne.data_offset = at;
+                cursor = next;
             }
             let max = self.max_len();
             if cursor > max {
@@ -1043,148 +1054,6 @@ pub fn read_full_at(f: &File, buf: &mut [u8], off: u64) -> std::io::Result<usize
         }
     }
     Ok(done)
-}
-
-/// What a compaction did.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct CompactReport {
-    /// Accounting before.
-    pub before: Summary,
-    /// Accounting after.
-    pub after: Summary,
-    /// Live entries copied.
-    pub kept: u64,
-    /// Live entries dropped because their bytes failed verification.
-    pub dropped_corrupt: u64,
-    /// Milliseconds spent.
-    pub elapsed_ms: f64,
-}
-
-/// Rewrites the live entries of the cache at `path` into a new file and
-/// renames it over the old one. Runs under the writer lock of the old file, so
-/// no commit can be lost; processes that still map the old file keep using it.
-pub fn compact(path: &Path, opts: &FileOptions) -> Result<CompactReport, CacheError> {
-    let start = Instant::now();
-    let open_opts = FileOptions {
-        create: false,
-        read_only: false,
-        ..opts.clone()
-    };
-    // Lock the file that is at `path` (it may be replaced while we wait).
-    let mut cf = loop {
-        let mut cf = CacheFile::open(path, &open_opts)?;
-        if !cf.writable() {
-            return Err(CacheError::io(
-                "compact",
-                path,
-                std::io::Error::from(std::io::ErrorKind::PermissionDenied),
-            ));
-        }
-        if !cf.lock()? {
-            return Err(CacheError::LockTimeout {
-                path: path.to_path_buf(),
-                waited_ms: opts.lock_timeout.as_millis() as u64,
-            });
-        }
-        if cf.is_current() {
-            break cf;
-        }
-    };
-    cf.refresh()?;
-    let before = cf.summary();
-    let live: Vec<Entry> = cf.index().live().map(|(_, e)| e.clone()).collect();
-    let mut memos: Vec<RegionMemo> = cf.index().memos().collect();
-    memos.sort_unstable_by_key(|m| m.region);
-    let records = (live.len() + memos.len()) as u64;
-    let slots_needed = (records * 2).max(u64::from(crate::format::DEFAULT_SLOT_COUNT));
-    let slot_count = u32::try_from(slots_needed).unwrap_or(u32::MAX);
-    // The compacted file keeps the environment of the entries it copies.
-    let header = Header::new(slot_count, random_id(), cf.index().header.env_digest);
-    remove_stale_temps(path);
-    let mut kept = 0u64;
-    let mut dropped = 0u64;
-    let (out, tmp) =
-        write_fresh(path, &header, "compact").map_err(|e| CacheError::io("create", path, e))?;
-    let res = (|| -> Result<(), CacheError> {
-        let mut cursor = header.data_offset;
-        let mut slot = 0u32;
-        let mut buf = vec![0u8; 1 << 20];
-        for e in &live {
-            // Copied with pread, not through the mapping: a file truncated
-            // meanwhile gives a short read here instead of SIGBUS.
-            let mut h = blake3::Hasher::new();
-            let mut done = 0u64;
-            let mut ok = true;
-            while done < e.data_len {
-                let n = (e.data_len - done).min(buf.len() as u64) as usize;
-                let chunk = &mut buf[..n];
-                let got = read_full_at(&cf.file, chunk, e.data_offset + done)
-                    .map_err(|err| CacheError::io("read", path, err))?;
-                if got != n {
-                    ok = false;
-                    break;
-                }
-                h.update(chunk);
-                out.write_all_at(chunk, cursor + done)
-                    .map_err(|err| CacheError::io("write", path, err))?;
-                done += n as u64;
-            }
-            if !ok || h.finalize().as_bytes()[..16] != e.data_digest {
-                dropped += 1;
-                continue;
-            }
-            let mut ne = e.clone();
-            ne.data_offset = cursor;
-            let rec = Record::Entry(ne).encode();
-            out.write_all_at(&rec, header.slot_offset(slot))
-                .map_err(|err| CacheError::io("write", path, err))?;
-            slot += 1;
-            kept += 1;
-            cursor = align_up(cursor + e.data_len, DATA_ALIGN)
-                .ok_or_else(|| CacheError::Invalid("offset overflow".into()))?;
-        }
-        for m in &memos {
-            let rec = Record::Memo {
-                region: m.region,
-                content: m.content,
-                len: m.len,
-                pid: std::process::id(),
-            }
-            .encode();
-            out.write_all_at(&rec, header.slot_offset(slot))
-                .map_err(|err| CacheError::io("write", path, err))?;
-            slot += 1;
-        }
-        let end = header.slot_offset(0).max(cursor).max(header.data_offset);
-        out.set_len(end)
-            .map_err(|e| CacheError::io("truncate", path, e))?;
-        out.sync_all()
-            .map_err(|e| CacheError::io("fsync", path, e))?;
-        replace_with(path, &out, tmp.clone()).map_err(|e| CacheError::io("rename", path, e))?;
-        Ok(())
-    })();
-    if res.is_err() {
-        if let Some(t) = &tmp {
-            let _ = std::fs::remove_file(t);
-        }
-    }
-    res?;
-    drop(cf);
-    let after = CacheFile::open(
-        path,
-        &FileOptions {
-            read_only: true,
-            ..open_opts
-        },
-    )?
-    .summary();
-    Ok(CompactReport {
-        before,
-        after,
-        kept,
-        dropped_corrupt: dropped,
-        elapsed_ms: start.elapsed().as_secs_f64() * 1e3,
-    })
 }
 
 /// Counts the slots of `index` that failed to parse.

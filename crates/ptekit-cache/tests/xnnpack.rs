@@ -10,8 +10,8 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ptekit_cache::format::{DeadReason, Record, SlotState};
-use ptekit_cache::store::data_digest;
+use ptekit_cache::format::{DeadReason, Record, SlotState, DATA_ALIGN};
+use ptekit_cache::store::{data_digest, PAGE_ALIGNED_FROM};
 use ptekit_cache::xnnpack::{output_sha256, run_demo, DemoModel, Xnnpack};
 use ptekit_cache::{CacheFile, CacheOptions, FileOptions, Stats, WeightsCache};
 
@@ -208,6 +208,23 @@ fn compaction_keeps_live_entries_and_outputs() {
     assert_eq!(report.after.dead_bytes, 0);
     assert!(report.after.file_bytes < before.file_bytes);
     assert!(ptekit_cache::check::verify_file(&path).is_ok());
+    // Only the header, the index and the live bytes, each range placed as a
+    // commit places it: on DATA_ALIGN, packs of PAGE_ALIGNED_FROM on a page.
+    let placed: u64 = ro_open(&path)
+        .index()
+        .live()
+        .map(|(_, e)| {
+            let page = if e.data_len >= PAGE_ALIGNED_FROM {
+                4096
+            } else {
+                0
+            };
+            e.data_len + DATA_ALIGN + page
+        })
+        .sum();
+    let a = &report.after;
+    assert!(a.index_region_bytes <= 2 * 65536, "{a:?}");
+    assert!(a.file_bytes <= a.index_region_bytes + placed, "{a:?}");
 
     // Live entries of both models survive with their outputs.
     for m in [&a2, &b] {

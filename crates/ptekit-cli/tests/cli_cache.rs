@@ -5,7 +5,8 @@ mod common;
 
 use std::os::unix::fs::FileExt;
 
-use common::{make_cache, run};
+use common::{make_cache, run, stdout_of};
+use ptekit_cache::format::{align_up, DATA_ALIGN};
 use ptekit_cache::{xpwc, CacheFile, FileOptions};
 
 fn code(args: &[&str]) -> i32 {
@@ -26,8 +27,31 @@ fn cache_commands_on_ptekit_files() {
     assert!(cf.lock().expect("lock"));
     cf.reserve(5000).expect("reserve");
     drop(cf);
-    assert_eq!(code(&["cache", "compact", "--lock-timeout", "5", f]), 0);
+    let before = std::fs::metadata(&p).expect("stat").len();
+    let out = stdout_of(&["cache", "compact", "--json", "--lock-timeout", "5", f]);
+    let r: serde_json::Value = serde_json::from_slice(&out).expect("compact --json");
     assert_eq!(code(&["cache", "verify", f]), 0);
+    // The new file holds the header and index and the two live entries of 700
+    // bytes (each range starts on DATA_ALIGN), nothing more: the old one had
+    // grown by a 1 MiB extent for the reservation.
+    let after = std::fs::metadata(&p).expect("stat").len();
+    let field = |side: &str, k: &str| r[side][k].as_u64().expect("number");
+    assert_eq!(field("before", "file_bytes"), before);
+    assert_eq!(field("after", "file_bytes"), after);
+    assert_eq!(field("after", "live_bytes"), 1400);
+    let overhead = field("after", "index_region_bytes");
+    assert!(overhead <= 2 * 65536, "{r}");
+    assert_eq!(
+        after,
+        overhead + align_up(700, DATA_ALIGN).expect("fits") + 700
+    );
+    assert!(before > (1 << 20) && after < before, "{before} -> {after}");
+    let text = stdout_of(&["cache", "stats", f]);
+    let want = format!(
+        "header_and_index:  {}",
+        ptekit_format::units::bytes(overhead)
+    );
+    assert!(String::from_utf8_lossy(&text).contains(&want), "{want}");
 }
 
 #[test]
