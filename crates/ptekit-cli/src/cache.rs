@@ -38,13 +38,14 @@ pub enum CacheCommand {
         /// The cache file.
         file: PathBuf,
         /// Seconds to wait for the writer lock.
-        #[arg(long, default_value_t = 30)]
+        #[arg(long, value_name = "SECONDS", default_value_t = 30)]
         lock_timeout: u64,
         /// Print JSON.
         #[arg(long)]
         json: bool,
     },
-    /// Byte accounting only: live, dead, padding, free bytes.
+    /// Byte accounting only: file size, header and index, live, dead, padding and free
+    /// bytes, index slots and extents.
     Stats {
         /// The cache file.
         file: PathBuf,

@@ -616,6 +616,7 @@ pub fn bundle_make(program_path: &Path, spec: &BundleSpec) -> Result<(), CliErro
     };
     let mut suites = Vec::new();
     for (name, files) in &spec.methods {
+        bundled::find_plan(parsed.program(), name).map_err(bundled_err(program_path))?;
         let mut suite = MethodTestSuiteInput {
             method_name: name.clone(),
             test_cases: Vec::new(),

@@ -157,7 +157,7 @@ enum XnnpackCommand {
         /// A program (.pte) or a bare payload (`-` for standard input).
         file: PathBuf,
         /// Which XNNPACK delegate of the program, counted from 0 in method order.
-        #[arg(long, default_value_t = 0)]
+        #[arg(long, value_name = "N", default_value_t = 0)]
         delegate: usize,
     },
 }
@@ -183,14 +183,14 @@ enum BundleCommand {
 pub struct BundleMakeArgs {
     /// The program (.pte).
     pub program: PathBuf,
-    /// `--method NAME INPUTS.npz OUTPUTS.npz [...]` groups, one pair of archives per test
+    /// The rest of the command line: `--method NAME INPUTS.npz OUTPUTS.npz [...]` groups, one pair of archives per test
     /// case (arrays `in0, in1, ...` and `out0, ...`; both may be the same archive),
     /// repeated for more methods, and `-o OUT.bpte`. Every array must have the dtype and
     /// shape of the method's input or output (checked from its header, before its data
     /// is read). `--max-npz-bytes N`: the most bytes all archives together may expand to
     /// (default 4 GiB, 4294967296), checked against the sizes the archives declare.
     #[arg(
-        value_name = "--method NAME NPZ... -o OUT",
+        value_name = "SPEC",
         trailing_var_arg = true,
         allow_hyphen_values = true,
         required = true
@@ -353,7 +353,14 @@ fn main() -> ExitCode {
             Ok(spec) => commands::bundle_make(&args.program, &spec),
             Err(message) => {
                 use clap::CommandFactory;
-                Cli::command()
+                // The error shows the usage of `bundle make`, not of `ptekit`.
+                let mut cli = Cli::command();
+                cli.build();
+                let make = cli
+                    .find_subcommand_mut("bundle")
+                    .and_then(|b| b.find_subcommand_mut("make"))
+                    .cloned();
+                make.unwrap_or(cli)
                     .error(clap::error::ErrorKind::ValueValidation, message)
                     .exit()
             }

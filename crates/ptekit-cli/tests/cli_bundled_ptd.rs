@@ -246,75 +246,35 @@ fn bundle_make_reproduces_corpus_bundles() {
 fn bundle_make_usage_errors() {
     let pte = corpus().join("mlp.pte");
     let npz = corpus().join("mlp.io.npz");
-    // An odd number of archives, no -o, no --method: usage errors (exit 2).
-    assert_eq!(
-        run(&[
-            "bundle",
-            "make",
-            s(&pte),
-            "--method",
-            "forward",
-            s(&npz),
-            "-o",
-            "x.bpte"
-        ])
-        .status
-        .code(),
-        Some(2)
+    let make = |rest: &[&str]| {
+        let mut args = vec!["bundle", "make", s(&pte)];
+        args.extend_from_slice(rest);
+        run(&args)
+    };
+    let (m, n) = ("--method", s(&npz));
+    // An odd number of archives, no -o, no --method: usage errors (exit 2) with the
+    // usage of `bundle make`.
+    let out = make(&[m, "forward", n, "-o", "x.bpte"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("Usage: ptekit bundle make PROGRAM.pte"),
+        "{err}"
     );
-    assert_eq!(
-        run(&[
-            "bundle",
-            "make",
-            s(&pte),
-            "--method",
-            "forward",
-            s(&npz),
-            s(&npz)
-        ])
-        .status
-        .code(),
-        Some(2)
-    );
-    assert_eq!(
-        run(&["bundle", "make", s(&pte), s(&npz), s(&npz), "-o", "x.bpte"])
-            .status
-            .code(),
-        Some(2)
-    );
+    assert_eq!(make(&[m, "forward", n, n]).status.code(), Some(2));
+    assert_eq!(make(&[n, n, "-o", "x.bpte"]).status.code(), Some(2));
     // A method the program does not have: invalid input (exit 1), nothing written.
     let dir = tempfile::tempdir().unwrap();
     let dest = dir.path().join("x.bpte");
-    let out = run(&[
-        "bundle",
-        "make",
-        s(&pte),
-        "--method",
-        "nope",
-        s(&npz),
-        s(&npz),
-        "-o",
-        s(&dest),
-    ]);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = make(&[m, "nope", n, n, "-o", s(&dest)]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    // The error names the program, which lacks the method, not an archive.
+    let want = format!("{}: method_test_suites[nope]: method not found", s(&pte));
+    assert!(err.contains(&want), "{err}");
     assert!(!dest.exists());
     // The corpus .io.npz holds in0 and out0 together: one archive serves as both.
-    let out = run(&[
-        "bundle",
-        "make",
-        s(&pte),
-        "--method",
-        "forward",
-        s(&npz),
-        s(&npz),
-        "-o",
-        s(&dest),
-    ]);
+    let out = make(&[m, "forward", n, n, "-o", s(&dest)]);
     assert!(
         out.status.success(),
         "{}",

@@ -202,8 +202,8 @@ fn plan_value<'p>(plan: &'p ExecutionPlan<'_>, index: i32) -> Option<&'p KernelT
     plan.values.as_ref()?.get(i)?.val.as_ref()
 }
 
-/// The method `name` of `program`.
-fn find_plan<'p, 'a>(
+/// The method `name` of `program`; the error names the methods it has.
+pub fn find_plan<'p, 'a>(
     program: &'p Program<'a>,
     name: &str,
 ) -> Result<&'p ExecutionPlan<'a>, BundledError> {

@@ -35,8 +35,8 @@ use crate::pte::{PteError, PteFile, ReadOptions};
 
 pub use decode::decode_bundled;
 pub use make::{
-    make, read_test_arrays, test_case_from_npz, MethodTestCaseInput, MethodTestSuiteInput,
-    TestArrays, TestValue,
+    find_plan, make, read_test_arrays, test_case_from_npz, MethodTestCaseInput,
+    MethodTestSuiteInput, TestArrays, TestValue,
 };
 pub use model::*;
 pub use pack::{
