@@ -16,12 +16,18 @@ use crate::progress::bytes_bar;
 /// `ptekit dump FILE [--with-data]`.
 pub fn dump(path: &Path, with_data: bool) -> Result<(), CliError> {
     let input = Input::open(path)?;
-    if detect(path, input.bytes())? != Kind::Program {
+    let message = match detect(path, input.bytes())? {
+        Kind::Program => None,
+        Kind::Bundled => Some(
+            "dump reads programs (.pte); `ptekit bundle extract-program` gets the program \
+             of a .bpte",
+        ),
+        Kind::TensorData => Some("a tensor-data file (.ptd) has no program; dump needs a .pte"),
+    };
+    if let Some(message) = message {
         return Err(CliError::Usage {
             path: path.to_path_buf(),
-            message: "dump reads programs (.pte); `ptekit bundle extract-program` gets the \
-                      program of a .bpte"
-                .into(),
+            message: message.into(),
         });
     }
     let file = input

@@ -154,7 +154,8 @@ enum Command {
 enum XnnpackCommand {
     /// Print one XNNPACK payload as lossless JSON (floats exact, NaN/inf as strings).
     Dump {
-        /// A program (.pte) or a bare payload (`-` for standard input).
+        /// A program (.pte, or .bpte through its program) or a bare payload (`-` for
+        /// standard input).
         file: PathBuf,
         /// Which XNNPACK delegate of the program, counted from 0 in method order.
         #[arg(long, value_name = "N", default_value_t = 0)]

@@ -39,7 +39,8 @@ pub fn render_entries(entries: &[XnnpackEntry], text: &mut String) {
 }
 
 /// `ptekit xnnpack dump FILE [--delegate N]`: one payload as lossless JSON. `FILE` is a
-/// program (`N` counts its XNNPACK delegates in plan order, from 0) or a bare payload;
+/// program or a bundled program's (`N` counts its XNNPACK delegates in plan order, from
+/// 0) or a bare payload;
 /// `-` reads standard input.
 pub fn dump(path: &Path, delegate: usize) -> Result<(), CliError> {
     let input = crate::input::Input::open(path)?;
@@ -52,13 +53,7 @@ pub fn dump(path: &Path, delegate: usize) -> Result<(), CliError> {
         let p = decode_payload(bytes, &Limits::default()).map_err(|e| invalid(e.to_string()))?;
         payload_json(&p)
     } else {
-        let file =
-            ptekit_format::pte::PteFile::parse(bytes, &Default::default()).map_err(|source| {
-                CliError::Pte {
-                    path: path.to_path_buf(),
-                    source,
-                }
-            })?;
+        let file = crate::input::program_of(path, &input, "xnnpack dump")?;
         let payloads = delegate_payloads(&file);
         let d = payloads.get(delegate).ok_or_else(|| CliError::Usage {
             path: path.to_path_buf(),

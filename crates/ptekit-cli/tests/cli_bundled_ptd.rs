@@ -161,6 +161,32 @@ fn extract_program_gives_the_corpus_program() {
     assert_eq!(not_bundled.status.code(), Some(1));
 }
 
+/// `xnnpack dump` of a .bpte dumps its program's payloads; a .ptd has none, and
+/// `dump` says so instead of pointing at bundled programs.
+#[test]
+fn xnnpack_dump_of_bundled_and_tensor_data() {
+    for path in files("bpte") {
+        let stem = path.file_stem().unwrap().to_str().unwrap();
+        let pte = corpus().join(format!("{stem}.pte"));
+        let bundled = run(&["xnnpack", "dump", s(&path)]);
+        let program = run(&["xnnpack", "dump", s(&pte)]);
+        assert_eq!(bundled.status.code(), program.status.code(), "{stem}");
+        assert_eq!(bundled.stdout, program.stdout, "{stem}");
+    }
+    let ptd = &files("ptd")[0];
+    for cmd in [&["xnnpack", "dump"][..], &["dump"]] {
+        let mut args = cmd.to_vec();
+        args.push(s(ptd));
+        let out = run(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_ne!(out.status.code(), Some(0), "{cmd:?}");
+        assert!(
+            err.contains("a tensor-data file (.ptd) has no program"),
+            "{cmd:?}: {err}"
+        );
+    }
+}
+
 fn array(t: &Tensor<'_>) -> NpyArray {
     let shape = t
         .sizes
