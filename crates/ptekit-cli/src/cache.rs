@@ -179,7 +179,7 @@ fn inspect(path: &Path, json: bool) -> i32 {
                         serde_json::json!({"format": "PTKWC", "valid": false, "error": e.to_string()})
                     );
                 } else {
-                    outln!("format: PTKWC v2\ninvalid: {e}");
+                    outln!("format: PTKWC (ptekit)\ninvalid: {e}");
                 }
                 1
             }
@@ -249,7 +249,7 @@ fn inspect(path: &Path, json: bool) -> i32 {
                             "data_offset": idx.header.data_offset, "file_id": hex(&idx.header.file_id)})
                     );
                 } else {
-                    outln!("format: PTKWC v2 (ptekit)");
+                    outln!("format: PTKWC v{} (ptekit)", ptekit_cache::format::VERSION);
                     print_summary(&s);
                     for st in idx.slots.iter().enumerate() {
                         match st {
@@ -300,7 +300,10 @@ fn verify(path: &Path, json: bool) -> i32 {
                     serde_json::json!({"valid": false, "reasons": reasons})
                 );
             } else {
+                // Reasons from opening the file name it already.
+                let named = format!("{}: ", path.display());
                 for r in &reasons {
+                    let r = r.strip_prefix(&named).unwrap_or(r);
                     eprintln!("invalid: {}: {r}", path.display());
                 }
             }
@@ -351,6 +354,12 @@ fn compact(path: &Path, lock_timeout: u64, json: bool) -> i32 {
                     bytes(a.live_bytes),
                     bytes(a.padding_bytes)
                 );
+                if r.before.torn_slots > 0 {
+                    outln!(
+                        "left out {} torn index slot(s) (their entries, if any, are packed again when used)",
+                        thousands(r.before.torn_slots)
+                    );
+                }
             }
             0
         }

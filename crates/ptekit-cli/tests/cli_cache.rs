@@ -52,6 +52,17 @@ fn cache_commands_on_ptekit_files() {
         ptekit_format::units::bytes(overhead)
     );
     assert!(String::from_utf8_lossy(&text).contains(&want), "{want}");
+    let text = stdout_of(&["cache", "inspect", f]);
+    let want = format!("format: PTKWC v{} (ptekit)", ptekit_cache::format::VERSION);
+    assert!(String::from_utf8_lossy(&text).starts_with(&want), "{want}");
+    // A cut header: one line naming the file once, the offset and what is missing.
+    let bytes = std::fs::read(&p).expect("read");
+    std::fs::write(&p, &bytes[..50]).expect("cut");
+    let out = run(&["cache", "verify", f]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let want = format!("invalid: {f}: header truncated at offset 0: need 128 bytes, have 50\n");
+    assert_eq!(err, want);
 }
 
 #[test]
