@@ -153,6 +153,13 @@ SPECIFIC = {
     # its 512 bytes of named data: XNNPACK packs dims-many weights from it and the runtime
     # dies (SIGSEGV).
     "constant-dims": ("mlp_xnnpack.bpte", 2350, 0x80, 0x00),
+    # Found by `--seed 15`: the vtable entry of execution_plan[0].delegates set to 0
+    # (absent): "Missing delegates field", InvalidProgram (an empty vector is fine).
+    "no-delegates": ("add.pte", 128, 0x00, 0x08),
+    # Found by `--seed 16` and `--seed 17`: the vtable entries of execution_plan[0].outputs
+    # and .name set to 0: the runtime aborts (CheckOk) on either.
+    "no-outputs": ("mlp_xnnpack.pte", 658, 0x00, 0x14),
+    "no-name": ("mlp_xnnpack.pte", 650, 0x00, 0x24),
 }
 
 
@@ -230,6 +237,9 @@ def test_more_planned_memory_than_the_machine_has_is_the_environment(specific, p
          "delegates[14].xnnpack.xnodes[0].XNNArgMaxPooling2d.pooling_height: a 0x0 pooling window"),
         ("output-shape", "status 0x10", "CALL_DELEGATE execute failed at instruction 0: 0x10",
          "test_cases[0].expected_outputs[0].Tensor.sizes: shape [2, 4] but the program expects static shape [3, 4]"),
+        ("no-delegates", "0x:23", "Missing delegates field", "execution_plan[0].delegates (file offset 0x84)"),
+        ("no-outputs", "SIGABRT", "assert failed", "execution_plan[0].outputs (file offset 0x"),
+        ("no-name", "SIGABRT", "Execution plan 0 has null name", "execution_plan[0].name (file offset 0x29c)"),
         ("constant-dims", "SIGSEGV", "",
          "xvalues[4].XNNTensorValue.dims: [8388612, 32] of fp32 need 1073742336 bytes, but constant_data[3] holds 512"),
     ],

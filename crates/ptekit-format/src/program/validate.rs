@@ -489,6 +489,29 @@ impl<'p> Validator<'p, '_> {
                 _ => {}
             }
         }
+        // The runtime refuses a method without its name or non_const_buffer_sizes
+        // (Program::load_method, MethodMeta), its values or its delegates vector
+        // (Method::init: "Missing values", "Missing delegates field"; InvalidProgram),
+        // even where it would be empty, and aborts without its inputs or outputs vector.
+        for (field, present) in [
+            ("name", plan.name.is_some()),
+            (
+                "non_const_buffer_sizes",
+                plan.non_const_buffer_sizes.is_some(),
+            ),
+            ("values", plan.values.is_some()),
+            ("inputs", plan.inputs.is_some()),
+            ("outputs", plan.outputs.is_some()),
+            ("delegates", plan.delegates.is_some()),
+        ] {
+            if !present {
+                self.push(
+                    IssueKind::Inconsistent,
+                    format!("{path}.{field}"),
+                    "missing (the runtime needs it, even empty)",
+                );
+            }
+        }
         // The runtime's Method::init refuses a method without chains, and a chain without
         // its instruction vector (InvalidProgram); an empty vector is fine.
         if len_of(&plan.chains) == 0 {

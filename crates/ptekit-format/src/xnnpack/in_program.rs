@@ -8,7 +8,7 @@ use ptekit_flatbuffers::Limits;
 
 use super::decode::{decode_payload, Payload};
 use super::error::{XnnpackError, XnnpackErrorKind};
-use super::validate::validate_payload;
+use super::validate::{check_definable_payload, validate_payload};
 use super::BACKEND_ID;
 use crate::flat_tensor::FlatTensorFile;
 use crate::program::DataLocation;
@@ -115,8 +115,8 @@ impl NamedSizes {
     }
 }
 
-/// Decodes and fully checks one payload (header, flatbuffer, cross-references and
-/// define-time checks; named keys against `named`). Errors name the delegate and, with
+/// Decodes and fully checks one payload (header, flatbuffer, cross-references, then what
+/// the runtime checks when it defines the graph in XNNPACK; named keys against `named`). Errors name the delegate and, with
 /// the payload's start, the file offset.
 pub fn check_payload<'a>(
     d: &DelegatePayload<'a>,
@@ -147,6 +147,7 @@ pub fn check_payload<'a>(
         };
         located(e)
     })?;
+    check_definable_payload(&payload).map_err(located)?;
     Ok(payload)
 }
 

@@ -6,9 +6,10 @@
 //! - [`header`]: the `XH00` container (and legacy blobs without it).
 //! - [`decode_payload`] / [`decode_flatbuffer`]: verified reading on the shared verifier
 //!   and [`Limits`](ptekit_flatbuffers::Limits); [`validate`] checks the cross-references
-//!   (value ids, constant indices and ranges, named keys) and what the reference runtime
-//!   checks when it defines the values and nodes in XNNPACK (value flags, datatypes,
-//!   dimensions, external ids; node value ids, output ranges, fully-connected datatypes).
+//!   (value ids, constant indices and ranges, named keys, constant sizes), and
+//!   [`check_definable`] what the reference runtime checks when it defines the values and
+//!   nodes in XNNPACK (value flags, datatypes, dimensions, external ids; node value ids,
+//!   output ranges, pooling windows, fully-connected datatypes); `verify` does both.
 //! - [`convert_to_flatbuffer`] / [`serialize_xnnpack_binary`]: byte-identical to the
 //!   reference (which writes JSON and runs `flatc` 24.3.25), float rule in [`flatc_f32`].
 //! - [`summary()`](fn@summary) / [`render_summary`] for `ptekit inspect`,
@@ -58,7 +59,8 @@ pub use pack::{
 };
 pub use summary::{render_summary, summary, ConstantStorage, XnnpackSummary};
 pub use validate::{
-    validate, validate_payload, ConstantSources, NamedLookup, XNN_INVALID_VALUE_ID,
+    check_definable, check_definable_payload, validate, validate_payload, ConstantSources,
+    NamedLookup, XNN_INVALID_VALUE_ID,
 };
 
 /// The verifier limits used for payloads by default ([`Limits::default`](ptekit_flatbuffers::Limits::default)).

@@ -2,8 +2,9 @@
 //! the graph names is defined by a value (or is `XNN_INVALID_VALUE_ID`), every constant
 //! index lies in `constant_data` (or the legacy `constant_buffer`), inline constant
 //! ranges lie inside the payload's constant data, and named keys exist where the
-//! program keeps its named data; then what the runtime checks when it defines the graph
-//! in XNNPACK (see [`define`](super::define)).
+//! program keeps its named data, and constants hold what their values' dims need.
+//! [`check_definable`] adds what the runtime checks when it defines the graph in XNNPACK
+//! (see [`define`](super::define)).
 
 use super::decode::{Payload, Positions};
 use super::define::{self, Where};
@@ -218,10 +219,22 @@ fn check(g: &XNNGraph, sources: &ConstantSources<'_>) -> Checked {
         }
     }
 
-    check_constants(g, values, sources)?;
-    define::check(g).map_err(|b| {
+    check_constants(g, values, sources)
+}
+
+/// Checks what the reference runtime refuses when it defines `g` in XNNPACK (see
+/// [`define`](super::define)); errors without offsets. Run after [`validate`]: it assumes
+/// the cross-references hold.
+pub fn check_definable(g: &XNNGraph) -> Result<(), XnnpackError> {
+    define::check(g).map_err(|b| b.0)
+}
+
+/// [`check_definable`] on a decoded payload: errors carry the payload offset of the
+/// field concerned.
+pub fn check_definable_payload(p: &Payload<'_>) -> Result<(), XnnpackError> {
+    define::check(&p.graph).map_err(|b| {
         let (e, w) = *b;
-        Box::new((e, At::Define(w)))
+        locate(e, At::Define(w), &p.positions)
     })
 }
 
