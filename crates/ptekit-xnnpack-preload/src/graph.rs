@@ -97,7 +97,7 @@ pub type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
 #[derive(Clone, Debug)]
 pub struct Value {
     /// Descriptor of the value itself.
-    pub desc: [u8; 32],
+    pub desc: Desc,
     /// Static data pointer (0: none).
     pub data: usize,
     /// Bytes of static data, when the datatype is keyed.
@@ -127,24 +127,27 @@ pub struct Graph {
 /// runtime is created (not one digest per definition).
 enum Defined {
     /// A value: its id and descriptor.
-    Value(u32, [u8; 32]),
+    Value(u32, Desc),
     /// A packing node: its descriptor.
     Node([u8; 32]),
 }
 
 impl Graph {
     /// Records a value definition (after XNNPACK accepted it).
-    pub fn value(&mut self, id: u32, desc: [u8; 32], data: usize, bytes: Option<usize>) {
-        self.log.push(Defined::Value(id, desc));
+    pub fn value(&mut self, id: u32, desc: Desc, data: usize, bytes: Option<usize>) {
+        self.log.push(Defined::Value(id, desc.clone()));
         self.values.insert(id, Value { desc, data, bytes });
     }
 
     fn value_desc(&self, id: u32) -> [u8; 32] {
-        self.values.get(&id).map(|v| v.desc).unwrap_or_else(|| {
-            DescBuilder::new("unknown value")
-                .u64(u64::from(id))
-                .finish()
-        })
+        self.values
+            .get(&id)
+            .map(|v| v.desc.digest())
+            .unwrap_or_else(|| {
+                DescBuilder::new("unknown value")
+                    .u64(u64::from(id))
+                    .finish()
+            })
     }
 
     /// Records a node that packs `filter` (and `bias`): `params` already holds
@@ -185,11 +188,21 @@ impl Graph {
     /// values with different descriptors is left out (`ambiguous` counts
     /// them): its packs stay on the heap.
     pub fn weights(&self, runtime_flags: u32) -> (Vec<Weight>, u64) {
+        // Nothing to describe without a static filter or bias: most
+        // subgraphs of a partitioned model (no value descriptor is computed).
+        let keyed = |id: &u32| {
+            self.values
+                .get(id)
+                .is_some_and(|v| v.data != 0 && v.bytes.is_some())
+        };
+        if !self.uses.keys().any(keyed) {
+            return (Vec::new(), 0);
+        }
         let mut sub = DescBuilder::new("subgraph");
         sub.u64(u64::from(runtime_flags));
         for d in &self.log {
             match d {
-                Defined::Value(id, desc) => sub.u64(u64::from(*id)).digest(desc),
+                Defined::Value(id, desc) => sub.u64(u64::from(*id)).digest(&desc.digest()),
                 Defined::Node(node) => sub.bytes(b"node").digest(node),
             };
         }
@@ -208,7 +221,7 @@ impl Graph {
             let mut uses = self.uses.get(id).cloned().unwrap_or_default();
             uses.sort_unstable();
             let mut d = DescBuilder::new("weight");
-            d.digest(&v.desc).digest(&sub);
+            d.digest(&v.desc.digest()).digest(&sub);
             for u in &uses {
                 d.digest(u);
             }
@@ -235,6 +248,91 @@ impl Graph {
     }
 }
 
+/// A value's descriptor: computed at definition when it reads memory
+/// XNNPACK was given (scales), else kept as its scalar fields and computed
+/// only for a runtime that packs weights (the same digest either way).
+#[derive(Clone, Debug)]
+pub enum Desc {
+    /// The digest.
+    Ready([u8; 32]),
+    /// The fields of a value without per-channel or blockwise parameters.
+    Scalars(Scalars),
+}
+
+impl Desc {
+    /// The digest.
+    pub fn digest(&self) -> [u8; 32] {
+        match self {
+            Desc::Ready(d) => *d,
+            Desc::Scalars(s) => s.digest(),
+        }
+    }
+}
+
+/// The fields of a plain, per-tensor quantized or dynamically quantized
+/// value (XNNPACK's rank limit: 6 dimensions).
+#[derive(Clone, Copy, Debug)]
+pub struct Scalars {
+    datatype: u32,
+    dims: [usize; 6],
+    rank: usize,
+    flags: u32,
+    kind: ScalarKind,
+}
+
+/// What kind of value [`Scalars`] describes, with its own parameters.
+#[derive(Clone, Copy, Debug)]
+pub enum ScalarKind {
+    /// `xnn_define_tensor_value`.
+    Plain,
+    /// `xnn_define_quantized_tensor_value`.
+    PerTensor {
+        /// Zero point.
+        zero_point: i32,
+        /// Scale.
+        scale: f32,
+    },
+    /// `xnn_define_dynamically_quantized_tensor_value`.
+    Dynamic {
+        /// Non-batch dimensions.
+        num_nonbatch_dims: usize,
+    },
+}
+
+impl Scalars {
+    /// The fields, or `None` above 6 dimensions.
+    pub fn new(datatype: u32, dims: &[usize], flags: u32, kind: ScalarKind) -> Option<Scalars> {
+        let mut d = [0usize; 6];
+        d.get_mut(..dims.len())?.copy_from_slice(dims);
+        Some(Scalars {
+            datatype,
+            dims: d,
+            rank: dims.len(),
+            flags,
+            kind,
+        })
+    }
+
+    fn digest(&self) -> [u8; 32] {
+        let v = ValueDesc {
+            datatype: self.datatype,
+            dims: self.dims.get(..self.rank).unwrap_or(&[]),
+            flags: self.flags,
+        };
+        match self.kind {
+            ScalarKind::Plain => v.builder("plain").finish(),
+            ScalarKind::PerTensor { zero_point, scale } => v
+                .builder("per-tensor")
+                .i64(i64::from(zero_point))
+                .f32(scale)
+                .finish(),
+            ScalarKind::Dynamic { num_nonbatch_dims } => {
+                v.builder("dynamic").u64(num_nonbatch_dims as u64).finish()
+            }
+        }
+    }
+}
+
 /// Descriptor of a value: its datatype, dimensions and quantization.
 pub struct ValueDesc<'a> {
     /// XNNPACK datatype.
@@ -254,5 +352,83 @@ impl ValueDesc<'_> {
             .dims(self.dims)
             .u64(u64::from(self.flags));
         b
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A descriptor kept as fields digests like the one built at definition
+    /// (what cache files written before hold).
+    #[test]
+    fn deferred_descriptors_digest_like_eager_ones() {
+        let dims = [3usize, 5, 7];
+        let v = ValueDesc {
+            datatype: dtype::QINT8,
+            dims: &dims,
+            flags: 2,
+        };
+        let cases = [
+            (ScalarKind::Plain, v.builder("plain").finish()),
+            (
+                ScalarKind::PerTensor {
+                    zero_point: -3,
+                    scale: 0.25,
+                },
+                v.builder("per-tensor").i64(-3).f32(0.25).finish(),
+            ),
+            (
+                ScalarKind::Dynamic {
+                    num_nonbatch_dims: 1,
+                },
+                v.builder("dynamic").u64(1).finish(),
+            ),
+        ];
+        for (kind, eager) in cases {
+            let s = Scalars::new(dtype::QINT8, &dims, 2, kind).expect("rank 3");
+            assert_eq!(Desc::Scalars(s).digest(), eager, "{kind:?}");
+        }
+        assert!(Scalars::new(dtype::FP32, &[1; 7], 0, ScalarKind::Plain).is_none());
+        assert_eq!(
+            Scalars::new(dtype::FP32, &[], 0, ScalarKind::Plain).map(|s| Desc::Scalars(s).digest()),
+            Some(
+                ValueDesc {
+                    datatype: dtype::FP32,
+                    dims: &[],
+                    flags: 0
+                }
+                .builder("plain")
+                .finish()
+            )
+        );
+    }
+
+    /// A subgraph without a static filter or bias gives no weights; one
+    /// with gives its buffer, described from the deferred descriptors.
+    #[test]
+    fn weights_only_for_static_filters() {
+        let plain = |d: &[usize]| {
+            Desc::Scalars(Scalars::new(dtype::FP32, d, 0, ScalarKind::Plain).expect("rank"))
+        };
+        let mut g = Graph::default();
+        g.value(0, plain(&[1, 4]), 0, Some(16));
+        g.value(1, plain(&[4, 4]), 0, Some(64));
+        g.value(2, plain(&[1, 4]), 0, Some(16));
+        g.node(DescBuilder::new("fully_connected"), 0, 1, u32::MAX, 2);
+        assert_eq!(g.weights(0).0.len(), 0, "dynamic filter");
+        let mut h = Graph::default();
+        h.value(0, plain(&[1, 4]), 0, Some(16));
+        h.value(1, plain(&[4, 4]), 0x1000, Some(64));
+        h.value(2, plain(&[1, 4]), 0, Some(16));
+        h.node(DescBuilder::new("fully_connected"), 0, 1, u32::MAX, 2);
+        let (w, ambiguous) = h.weights(0);
+        assert_eq!((w.len(), ambiguous), (1, 0));
+        assert_eq!((w[0].ptr, w[0].bytes), (0x1000, 64));
+        assert_ne!(
+            w[0].desc,
+            h.weights(1).0[0].desc,
+            "runtime flags are part of it"
+        );
     }
 }

@@ -15,7 +15,7 @@ use std::ffi::{c_void, CStr};
 
 use ptekit_cache::desc::DescBuilder;
 
-use crate::graph::{data_bytes, ValueDesc};
+use crate::graph::{data_bytes, Desc, ScalarKind, Scalars, ValueDesc};
 use crate::real::Slot;
 use crate::session;
 
@@ -81,7 +81,7 @@ unsafe fn items<'a, T>(p: *const T, n: usize) -> Option<&'a [u8]> {
 fn record(
     sg: Subgraph,
     id_out: *const u32,
-    desc: Option<[u8; 32]>,
+    desc: Option<Desc>,
     data: *const c_void,
     datatype: u32,
     dims: Option<&[usize]>,
@@ -94,7 +94,7 @@ fn record(
     let Some(desc) = desc else {
         // A value we cannot describe poisons nothing but itself: record it
         // without data so it is never keyed.
-        session::with_graph(sg, |g| g.value(id, [0xff; 32], 0, None));
+        session::with_graph(sg, |g| g.value(id, Desc::Ready([0xff; 32]), 0, None));
         return;
     };
     let bytes = dims.and_then(|d| data_bytes(datatype, d));
@@ -143,15 +143,9 @@ pub unsafe extern "C" fn xnn_define_tensor_value(
     if st == 0 {
         // SAFETY: XNNPACK accepted dims.
         let d = unsafe { dims_of(num_dims, dims) };
-        let desc = d.map(|d| {
-            ValueDesc {
-                datatype,
-                dims: d,
-                flags,
-            }
-            .builder("plain")
-            .finish()
-        });
+        let desc = d
+            .and_then(|d| Scalars::new(datatype, d, flags, ScalarKind::Plain))
+            .map(Desc::Scalars);
         record(subgraph, id_out, desc, data, datatype, d);
     }
     st
@@ -205,17 +199,10 @@ pub unsafe extern "C" fn xnn_define_quantized_tensor_value(
     if st == 0 {
         // SAFETY: XNNPACK accepted dims.
         let d = unsafe { dims_of(num_dims, dims) };
-        let desc = d.map(|d| {
-            ValueDesc {
-                datatype,
-                dims: d,
-                flags,
-            }
-            .builder("per-tensor")
-            .i64(i64::from(zero_point))
-            .f32(scale)
-            .finish()
-        });
+        let kind = ScalarKind::PerTensor { zero_point, scale };
+        let desc = d
+            .and_then(|d| Scalars::new(datatype, d, flags, kind))
+            .map(Desc::Scalars);
         record(subgraph, id_out, desc, data, datatype, d);
     }
     st
@@ -318,7 +305,7 @@ pub unsafe extern "C" fn xnn_define_channelwise_quantized_tensor_value(
                 std::ptr::null(),
             )
         };
-        record(subgraph, id_out, desc, data, datatype, d);
+        record(subgraph, id_out, desc.map(Desc::Ready), data, datatype, d);
     }
     st
 }
@@ -385,7 +372,7 @@ pub unsafe extern "C" fn xnn_define_channelwise_quantized_tensor_value_v2(
                 std::ptr::null(),
             )
         };
-        record(subgraph, id_out, desc, data, datatype, d);
+        record(subgraph, id_out, desc.map(Desc::Ready), data, datatype, d);
     }
     st
 }
@@ -455,7 +442,7 @@ pub unsafe extern "C" fn xnn_define_channelwise_quantized_tensor_value_v3(
                 channelwise_zero_point,
             )
         };
-        record(subgraph, id_out, desc, data, datatype, d);
+        record(subgraph, id_out, desc.map(Desc::Ready), data, datatype, d);
     }
     st
 }
@@ -567,7 +554,7 @@ pub unsafe extern "C" fn xnn_define_blockwise_quantized_tensor_value(
                 flags,
             )
         };
-        record(subgraph, id_out, desc, data, datatype, d);
+        record(subgraph, id_out, desc.map(Desc::Ready), data, datatype, d);
     }
     st
 }
@@ -652,7 +639,7 @@ pub unsafe extern "C" fn xnn_define_blockwise_quantized_tensor_value_v2(
                 )
             }
         };
-        record(subgraph, id_out, desc, data, datatype, d);
+        record(subgraph, id_out, desc.map(Desc::Ready), data, datatype, d);
     }
     st
 }
@@ -690,16 +677,10 @@ pub unsafe extern "C" fn xnn_define_dynamically_quantized_tensor_value(
     if st == 0 {
         // SAFETY: XNNPACK accepted dims.
         let d = unsafe { dims_of(num_dims, dims) };
-        let desc = d.map(|d| {
-            ValueDesc {
-                datatype,
-                dims: d,
-                flags,
-            }
-            .builder("dynamic")
-            .u64(num_nonbatch_dims as u64)
-            .finish()
-        });
+        let kind = ScalarKind::Dynamic { num_nonbatch_dims };
+        let desc = d
+            .and_then(|d| Scalars::new(datatype, d, flags, kind))
+            .map(Desc::Scalars);
         record(subgraph, id_out, desc, std::ptr::null(), datatype, d);
     }
     st

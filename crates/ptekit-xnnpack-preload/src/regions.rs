@@ -60,6 +60,12 @@ pub struct Regions {
     query: Option<std::sync::Arc<std::fs::File>>,
     /// The parsed file, when the ioctl is not supported.
     maps: Vec<Mapping>,
+    /// With `query`: the mappings the kernel returned for this runtime so
+    /// far (each as returned, not joined), so a buffer in a mapping already
+    /// asked about is answered without another ioctl.
+    seen: Vec<Mapping>,
+    /// `PROCMAP_QUERY` calls made for this runtime.
+    asked: usize,
     files: HashMap<(u64, u64), Option<FileId>>,
     now: i64,
 }
@@ -207,6 +213,8 @@ impl Regions {
             Some(f) => Regions {
                 query: Some(f),
                 maps: Vec::new(),
+                seen: Vec::new(),
+                asked: 0,
                 files: HashMap::new(),
                 now,
             },
@@ -237,6 +245,8 @@ impl Regions {
         Regions {
             query: None,
             maps,
+            seen: Vec::new(),
+            asked: 0,
             files: HashMap::new(),
             now,
         }
@@ -244,17 +254,17 @@ impl Regions {
 
     /// The mapping covering `ptr .. end`, adjacent mappings of consecutive
     /// bytes of one file joined.
-    fn mapping(&self, ptr: usize, end: usize) -> Option<Mapping> {
-        let Some(f) = &self.query else {
+    fn mapping(&mut self, ptr: usize, end: usize) -> Option<Mapping> {
+        if self.query.is_none() {
             let i = self
                 .maps
                 .partition_point(|m| m.start <= ptr)
                 .checked_sub(1)?;
             return self.maps.get(i).filter(|m| end <= m.end).cloned();
-        };
-        let mut m = query_mapping(f, ptr).ok()??;
+        }
+        let mut m = self.vma(ptr)?;
         while m.end < end {
-            let n = query_mapping(f, m.end).ok()??;
+            let n = self.vma(m.end)?;
             let continues = n.start == m.end
                 && (n.dev, n.ino) == (m.dev, m.ino)
                 && m.offset.checked_add((m.end - m.start) as u64) == Some(n.offset);
@@ -263,6 +273,20 @@ impl Regions {
             }
             m.end = n.end;
         }
+        Some(m)
+    }
+
+    /// The readable file mapping holding `addr`: one already returned for
+    /// this runtime, else asked of the kernel (and remembered). The
+    /// mappings cannot change under a runtime creation that ExecuTorch's
+    /// loader holds the data of.
+    fn vma(&mut self, addr: usize) -> Option<Mapping> {
+        if let Some(m) = self.seen.iter().find(|m| m.start <= addr && addr < m.end) {
+            return Some(m.clone());
+        }
+        self.asked += 1;
+        let m = query_mapping(self.query.as_deref()?, addr).ok()??;
+        self.seen.push(m.clone());
         Some(m)
     }
 
@@ -379,9 +403,15 @@ mod tests {
         let mut r = Regions::snapshot();
         r.now += 10;
         let a = r.name(ptr, 100).expect("named");
+        // Another buffer of the same mapping: answered without asking the
+        // kernel again, and named from the same file identity.
+        let asked = r.asked;
+        let b = r.locate(ptr + 200, 300).expect("named");
+        assert_eq!((r.asked, b.source.offset), (asked, 4096 + 200));
         // The kernel query and the parsed file agree.
         let mut parsed = Regions::from_maps_file(r.now);
         assert_eq!(parsed.name(ptr, 100), Some(a));
+        assert_eq!(parsed.name(ptr + 200, 300), Some(b.name));
         assert!(r.query.is_some(), "PROCMAP_QUERY on this kernel");
         assert_ne!(Some(a), r.name(ptr, 101));
         assert_ne!(Some(a), r.name(ptr + 1, 100));

@@ -240,8 +240,14 @@ fn runtimes() -> MutexGuard<'static, IdMap<usize, WeightsCache>> {
 pub struct Totals {
     /// The cache file, when on.
     pub path: Option<String>,
-    /// Runtimes created with our cache.
+    /// Runtimes created with our cache: those with static weights keyed
+    /// by this library (or left out as ambiguous).
     pub runtimes_cached: u64,
+    /// Runtimes created, with the cache on, without any cache: none of
+    /// their static buffers is a filter or bias of a packing node we key
+    /// (XNNPACK packs whatever else it packs in its own memory, as without
+    /// this library). No cache work is done for them.
+    pub runtimes_without_weights: u64,
     /// Runtimes to which ExecuTorch passed a cache of its own (left alone).
     pub runtimes_own_cache: u64,
     /// Runtimes created while the cache was off.
@@ -414,6 +420,10 @@ pub fn prepare(subgraph: *mut c_void, flags: u32, create_fn: usize) -> Option<We
         .get(&(subgraph as usize))
         .map(|g| g.weights(flags))
         .unwrap_or_default();
+    if weights.is_empty() && ambiguous == 0 {
+        totals().runtimes_without_weights += 1;
+        return None;
+    }
     let opts = cache_options(&cfg, create_fn);
     wait_at_exit();
     CREATING.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
