@@ -160,6 +160,9 @@ SPECIFIC = {
     # and .name set to 0: the runtime aborts (CheckOk) on either.
     "no-outputs": ("mlp_xnnpack.pte", 658, 0x00, 0x14),
     "no-name": ("mlp_xnnpack.pte", 650, 0x00, 0x24),
+    # Found by `--seed 20`: an IntList item (permute_copy's dims) pointing at a Tensor
+    # value: the kernel unwraps it as an Int and the runtime aborts (EValue::toInt).
+    "int-list-item": ("mlp.bpte", 1344, 0x05, 0x06),
 }
 
 
@@ -240,6 +243,8 @@ def test_more_planned_memory_than_the_machine_has_is_the_environment(specific, p
         ("no-delegates", "0x:23", "Missing delegates field", "execution_plan[0].delegates (file offset 0x84)"),
         ("no-outputs", "SIGABRT", "assert failed", "execution_plan[0].outputs (file offset 0x"),
         ("no-name", "SIGABRT", "Execution plan 0 has null name", "execution_plan[0].name (file offset 0x29c)"),
+        ("int-list-item", "SIGABRT", "EValue is not an int",
+         "values[8].val.IntList.items[0] (file offset 0x"),
         ("constant-dims", "SIGSEGV", "",
          "xvalues[4].XNNTensorValue.dims: [8388612, 32] of fp32 need 1073742336 bytes, but constant_data[3] holds 512"),
     ],

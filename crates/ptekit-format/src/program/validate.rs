@@ -461,15 +461,28 @@ impl<'p> Validator<'p, '_> {
                         false,
                     );
                 }
-                // IntList items are value indices (of the Int values holding the numbers).
+                // IntList items are value indices (of the Int values holding the numbers):
+                // a kernel reading the list unwraps each as an Int, and the runtime
+                // aborts on any other value (EValue::toInt).
                 Some(KernelTypes::IntList(l)) => {
+                    let values = plan.values.as_deref().unwrap_or_default();
                     for (j, &idx) in l.items.iter().flatten().enumerate() {
-                        if !usize::try_from(idx).is_ok_and(|i| i < n_values) {
-                            self.push(
+                        let item = usize::try_from(idx).ok().and_then(|i| values.get(i));
+                        match item.map(|v| &v.val) {
+                            None => self.push(
                                 IssueKind::IndexOutOfRange,
                                 format!("{vpath}.IntList.items[{j}]"),
                                 format!("value index {idx} of {n_values}"),
-                            );
+                            ),
+                            Some(Some(KernelTypes::Int(_))) => {}
+                            Some(other) => self.push(
+                                IssueKind::Inconsistent,
+                                format!("{vpath}.IntList.items[{j}]"),
+                                format!(
+                                    "value {idx} is {}, not an Int",
+                                    other.as_ref().map_or("of no type", KernelTypes::kind_name)
+                                ),
+                            ),
                         }
                     }
                 }
