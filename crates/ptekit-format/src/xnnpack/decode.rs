@@ -70,8 +70,10 @@ impl TableFields {
         TableFields {
             table: t.position(),
             // The table was verified: a field position it cannot give is one that is
-            // absent.
-            slots: (0..t.num_fields())
+            // absent. Only the schema's slots are kept: a vtable may claim up to 32,766
+            // and be shared by every table of a payload, and recording them all would let
+            // a small payload ask for gigabytes.
+            slots: (0..t.num_fields().min(MAX_NODE_FIELDS))
                 .map(|slot| t.field_position(slot).ok().flatten())
                 .collect(),
         }
@@ -391,4 +393,28 @@ fn xvalue(t: Table<'_, '_>, pos: &mut Positions) -> R<XValue> {
         },
     };
     Ok(XValue { xvalue_union })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ptekit_flatbuffers::Builder;
+
+    /// A graph whose root vtable claims 30,000 slots (one unknown field set far out, which
+    /// readers skip): the positions kept for error messages stay at the schema's size.
+    #[test]
+    fn a_huge_vtable_records_only_the_schema_slots() {
+        let mut b = Builder::new();
+        b.start_object(30_000);
+        b.add_scalar(3, 2u32, 0); // num_externs
+        b.add_scalar(29_999, 1u8, 0);
+        let root = b.end_object();
+        b.finish(root, Some(&FILE_IDENTIFIER));
+        let fb = b.finished_data();
+        let (graph, _, positions) =
+            decode_with_positions(fb, &Limits::default()).expect("a valid flatbuffer");
+        assert_eq!(graph.num_externs, 2);
+        assert_eq!(positions.root_fields.slots.len(), MAX_NODE_FIELDS);
+        assert!(positions.root_fields.slots[3].is_some());
+    }
 }

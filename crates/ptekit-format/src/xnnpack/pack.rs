@@ -77,9 +77,6 @@ fn f32_vector(b: &mut Builder, v: &[f32]) -> UOffset {
     }
 }
 
-/// Node tables have at most 20 fields.
-const MAX_NODE_FIELDS: usize = 24;
-
 struct ChildSink<'b> {
     b: &'b mut Builder,
     children: [UOffset; MAX_NODE_FIELDS],
