@@ -354,7 +354,7 @@ impl<'py> Conv<'py> {
             external_id: self.field(t, "external_id", |_, v| int(v, "uint"))?,
             flags: self.field(t, "flags", |_, v| int(v, "uint"))?,
             id_out: self.field(t, "id_out", |_, v| int(v, "uint"))?,
-            dq_datatype: x::XNNDatatype(0),
+            dq_datatype: x::XNNDatatype::INVALID,
         })
     }
 

@@ -34,13 +34,9 @@ const MAX_DIMS: usize = 6;
 /// The most external values the delegate creates a subgraph for.
 const MAX_EXTERNS: u32 = 4096;
 
-// Schema datatype codes (`XNNDatatype`).
-const FP32: i16 = 1;
-const FP16: i16 = 2;
-const QINT8: i16 = 3;
-const INT32: i16 = 12;
-const PFP32: i16 = 13;
-const BF16: i16 = 14;
+const FP32: XNNDatatype = XNNDatatype::FP32;
+const FP16: XNNDatatype = XNNDatatype::FP16;
+const BF16: XNNDatatype = XNNDatatype::BF16;
 
 /// Where a define-time problem is: a field (by vtable slot) of the root table, of a
 /// value's tensor table, of a node's member table or of its `OutputMinMax`.
@@ -56,6 +52,15 @@ type Checked = Result<(), Box<(XnnpackError, Where)>>;
 
 fn define_err(message: String) -> XnnpackError {
     XnnpackError::new(XnnpackErrorKind::Define, message)
+}
+
+/// The `dq_datatype` the runtime acts on: a value the schema does not declare is read as
+/// "invalid", i.e. not dynamically quantized.
+fn effective_dq(t: &XNNTensorValue) -> XNNDatatype {
+    match t.dq_datatype.name() {
+        Some(_) => t.dq_datatype,
+        None => XNNDatatype::INVALID,
+    }
 }
 
 fn dtype(d: XNNDatatype) -> String {
@@ -167,9 +172,9 @@ fn check_value(
     }
     // The runtime maps a datatype the schema does not declare to "invalid", and an
     // invalid dq_datatype means "not dynamically quantized".
-    let dq = t.dq_datatype.name().map_or(0, |_| t.dq_datatype.0);
-    if dq != 0 {
-        if dq != QINT8 {
+    let dq = effective_dq(t);
+    if dq != XNNDatatype::INVALID {
+        if dq != XNNDatatype::QINT8 {
             return Err((
                 define_err(format!(
                     "{}: the runtime quantizes dynamically to qint8 only",
@@ -191,8 +196,11 @@ fn check_value(
         }
     }
     if matches!(u, XValueUnion::XNNTensorValue(_))
-        && dq == 0
-        && !matches!(t.datatype.0, FP32 | FP16 | BF16 | INT32 | PFP32)
+        && dq == XNNDatatype::INVALID
+        && !matches!(
+            t.datatype,
+            FP32 | FP16 | BF16 | XNNDatatype::INT32 | XNNDatatype::PFP32
+        )
     {
         return Err((
             define_err(format!(
@@ -312,7 +320,7 @@ fn check_pooling(u: &XNodeUnion) -> Result<(), (XnnpackError, usize)> {
 
 /// The (input, filter, bias, output) datatypes of an unquantized fully-connected node
 /// that XNNPACK defines (`None`: no bias).
-const FC_DATATYPES: [(i16, i16, Option<i16>, i16); 11] = [
+const FC_DATATYPES: [(XNNDatatype, XNNDatatype, Option<XNNDatatype>, XNNDatatype); 11] = [
     (BF16, BF16, Some(FP32), FP32),
     (FP32, FP32, Some(FP32), FP32),
     (FP16, FP32, Some(FP32), FP16),
@@ -336,11 +344,7 @@ fn check_fully_connected(
 ) -> Result<(), (XnnpackError, usize)> {
     // Unquantized tensors only: the datatype XNNPACK sees is the one stored.
     let plain = |id: u32| match by_id.get(&id) {
-        Some(XValueUnion::XNNTensorValue(t))
-            if t.dq_datatype.name().map_or(0, |_| t.dq_datatype.0) == 0 =>
-        {
-            Some(t)
-        }
+        Some(XValueUnion::XNNTensorValue(t)) if effective_dq(t) == XNNDatatype::INVALID => Some(t),
         _ => None,
     };
     let (Some(input), Some(filter), Some(output)) = (
@@ -353,11 +357,11 @@ fn check_fully_connected(
     let bias = match fc.bias_id {
         XNN_INVALID_VALUE_ID => None,
         id => match plain(id) {
-            Some(b) => Some(b.datatype.0),
+            Some(b) => Some(b.datatype),
             None => return Ok(()),
         },
     };
-    if filter.datatype.0 == BF16 && filter.constant_buffer_idx == 0 {
+    if filter.datatype == BF16 && filter.constant_buffer_idx == 0 {
         return Err((
             define_err(
                 "a bf16 filter that is not constant: XNNPACK takes only constant bf16 filters"
@@ -368,17 +372,17 @@ fn check_fully_connected(
         ));
     }
     // The runtime computes a bf16 x bf16 -> bf16 node in fp32 and converts the output.
-    let out = if [input, filter, output].iter().all(|t| t.datatype.0 == BF16) {
+    let out = if [input, filter, output].iter().all(|t| t.datatype == BF16) {
         FP32
     } else {
-        output.datatype.0
+        output.datatype
     };
-    let key = (input.datatype.0, filter.datatype.0, bias, out);
+    let key = (input.datatype, filter.datatype, bias, out);
     if FC_DATATYPES.contains(&key) {
         return Ok(());
     }
     let bias_text = match bias {
-        Some(b) => format!(", bias {}", dtype(XNNDatatype(b))),
+        Some(b) => format!(", bias {}", dtype(b)),
         None => String::new(),
     };
     Err((

@@ -26,6 +26,21 @@ impl XNNDatatype {
         "qdint8", "qbint4", "qpint8", "int32", "pfp32", "bf16",
     ];
 
+    /// `xnn_datatype_invalid` (also: "not dynamically quantized" in `dq_datatype`).
+    pub const INVALID: Self = Self(0);
+    /// `xnn_datatype_fp32`.
+    pub const FP32: Self = Self(1);
+    /// `xnn_datatype_fp16`.
+    pub const FP16: Self = Self(2);
+    /// `xnn_datatype_qint8`.
+    pub const QINT8: Self = Self(3);
+    /// `xnn_datatype_int32`.
+    pub const INT32: Self = Self(12);
+    /// `xnn_datatype_pfp32`.
+    pub const PFP32: Self = Self(13);
+    /// `xnn_datatype_bf16`.
+    pub const BF16: Self = Self(14);
+
     /// The short name (`fp32`, `qcint4`, ...) or `None` for a value the schema does not
     /// declare.
     pub fn name(self) -> Option<&'static str> {
@@ -134,6 +149,9 @@ pub trait NodeTable: Sized {
     /// Hands every field to `sink` in slot order.
     fn put<S: FieldSink>(&self, sink: &mut S);
 }
+
+/// More fields than any table of the schema has (node tables have at most 20).
+pub(crate) const MAX_NODE_FIELDS: usize = 24;
 
 macro_rules! node_tables {
     ($( $(#[$m:meta])* $name:ident = $table:literal { $( $(#[$fm:meta])* $field:ident : $ty:ty ),* $(,)? } )*) => {$(
@@ -585,4 +603,24 @@ pub struct XNNGraph {
     pub mem_buffer_sizes: Option<Vec<u32>>,
     /// Where each constant lives.
     pub constant_data: Option<Vec<ConstantDataOffset>>,
+}
+
+#[cfg(test)]
+mod datatype_tests {
+    use super::XNNDatatype;
+
+    #[test]
+    fn named_constants_match_the_schema_names() {
+        for (d, name) in [
+            (XNNDatatype::INVALID, "invalid"),
+            (XNNDatatype::FP32, "fp32"),
+            (XNNDatatype::FP16, "fp16"),
+            (XNNDatatype::QINT8, "qint8"),
+            (XNNDatatype::INT32, "int32"),
+            (XNNDatatype::PFP32, "pfp32"),
+            (XNNDatatype::BF16, "bf16"),
+        ] {
+            assert_eq!(d.name(), Some(name));
+        }
+    }
 }
