@@ -124,7 +124,7 @@ pub fn verify_file(path: &Path) -> Result<serde_json::Value, Vec<String>> {
                         e,
                         r @ (DeadReason::OutOfBounds | DeadReason::Overlap { .. }),
                     ) => reasons.push(format!(
-                        "slot {i}: entry at {}+{} invalid: {r:?}",
+                        "slot {i}: entry at {}+{} invalid: {r}",
                         e.data_offset, e.data_len
                     )),
                     SlotState::Link {

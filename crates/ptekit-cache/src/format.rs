@@ -657,6 +657,31 @@ pub enum DeadReason {
     },
 }
 
+/// Plain words for text output (`--json` keeps the serde names:
+/// `superseded`, `duplicate`, `out_of_bounds`, `overlap`, `dropped`).
+impl std::fmt::Display for DeadReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DeadReason::Superseded { by_slot } => write!(
+                f,
+                "replaced by slot {by_slot}: same name, seed and fingerprint"
+            ),
+            DeadReason::Duplicate { of_slot } => {
+                write!(f, "same key as slot {of_slot}, which came first")
+            }
+            DeadReason::OutOfBounds => {
+                f.write_str("range lies outside the data region or past the end of the file")
+            }
+            DeadReason::Overlap { with_slot } => {
+                write!(f, "range overlaps the range of slot {with_slot}")
+            }
+            DeadReason::Dropped { by_slot } => {
+                write!(f, "withdrawn by the drop record in slot {by_slot}")
+            }
+        }
+    }
+}
+
 /// What the index says about one slot.
 #[derive(Clone, Debug)]
 pub enum SlotState {

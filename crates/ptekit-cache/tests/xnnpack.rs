@@ -340,7 +340,9 @@ fn corrupt_and_truncated_files_are_rejected_and_fall_back() {
         .expect("truncate");
     let reasons = ptekit_cache::check::verify_file(&p).expect_err("verify must fail");
     assert!(
-        reasons.iter().any(|r| r.contains("OutOfBounds")),
+        reasons
+            .iter()
+            .any(|r| r.contains("outside the data region")),
         "{reasons:?}"
     );
     let (o, s) = cached(&x, &p, &m, CacheOptions::default());

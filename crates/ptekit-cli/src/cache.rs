@@ -251,35 +251,50 @@ fn inspect(path: &Path, json: bool) -> i32 {
                 } else {
                     outln!("format: PTKWC v{} (ptekit)", ptekit_cache::format::VERSION);
                     print_summary(&s);
-                    for st in idx.slots.iter().enumerate() {
-                        match st {
-                            (i, SlotState::Live(e)) => outln!(
-                                "  [{i:>5}] live    {:>12} {:>12} seed={:#010x} fp={:<4} {}",
-                                e.data_offset, e.data_len, e.seed, e.fingerprint_id, e.name
-                            ),
-                            (i, SlotState::Dead(e, r)) => outln!(
-                                "  [{i:>5}] dead    {:>12} {:>12} seed={:#010x} fp={:<4} {} ({r:?})",
-                                e.data_offset, e.data_len, e.seed, e.fingerprint_id, e.name
-                            ),
-                            (i, SlotState::Reserve { data_offset, data_len, .. }) => {
-                                outln!("  [{i:>5}] reserve {data_offset:>12} {data_len:>12}");
-                            }
-                            (i, SlotState::Drop { slot }) => outln!("  [{i:>5}] drop    slot {slot}"),
-                            (i, SlotState::Memo { region, len, .. }) => outln!(
-                                "  [{i:>5}] memo    {:>12} {len:>12} region={}",
-                                "", &hex(region)[..16]
-                            ),
-                            (i, SlotState::Link { offset, slots, valid }) => outln!(
-                                "  [{i:>5}] link    {offset:>12} {slots:>12} slots{}",
-                                if *valid { "" } else { " (invalid, not followed)" }
-                            ),
-                            (i, SlotState::Torn(e)) => outln!("  [{i:>5}] torn    {e}"),
-                        }
+                    for (i, st) in idx.slots.iter().enumerate() {
+                        outln!("  [{i:>5}] {}", slot_text(st));
                     }
                 }
                 0
             }
         },
+    }
+}
+
+/// One slot of `cache inspect` text after its number: kind, offset, size, and what
+/// else the slot says (a dead entry's reason in words).
+fn slot_text(st: &SlotState) -> String {
+    let entry = |e: &ptekit_cache::format::Entry| {
+        format!(
+            "{:>12} {:>12} seed={:#010x} fp={:<4} {}",
+            e.data_offset, e.data_len, e.seed, e.fingerprint_id, e.name
+        )
+    };
+    match st {
+        SlotState::Live(e) => format!("live    {}", entry(e)),
+        SlotState::Dead(e, r) => format!("dead    {} ({r})", entry(e)),
+        SlotState::Reserve {
+            data_offset,
+            data_len,
+            ..
+        } => format!("reserve {data_offset:>12} {data_len:>12}"),
+        SlotState::Drop { slot } => format!("drop    slot {slot}"),
+        SlotState::Memo { region, len, .. } => {
+            format!("memo    {:>12} {len:>12} region={}", "", &hex(region)[..16])
+        }
+        SlotState::Link {
+            offset,
+            slots,
+            valid,
+        } => {
+            let note = if *valid {
+                ""
+            } else {
+                " (invalid, not followed)"
+            };
+            format!("link    {offset:>12} {slots:>12} slots{note}")
+        }
+        SlotState::Torn(e) => format!("torn    {e}"),
     }
 }
 

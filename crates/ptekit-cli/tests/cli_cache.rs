@@ -5,7 +5,7 @@ mod common;
 
 use std::os::unix::fs::FileExt;
 
-use common::{make_cache, run, stdout_of};
+use common::{cache_entry, make_cache, run, stdout_of};
 use ptekit_cache::format::{align_up, DATA_ALIGN};
 use ptekit_cache::{xpwc, CacheFile, FileOptions};
 
@@ -207,4 +207,95 @@ fn cache_commands_survive_truncation() {
             stop.store(true, Ordering::Relaxed);
         });
     }
+}
+
+/// A dead entry's reason in plain words in `inspect` and `verify` text (was the Debug
+/// form, `Superseded { by_slot: 4 }`); `inspect --json` keeps the machine names.
+#[test]
+fn dead_entries_say_why_in_words() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = dir.path().join("c.pwc");
+    make_cache(&p);
+    let f = p.to_str().expect("utf-8 path");
+    let slot_of = |v: &serde_json::Value, name: &str| {
+        v["slots"]
+            .as_array()
+            .expect("slots")
+            .iter()
+            .find(|s| s["name"] == name && s["status"] == "live")
+            .map(|s| {
+                (
+                    s["slot"].as_u64().expect("slot"),
+                    s["offset"].as_u64().expect("offset"),
+                )
+            })
+            .expect("live entry")
+    };
+    let before: serde_json::Value =
+        serde_json::from_slice(&stdout_of(&["cache", "inspect", "--json", f])).expect("json");
+    let (old0, _) = slot_of(&before, "layer0.weight");
+    let (_, off1) = slot_of(&before, "layer1.weight");
+    // layer1's bytes lie in its reservation's range (the entry sits on it).
+    let reserve1 = before["slots"]
+        .as_array()
+        .expect("slots")
+        .iter()
+        .find(|s| s["kind"] == "reserve" && s["offset"] == off1)
+        .and_then(|s| s["slot"].as_u64())
+        .expect("reservation of layer1");
+    let mut cf = CacheFile::open(
+        &p,
+        &FileOptions {
+            durable: false,
+            ..FileOptions::default()
+        },
+    )
+    .expect("open");
+    assert!(cf.lock().expect("lock"));
+    // layer0 packed again (another key): the first one is replaced.
+    let data = vec![9u8; 700];
+    let off = cf.reserve(700).expect("reserve");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&p)
+        .expect("open")
+        .write_all_at(&data, off)
+        .expect("write");
+    let new0 = cf
+        .commit(cache_entry("layer0.weight", 9, off, &data))
+        .expect("commit");
+    // A record claiming part of layer1's bytes under another name: an invalid overlap.
+    let stray = off1 + DATA_ALIGN;
+    let bad = cf
+        .commit(cache_entry("stray", 10, stray, &[2u8; 500]))
+        .expect("commit");
+    cf.unlock();
+    drop(cf);
+    let text = String::from_utf8_lossy(&stdout_of(&["cache", "inspect", f])).into_owned();
+    let want = format!("layer0.weight (replaced by slot {new0}: same name, seed and fingerprint)");
+    assert!(text.contains(&want), "{want}\n{text}");
+    let want = format!("stray (range overlaps the range of slot {reserve1})");
+    assert!(text.contains(&want), "{want}\n{text}");
+    let out = run(&["cache", "verify", f]);
+    assert_eq!(out.status.code(), Some(1));
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let want = format!(
+        "slot {bad}: entry at {stray}+500 invalid: range overlaps the range of slot {reserve1}"
+    );
+    assert!(all.contains(&want), "{want}\n{all}");
+    let v: serde_json::Value =
+        serde_json::from_slice(&stdout_of(&["cache", "inspect", "--json", f])).expect("json");
+    let status = |slot: u64| v["slots"][slot as usize]["status"].clone();
+    assert_eq!(
+        status(old0),
+        serde_json::json!({"superseded": {"by_slot": new0}})
+    );
+    assert_eq!(
+        status(u64::from(bad)),
+        serde_json::json!({"overlap": {"with_slot": reserve1}})
+    );
 }

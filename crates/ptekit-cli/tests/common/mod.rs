@@ -119,11 +119,30 @@ pub fn assert_quiet_on_closed_stdout(args: &[&std::ffi::OsStr]) {
     }
 }
 
+/// An entry record of [`make_cache`]'s kind (seed 7, fingerprint 1): `data` at `off`
+/// under `name`, key digest all `key`.
+pub fn cache_entry(name: &str, key: u8, off: u64, data: &[u8]) -> ptekit_cache::format::Entry {
+    use ptekit_cache::format::{Entry, KeySource};
+    Entry {
+        data_offset: off,
+        data_len: data.len() as u64,
+        seed: 7,
+        fingerprint_id: 1,
+        kernel_len: 1000,
+        bias_len: None,
+        key_digest: [key; 32],
+        data_digest: ptekit_cache::store::data_digest(data),
+        kernel_key: KeySource::Hashed,
+        name: name.into(),
+        pid: 1,
+        last_use: 0,
+    }
+}
+
 /// Commits two entries through the store API, then leaves an orphan reservation (a
 /// writer that died before committing).
 pub fn make_cache(path: &Path) {
-    use ptekit_cache::format::{Entry, KeySource};
-    use ptekit_cache::{store::data_digest, CacheFile, FileOptions};
+    use ptekit_cache::{CacheFile, FileOptions};
     use std::os::unix::fs::FileExt;
     let opts = FileOptions {
         slot_count: 16,
@@ -140,21 +159,8 @@ pub fn make_cache(path: &Path) {
         let data = vec![i + 1; 700];
         let off = cf.reserve(data.len() as u64).expect("reserve");
         raw.write_all_at(&data, off).expect("write data");
-        cf.commit(Entry {
-            data_offset: off,
-            data_len: data.len() as u64,
-            seed: 7,
-            fingerprint_id: 1,
-            kernel_len: 1000,
-            bias_len: None,
-            key_digest: [i; 32],
-            data_digest: data_digest(&data),
-            kernel_key: KeySource::Hashed,
-            name: format!("layer{i}.weight"),
-            pid: 1,
-            last_use: 0,
-        })
-        .expect("commit");
+        cf.commit(cache_entry(&format!("layer{i}.weight"), i, off, &data))
+            .expect("commit");
     }
     cf.unlock();
 }
