@@ -431,6 +431,11 @@ struct SharedFile {
     path: PathBuf,
     opts: FileOptions,
     state: Mutex<FileState>,
+    /// The file did not exist and is being created (its state is locked
+    /// until it is open). Nothing can be served from it yet, so the load
+    /// path does not wait for that: look-ups miss, and packs go to the
+    /// background writer, which opens the file on its own.
+    creating: std::sync::atomic::AtomicBool,
 }
 
 struct FileState {
@@ -451,6 +456,11 @@ struct FileState {
 const RECHECK_AFTER: std::time::Duration = std::time::Duration::from_millis(50);
 
 impl SharedFile {
+    /// See [`SharedFile::creating`].
+    fn creating(&self) -> bool {
+        self.creating.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     fn state(&self) -> MutexGuard<'_, FileState> {
         self.state
             .lock()
@@ -501,6 +511,10 @@ fn shared_file(path: &Path, opts: &FileOptions) -> Arc<SharedFile> {
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     files.retain(|_, w| w.strong_count() > 0);
     if let Some(f) = files.get(&key).and_then(Weak::upgrade) {
+        drop(files);
+        if f.creating() {
+            return f;
+        }
         let mut st = f.state();
         if st.checked.is_none_or(|t| t.elapsed() >= RECHECK_AFTER) {
             st.ensure_current(path, &f.opts);
@@ -509,24 +523,36 @@ fn shared_file(path: &Path, opts: &FileOptions) -> Arc<SharedFile> {
         drop(st);
         return f;
     }
-    let (file, error, rebuilt) = match CacheFile::open(path, opts) {
-        Ok(f) => {
-            let r = f.rebuilt().map(str::to_string);
-            (Some(f), None, r)
-        }
-        Err(e) => (None, Some(e.to_string()), None),
-    };
+    // Opened outside the lock of all files, under this file's own lock
+    // (taken before it is published): a caller for the same file waits for
+    // the open, unless the file is being created (nothing to wait for).
     let sf = Arc::new(SharedFile {
         path: path.to_path_buf(),
         opts: opts.clone(),
         state: Mutex::new(FileState {
-            file,
-            error,
-            rebuilt,
-            checked: Some(std::time::Instant::now()),
+            file: None,
+            error: None,
+            rebuilt: None,
+            checked: None,
         }),
+        creating: std::sync::atomic::AtomicBool::new(
+            !opts.read_only && opts.create && !path.exists(),
+        ),
     });
+    let mut st = sf.state();
     files.insert(key, Arc::downgrade(&sf));
+    drop(files);
+    match CacheFile::open(path, opts) {
+        Ok(f) => {
+            st.rebuilt = f.rebuilt().map(str::to_string);
+            st.file = Some(f);
+        }
+        Err(e) => st.error = Some(e.to_string()),
+    }
+    st.checked = Some(std::time::Instant::now());
+    drop(st);
+    sf.creating
+        .store(false, std::sync::atomic::Ordering::Release);
     sf
 }
 
@@ -587,7 +613,7 @@ impl WeightsCache {
     pub fn new(path: Option<&Path>, opts: CacheOptions) -> WeightsCache {
         let shared_file = path.map(|p| shared_file(p, &opts.file));
         let mut stats = Stats::default();
-        if let Some(sf) = &shared_file {
+        if let Some(sf) = shared_file.as_ref().filter(|sf| !sf.creating()) {
             let st = sf.state();
             stats.file_error = st.error.clone();
             stats.rebuilt = st.rebuilt.clone();
@@ -726,7 +752,7 @@ impl WeightsCache {
     /// far.
     pub fn memos(&self, regions: &[[u8; 32]]) -> Vec<Option<([u8; 32], u64)>> {
         let g = lock(&self.shared);
-        let Some(sf) = g.shared.clone() else {
+        let Some(sf) = g.shared.clone().filter(|sf| !sf.creating()) else {
             return vec![None; regions.len()];
         };
         drop(g);
@@ -927,7 +953,7 @@ impl Inner {
     /// Looks `key` up in the file (re-reading its index once on a miss) and
     /// returns a pointer to the committed bytes.
     fn file_hit(&mut self, key: &EntryKey) -> Option<*mut u8> {
-        let sf = self.shared.clone()?;
+        let sf = self.shared.clone().filter(|sf| !sf.creating())?;
         let mut st = sf.state();
         let f = st.file.as_mut()?;
         if f.index().find(key).is_none() {
@@ -1029,6 +1055,10 @@ impl Inner {
         let Some(sf) = &self.shared else {
             return Some(FallbackReason::NoPath);
         };
+        if sf.creating() {
+            // Packs wait in memory for the writer, which opens the file itself.
+            return None;
+        }
         let st = sf.state();
         match st.file.as_ref() {
             None => Some(FallbackReason::FileUnusable(
@@ -1445,6 +1475,11 @@ struct WorkerState {
     hurry: bool,
     queue: std::collections::VecDeque<Job>,
     busy: bool,
+    /// The writer waits for a first job (only then does a new job wake it:
+    /// while it waits for the load to go quiet it looks at the queue on its
+    /// own, so a runtime creation never wakes it and never gives up its
+    /// CPU to it).
+    idle: bool,
     /// The process whose writer thread serves this queue. A child created
     /// by `fork` inherits the state but not the thread: it drops the
     /// parent's jobs (the parent writes them) and starts its own writer.
@@ -1484,6 +1519,7 @@ fn submit(job: Job) {
     }
     st.stats.jobs += 1;
     st.queue.push_back(job);
+    let wake = st.idle;
     if st.started.is_none() {
         let spawned = std::thread::Builder::new()
             .name("ptekit-cache-commit".into())
@@ -1499,7 +1535,11 @@ fn submit(job: Job) {
             }
         }
     }
-    w.cv.notify_all();
+    if wake {
+        st.idle = false;
+        drop(st);
+        w.cv.notify_all();
+    }
 }
 
 fn run_worker() {
@@ -1512,10 +1552,12 @@ fn run_worker() {
         let jobs: Vec<Job> = {
             let mut st = w.lock();
             while st.queue.is_empty() {
+                st.idle = true;
                 st =
                     w.cv.wait(st)
                         .unwrap_or_else(std::sync::PoisonError::into_inner);
             }
+            st.idle = false;
             // A model load creates its runtimes back to back: start once
             // no new job came for a moment (so the writer does not compete
             // with the load for the CPU, and the load is one commit), unless
