@@ -163,6 +163,10 @@ SPECIFIC = {
     # Found by `--seed 20`: an IntList item (permute_copy's dims) pointing at a Tensor
     # value: the kernel unwraps it as an Int and the runtime aborts (EValue::toInt).
     "int-list-item": ("mlp.bpte", 1344, 0x05, 0x06),
+    # Found by `--seed 21`: the length of an aten::addmm.out KernelCall's args 7 -> 0:
+    # the codegen kernel checks it got its 7 values (6 schema arguments and the result)
+    # and fails the call, InvalidProgram.
+    "kernel-args": ("mlp.bpte", 556, 0x00, 0x07),
 }
 
 
@@ -245,6 +249,8 @@ def test_more_planned_memory_than_the_machine_has_is_the_environment(specific, p
         ("no-name", "SIGABRT", "Execution plan 0 has null name", "execution_plan[0].name (file offset 0x29c)"),
         ("int-list-item", "SIGABRT", "EValue is not an int",
          "values[8].val.IntList.items[0] (file offset 0x"),
+        ("kernel-args", "status 0x23", "Expected 7args received 0",
+         "instructions[4].instr_args.KernelCall.args (file offset 0x"),
         ("constant-dims", "SIGSEGV", "",
          "xvalues[4].XNNTensorValue.dims: [8388612, 32] of fp32 need 1073742336 bytes, but constant_data[3] holds 512"),
     ],
@@ -255,6 +261,18 @@ def test_program_defects_the_runtime_refuses_are_refused_at_their_offset(specifi
     assert logged in r["log"], r["log"]
     assert not r["verify_ok"], r
     assert refusal in r["verify_error"], r
+
+
+def test_kernel_argument_counts_are_those_of_the_wheels_kernels(specific):
+    """verify's table of kernel argument counts is what the wheel registers (its
+    operators, their schemas), and a call with another count is refused as the kernel
+    refuses it."""
+    check = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "gen_kernel_args.py"), "--check"], capture_output=True, text=True
+    )
+    assert check.returncode == 0, check.stderr
+    e = specific["kernel-args"]["verify_error"]
+    assert "0 values for aten::addmm.out, whose kernel takes 7 (6 schema arguments and the result)" in e, e
 
 
 def test_bundle_make_bounds_dynamic_inputs_like_the_runtime_and_unbounded_ones_do_not_load(ptekit, tmp_path):

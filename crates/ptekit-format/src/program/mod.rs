@@ -7,6 +7,7 @@ pub mod calls;
 pub mod decode;
 pub mod enums;
 pub mod json;
+mod kernel_args;
 pub mod model;
 pub mod pack;
 

@@ -11,7 +11,9 @@
 
 use std::fmt;
 
+use super::calls::operator_name;
 use super::enums::{DataLocation, ScalarType, TensorDataLocation, TensorShapeDynamism};
+use super::kernel_args::CODEGEN_KERNEL_ARGS;
 use super::model::*;
 
 /// The category of an [`Issue`].
@@ -572,6 +574,12 @@ impl<'p> Validator<'p, '_> {
                             );
                         }
                         value_list(self, format!("{ipath}.KernelCall.args"), &k.args);
+                        let op = usize::try_from(k.op_index)
+                            .ok()
+                            .and_then(|i| plan.operators.as_deref()?.get(i));
+                        if let Some(op) = op {
+                            self.kernel_args(&ipath, op, len_of(&k.args));
+                        }
                     }
                     Some(InstructionArguments::DelegateCall(d)) => {
                         if !in_range_i32(d.delegate_index, n_delegates) {
@@ -654,6 +662,30 @@ impl<'p> Validator<'p, '_> {
                     dev.device_type.0,
                 );
             }
+        }
+    }
+
+    /// A kernel call passes as many values as the runtime's kernel for the operator
+    /// takes. The reference runtime's codegen kernels check that they got one value per
+    /// argument of the operator's schema plus one for the result, and fail the call
+    /// (InvalidProgram) otherwise; operators without a codegen kernel in the reference
+    /// (its prim ops, custom operators) are not checked.
+    fn kernel_args(&mut self, ipath: &str, op: &Operator, n_args: usize) {
+        let name = operator_name(op);
+        let Ok(at) = CODEGEN_KERNEL_ARGS.binary_search_by(|(n, _)| (*n).cmp(name.as_str())) else {
+            return;
+        };
+        let schema_args = CODEGEN_KERNEL_ARGS[at].1;
+        if n_args != schema_args + 1 {
+            self.push(
+                IssueKind::Unsupported,
+                format!("{ipath}.KernelCall.args"),
+                format!(
+                    "{n_args} values for {name}, whose kernel takes {} ({schema_args} schema \
+                     arguments and the result): the runtime's kernel refuses the call",
+                    schema_args + 1
+                ),
+            );
         }
     }
 
