@@ -147,7 +147,7 @@ SPECIFIC = {
     "argmax-window": ("transformer_xnnpack.bpte", 42531, 0x15, 0x14),
     # Found by `--seed 9`: the method's static output sizes [2, 4] -> [3, 4]. The program
     # loads; the bundled test fails when the delegate resizes the output to the [2, 4] it
-    # computes (InvalidArgument). Its expected output [2, 4] can never match [3, 4].
+    # computes (NotSupported). Its expected output [2, 4] can never match [3, 4].
     "output-shape": ("mlp_xnnpack.bpte", 1060, 0x03, 0x02),
     # Found by `--seed 12`: a constant XNNPACK filter's dims [4, 32] -> [8388612, 32] with
     # its 512 bytes of named data: XNNPACK packs dims-many weights from it and the runtime
@@ -167,6 +167,10 @@ SPECIFIC = {
     # the codegen kernel checks it got its 7 values (6 schema arguments and the result)
     # and fails the call, InvalidProgram.
     "kernel-args": ("mlp.bpte", 556, 0x00, 0x07),
+    # Found by `--seed 22`: the XNNPACK delegate call's args [0, 1] -> [0, 0]: the delegate
+    # takes argument 1 (the program input, static [2, 16]) for its external output and
+    # cannot resize it to the [2, 4] it computes (NotSupported).
+    "delegate-args": ("mlp_xnnpack.bpte", 948, 0x00, 0x01),
 }
 
 
@@ -243,7 +247,10 @@ def test_more_planned_memory_than_the_machine_has_is_the_environment(specific, p
         ("argmax-window", "status 0x1", "Failed to create argmaxpool2d node 57 with code: xnn_status_invalid_parameter",
          "delegates[14].xnnpack.xnodes[0].XNNArgMaxPooling2d.pooling_height: a 0x0 pooling window"),
         ("output-shape", "status 0x10", "CALL_DELEGATE execute failed at instruction 0: 0x10",
-         "test_cases[0].expected_outputs[0].Tensor.sizes: shape [2, 4] but the program expects static shape [3, 4]"),
+         # The delegate's output tensor (args[1]) is the one it cannot resize (the
+         # expected output [2, 4] does not fit either: bundle verify checks it later).
+         "DelegateCall.args[1]: value 1 is a static tensor of sizes [3, 4] (dim order [0, 1]), but the external"
+         " output xvalues[6] (external_id 1) of delegate 0 is [2, 4]"),
         ("no-delegates", "0x:23", "Missing delegates field", "execution_plan[0].delegates (file offset 0x84)"),
         ("no-outputs", "SIGABRT", "assert failed", "execution_plan[0].outputs (file offset 0x"),
         ("no-name", "SIGABRT", "Execution plan 0 has null name", "execution_plan[0].name (file offset 0x29c)"),
@@ -251,6 +258,11 @@ def test_more_planned_memory_than_the_machine_has_is_the_environment(specific, p
          "values[8].val.IntList.items[0] (file offset 0x"),
         ("kernel-args", "status 0x23", "Expected 7args received 0",
          "instructions[4].instr_args.KernelCall.args (file offset 0x"),
+        # At the flipped byte: the call's args[1] in the .bpte.
+        ("delegate-args", "status 0x10", "Attempted to resize a static tensor",
+         "instructions[0].instr_args.DelegateCall.args[1]: value 0 is a static tensor of sizes [2, 16]"
+         " (dim order [0, 1]), but the external output xvalues[6] (external_id 1) of delegate 0 is [2, 4]"
+         " at file offset 0x3b4"),
         ("constant-dims", "SIGSEGV", "",
          "xvalues[4].XNNTensorValue.dims: [8388612, 32] of fp32 need 1073742336 bytes, but constant_data[3] holds 512"),
     ],
@@ -273,6 +285,26 @@ def test_kernel_argument_counts_are_those_of_the_wheels_kernels(specific):
     assert check.returncode == 0, check.stderr
     e = specific["kernel-args"]["verify_error"]
     assert "0 values for aten::addmm.out, whose kernel takes 7 (6 schema arguments and the result)" in e, e
+
+
+@pytest.mark.parametrize("source,call", [("mlp.pte", "KernelCall"), ("mlp_xnnpack.pte", "DelegateCall")])
+def test_a_call_without_its_argument_vector_is_refused_like_the_runtime(tmp_path, source, call):
+    """The first kernel or delegate call of a program written by the reference's
+    serializer with `args` None (absent): Method::init refuses it ('KernelCall args
+    missing', InvalidProgram); an empty vector would load."""
+    from executorch.exir._serialize._program import deserialize_pte_binary, serialize_pte_binary
+
+    pte = deserialize_pte_binary((CORPUS / source).read_bytes())
+    instructions = pte.program.execution_plan[0].chains[0].instructions
+    first = next(i for i in instructions if type(i.instr_args).__name__ == call)
+    first.instr_args.args = None
+    path = tmp_path / source
+    path.write_bytes(bytes(serialize_pte_binary(pte)))
+    (r,) = vvr.run([{"path": str(path), "source": source, "mutation": f"{call}-no-args"}])
+    assert r["outcome"] == "rejected" and "0x:23" in r["detail"], r
+    assert f"{call} args missing" in r["log"], r["log"]
+    assert not r["verify_ok"], r
+    assert f"{call}.args (file offset 0x" in r["verify_error"] and "missing" in r["verify_error"], r
 
 
 def test_bundle_make_bounds_dynamic_inputs_like_the_runtime_and_unbounded_ones_do_not_load(ptekit, tmp_path):

@@ -577,8 +577,10 @@ impl<'p> Validator<'p, '_> {
                         let op = usize::try_from(k.op_index)
                             .ok()
                             .and_then(|i| plan.operators.as_deref()?.get(i));
-                        if let Some(op) = op {
-                            self.kernel_args(&ipath, op, len_of(&k.args));
+                        match (op, &k.args) {
+                            (_, None) => self.missing_args(&ipath, "KernelCall"),
+                            (Some(op), Some(args)) => self.kernel_args(&ipath, op, args.len()),
+                            (None, Some(_)) => {}
                         }
                     }
                     Some(InstructionArguments::DelegateCall(d)) => {
@@ -590,6 +592,9 @@ impl<'p> Validator<'p, '_> {
                             );
                         }
                         value_list(self, format!("{ipath}.DelegateCall.args"), &d.args);
+                        if d.args.is_none() {
+                            self.missing_args(&ipath, "DelegateCall");
+                        }
                     }
                     Some(InstructionArguments::MoveCall(m)) => {
                         value(self, "MoveCall.move_from", m.move_from);
@@ -663,6 +668,16 @@ impl<'p> Validator<'p, '_> {
                 );
             }
         }
+    }
+
+    /// The runtime's Method::init refuses a kernel or delegate call without its argument
+    /// vector (InvalidProgram, "KernelCall args missing"); an empty one is fine there.
+    fn missing_args(&mut self, ipath: &str, call: &str) {
+        self.push(
+            IssueKind::Inconsistent,
+            format!("{ipath}.{call}.args"),
+            "missing (the runtime needs the vector, even empty)",
+        );
     }
 
     /// A kernel call passes as many values as the runtime's kernel for the operator

@@ -29,6 +29,9 @@ pub enum XnnpackErrorKind {
     Define,
     /// The graph cannot be written (the flatbuffer or header would exceed their limits).
     Build,
+    /// A call of the delegate whose arguments do not fit the payload's external inputs
+    /// and outputs as the delegate maps them (an error about the program's call).
+    CallArguments,
 }
 
 /// An error of the XNNPACK payload functions.
@@ -38,9 +41,18 @@ pub struct XnnpackError {
     message: String,
     /// Outermost segment first once complete; built innermost first while unwinding.
     path: Vec<String>,
-    offset: Option<u64>,
+    offset: Option<At>,
     /// Where the payload starts in the file, once known.
     payload_start: Option<u64>,
+}
+
+/// What an [`XnnpackError`]'s offset is of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum At {
+    /// A byte of the payload.
+    Payload(u64),
+    /// A field of the program that holds the payload (its offset in the program's file).
+    ProgramField(u64),
 }
 
 impl XnnpackError {
@@ -78,7 +90,17 @@ impl XnnpackError {
     /// Sets the payload byte offset.
     #[must_use]
     pub fn at(mut self, offset: u64) -> Self {
-        self.offset = Some(offset);
+        self.offset = Some(At::Payload(offset));
+        self
+    }
+
+    /// Locates an error about a field of the program that holds the payload (a delegate
+    /// call's arguments) at `offset` in the program's file; a container that holds the
+    /// program adds its own offset with [`in_file_at`](XnnpackError::in_file_at).
+    #[must_use]
+    pub(crate) fn at_program_field(mut self, offset: u64) -> Self {
+        self.offset = Some(At::ProgramField(offset));
+        self.payload_start = Some(0);
         self
     }
 
@@ -126,14 +148,19 @@ impl XnnpackError {
         &self.message
     }
 
-    /// The byte offset in the payload, when known.
+    /// The byte offset in the payload, when known (`None` for an error about a field of
+    /// the program, located by [`file_offset`](XnnpackError::file_offset) only).
     pub fn offset(&self) -> Option<u64> {
-        self.offset
+        match self.offset? {
+            At::Payload(o) => Some(o),
+            At::ProgramField(_) => None,
+        }
     }
 
     /// The byte offset in the file that holds the payload, when both are known.
     pub fn file_offset(&self) -> Option<u64> {
-        Some(self.payload_start?.saturating_add(self.offset?))
+        let (At::Payload(o) | At::ProgramField(o)) = self.offset?;
+        Some(self.payload_start?.saturating_add(o))
     }
 
     /// The field path, e.g. `execution_plan[0].delegates[3].xnnpack.xnodes[17].XNNFullyConnected.filter_id`.
@@ -156,7 +183,8 @@ impl fmt::Display for XnnpackError {
             write!(f, "{path}: ")?;
         }
         f.write_str(&self.message)?;
-        match (self.file_offset(), self.offset) {
+        match (self.file_offset(), self.offset()) {
+            (Some(at), None) => write!(f, " at file offset 0x{at:x}")?,
             (Some(at), Some(o)) => write!(f, " at file offset 0x{at:x} (payload byte {o})")?,
             (None, Some(o)) => write!(f, " at payload byte {o}")?,
             _ => {}

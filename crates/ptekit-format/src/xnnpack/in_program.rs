@@ -8,10 +8,13 @@ use ptekit_flatbuffers::Limits;
 
 use super::decode::{decode_payload, Payload};
 use super::error::{XnnpackError, XnnpackErrorKind};
+use super::model::{XNNGraph, XNNTensorValue};
 use super::validate::{check_definable_payload, validate_payload};
 use super::BACKEND_ID;
 use crate::flat_tensor::FlatTensorFile;
-use crate::program::DataLocation;
+use crate::program::{
+    locate, DataLocation, InstructionArguments, KernelTypes, Tensor, TensorShapeDynamism,
+};
 use crate::pte::PteFile;
 use crate::write::{len64, offset_within};
 
@@ -163,7 +166,144 @@ pub fn check_payloads(
     let named = NamedSizes::new(pte, ptd);
     let payloads = delegate_payloads(pte);
     for d in &payloads {
-        check_payload(d, &named, limits)?;
+        let payload = check_payload(d, &named, limits)?;
+        check_calls(pte, d, &payload.graph)?;
     }
     Ok(payloads.len())
+}
+
+/// XNNPACK's flag of an external input value (`XNN_VALUE_FLAG_EXTERNAL_INPUT`).
+const EXTERNAL_INPUT: u32 = 0x1;
+/// XNNPACK's flag of an external output value (`XNN_VALUE_FLAG_EXTERNAL_OUTPUT`).
+const EXTERNAL_OUTPUT: u32 = 0x2;
+
+/// Checks every call of delegate `d` against its payload `graph` the way the runtime's
+/// XNNPACK delegate uses the call's arguments when it executes (`XNNExecutor::
+/// prepare_args`, `resize_outputs`): each external input and output value of the graph
+/// (a tensor value flagged external input or output) takes the call's argument at its
+/// `external_id`, which must exist and be a Tensor (else InvalidArgument, or a read past
+/// the arguments). The delegate reshapes an external input to whatever its tensor's
+/// sizes are, and resizes an output's tensor to the shape XNNPACK computes: the tensor of
+/// an external output has the rank of the value (the runtime does not change a tensor's
+/// rank) and, when static, its dims (dims\[j\] = sizes\[dim_order\[j\]\]; a static
+/// tensor is not resized: NotSupported). Errors are at the offset of the call's argument
+/// in the file.
+fn check_calls(
+    pte: &PteFile<'_>,
+    d: &DelegatePayload<'_>,
+    graph: &XNNGraph,
+) -> Result<(), XnnpackError> {
+    let Some(plan) = pte
+        .program()
+        .execution_plan
+        .as_deref()
+        .and_then(|p| p.get(d.plan))
+    else {
+        return Ok(());
+    };
+    let values = plan.values.as_deref().unwrap_or_default();
+    let externals: Vec<(usize, &XNNTensorValue, &str)> = graph
+        .xvalues
+        .iter()
+        .flatten()
+        .enumerate()
+        .filter_map(|(j, v)| v.xvalue_union.as_ref()?.tensor().map(|t| (j, t)))
+        .flat_map(|(j, t)| {
+            let input = (t.flags & EXTERNAL_INPUT != 0).then_some((j, t, "input"));
+            let output = (t.flags & EXTERNAL_OUTPUT != 0).then_some((j, t, "output"));
+            input.into_iter().chain(output)
+        })
+        .collect();
+    for (c, chain) in plan.chains.iter().flatten().enumerate() {
+        for (i, ins) in chain.instructions.iter().flatten().enumerate() {
+            let Some(InstructionArguments::DelegateCall(call)) = &ins.instr_args else {
+                continue;
+            };
+            if usize::try_from(call.delegate_index).ok() != Some(d.delegate) {
+                continue;
+            }
+            let Some(args) = call.args.as_deref() else {
+                continue; // validate reports it
+            };
+            let args_path = format!(
+                "execution_plan[{}].chains[{c}].instructions[{i}].instr_args.DelegateCall.args",
+                d.plan
+            );
+            for &(j, t, kind) in &externals {
+                let ext = t.external_id as usize;
+                let fail = |field: String, message: String| {
+                    let at = locate(pte.program_bytes(), &field).unwrap_or(0);
+                    XnnpackError::new(XnnpackErrorKind::CallArguments, message)
+                        .in_field(field)
+                        .at_program_field(at)
+                };
+                let external = format!(
+                    "external {kind} xvalues[{j}] (external_id {ext}) of delegate {}",
+                    d.delegate
+                );
+                let Some(&arg) = args.get(ext) else {
+                    return Err(fail(
+                        args_path.clone(),
+                        format!(
+                            "{} arguments, but the {external} takes argument {ext}",
+                            args.len()
+                        ),
+                    ));
+                };
+                let arg_path = format!("{args_path}[{ext}]");
+                let Some(value) = usize::try_from(arg).ok().and_then(|a| values.get(a)) else {
+                    continue; // validate reports it
+                };
+                let tensor = match &value.val {
+                    Some(KernelTypes::Tensor(tensor)) => tensor,
+                    other => {
+                        let kind_name = other.as_ref().map_or("NONE", KernelTypes::kind_name);
+                        return Err(fail(
+                            arg_path,
+                            format!(
+                                "value {arg} is a {kind_name}, but the {external} takes a \
+                                 Tensor: the runtime refuses the call"
+                            ),
+                        ));
+                    }
+                };
+                if kind == "input" {
+                    continue;
+                }
+                if let Some(message) = output_misfit(tensor, t) {
+                    return Err(fail(
+                        arg_path,
+                        format!(
+                            "value {arg} is {message}, but the {external} is {:?}",
+                            dims_of(t)
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn dims_of(t: &XNNTensorValue) -> &[u32] {
+    t.dims.as_deref().unwrap_or_default()
+}
+
+/// How a program tensor does not fit the external output value `t` it is passed for
+/// (see [`check_calls`]), or `None` when it fits.
+fn output_misfit(tensor: &Tensor, t: &XNNTensorValue) -> Option<String> {
+    let sizes = tensor.sizes.as_deref().unwrap_or_default();
+    let dims = dims_of(t);
+    if sizes.len() != dims.len() {
+        return Some(format!("a tensor of rank {} ({sizes:?})", sizes.len()));
+    }
+    if tensor.shape_dynamism != TensorShapeDynamism::STATIC {
+        return None;
+    }
+    let order = tensor.dim_order.as_deref().unwrap_or_default();
+    let fits = dims.iter().enumerate().all(|(j, &dim)| {
+        let size = order.get(j).and_then(|&o| sizes.get(usize::from(o)));
+        size.is_some_and(|&s| i64::from(s) == i64::from(dim))
+    });
+    (!fits).then(|| format!("a static tensor of sizes {sizes:?} (dim order {order:?})"))
 }
