@@ -171,6 +171,10 @@ SPECIFIC = {
     # takes argument 1 (the program input, static [2, 16]) for its external output and
     # cannot resize it to the [2, 4] it computes (NotSupported).
     "delegate-args": ("mlp_xnnpack.bpte", 948, 0x00, 0x01),
+    # Found by `--seed 26`: the root vtable's entry of Program.execution_plan set to 0
+    # (absent): the runtime's validate_program refuses it ("Program has null
+    # execution_plan", InvalidProgram).
+    "no-execution-plan": ("mlp.pte", 50, 0x00, 0x14),
 }
 
 
@@ -251,6 +255,7 @@ def test_more_planned_memory_than_the_machine_has_is_the_environment(specific, p
          # expected output [2, 4] does not fit either: bundle verify checks it later).
          "DelegateCall.args[1]: value 1 is a static tensor of sizes [3, 4] (dim order [0, 1]), but the external"
          " output xvalues[6] (external_id 1) of delegate 0 is [2, 4]"),
+        ("no-execution-plan", "0x:23", "Program validation failed", "execution_plan (file offset 0x"),
         ("no-delegates", "0x:23", "Missing delegates field", "execution_plan[0].delegates (file offset 0x84)"),
         ("no-outputs", "SIGABRT", "assert failed", "execution_plan[0].outputs (file offset 0x"),
         ("no-name", "SIGABRT", "Execution plan 0 has null name", "execution_plan[0].name (file offset 0x29c)"),

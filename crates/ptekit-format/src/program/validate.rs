@@ -300,6 +300,15 @@ impl<'p> Validator<'p, '_> {
                 );
             }
         }
+        // The runtime's validate_program refuses a program without the vector
+        // ("Program has null execution_plan", InvalidProgram); an empty one loads.
+        if p.execution_plan.is_none() {
+            self.push(
+                IssueKind::Inconsistent,
+                "execution_plan",
+                "missing (the runtime needs the vector, even empty)",
+            );
+        }
         for (i, plan) in p.execution_plan.iter().flatten().enumerate() {
             self.plan(&format!("execution_plan[{i}]"), plan);
         }
