@@ -48,8 +48,12 @@ pub const HEADER_LEN: usize = 128;
 const HEADER_CRC_AT: usize = 120;
 /// Size of one index slot.
 pub const SLOT_SIZE: usize = 256;
-/// Default number of index slots (2 MiB of index, sparse until written).
-pub const DEFAULT_SLOT_COUNT: u32 = 8192;
+/// Index slots of a new file: one 64 KiB unit after the header's, so that the data
+/// region starts at 128 KiB. A file that needs more continues its index in linked
+/// extents (each as large as the index so far), written by the committing writer.
+/// 256 slots hold the records of the largest model of the cache benchmarks on its
+/// first run (the transformer: 48 entries and their memos, 144 slots).
+pub const DEFAULT_SLOT_COUNT: u32 = 256;
 /// Alignment of packed data ranges (XNNPACK's `XNN_ALLOCATION_ALIGNMENT` is 64
 /// on every platform the wheel targets; 128 keeps room for wider ones).
 pub const DATA_ALIGN: u64 = 128;

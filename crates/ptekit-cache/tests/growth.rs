@@ -243,3 +243,35 @@ fn bytes_past_the_last_record_are_trimmed() {
         Some(cf.index().header.index_offset + SLOT_SIZE as u64)
     );
 }
+
+/// A file the runtime creates (default options) starts with one 64 KiB unit of index
+/// after the header's (was 8,192 slots: data at 2,162,688): data at 131,072. Its 256
+/// slots take 200 entries without an extent; more continue in linked extents.
+#[test]
+fn a_new_file_starts_small_and_grows_by_extents() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("new.pwc");
+    let o = FileOptions {
+        durable: false,
+        ..FileOptions::default()
+    };
+    drop(CacheFile::open(&path, &o).expect("create"));
+    assert_eq!(std::fs::metadata(&path).expect("stat").len(), 131_072);
+    let s = reader(&path).summary();
+    assert_eq!(
+        (s.slot_count, s.index_region_bytes, s.index_extents),
+        (256, 131_072, 0),
+        "{s:?}"
+    );
+    let first: Vec<u64> = (0..200).collect();
+    let all = commit(&path, &o, &first, 100);
+    assert_eq!(all.first().map(|e| e.data_offset), Some(131_072));
+    let s = reader(&path).summary();
+    assert_eq!((s.live_entries, s.index_extents), (200, 0), "{s:?}");
+    let more: Vec<u64> = (200..300).collect();
+    commit(&path, &o, &more, 100);
+    let s = reader(&path).summary();
+    assert_eq!(s.live_entries, 300, "{s:?}");
+    assert!(s.index_extents == 1 && s.slot_count > 300, "{s:?}");
+    verify_file(&path).expect("verify");
+}
