@@ -107,6 +107,23 @@ def test_pair_differing_in_one_weight(ptekit, tmp_path):
     assert "1 / " in text and "elements differ" in text
 
 
+def test_counts_in_diff_text_have_thousands_separators(ptekit, tmp_path):
+    """Every element of the [32, 32] weight changed: the counts the reference finds are
+    written like every other count of ptekit's text (`1,024`)."""
+    a = _reserialize(FIXTURES / "mlp.pte", tmp_path / "a.pte")
+
+    def edit(pte):
+        (buf,) = [b for b in pte.program.constant_buffer if len(b.storage) == 4096]
+        buf.storage = (np.frombuffer(buf.storage, np.float32) + 1).tobytes()
+
+    b = _reserialize(FIXTURES / "mlp.pte", tmp_path / "b.pte", edit)
+    (t,) = _agree(ptekit, a, b)["plans"][0]["tensors"]
+    assert t["differing"] >= 1000
+    text = ptekit("diff", a, b, check=False).stdout
+    assert f"{t['differing']:,} / {t['elements']:,} elements differ" in text, text
+    assert f"... and {t['differing'] - len(t['samples']):,} more" in text, text
+
+
 def _export(fn, path):
     class M(torch.nn.Module):
         def forward(self, x, y):

@@ -169,7 +169,12 @@ fn render_tail(s: &mut String, f: &FileDiff, named_data: &[&NamedDataDiff]) {
 /// The data lines of a differing tensor: element statistics and the first differences.
 fn render_stats(s: &mut String, t: &DataStats, bytes_differ: bool, bytes: (u64, u64)) {
     if bytes_differ && t.differing > 0 {
-        let _ = writeln!(s, "      {} / {} elements differ", t.differing, t.elements);
+        let _ = writeln!(
+            s,
+            "      {} / {} elements differ",
+            thousands(t.differing),
+            thousands(t.elements)
+        );
         let _ = writeln!(
             s,
             "      max_abs_diff={}  mean_abs_diff={}",
@@ -191,7 +196,7 @@ fn render_stats(s: &mut String, t: &DataStats, bytes_differ: bool, bytes: (u64, 
             }
             let rest = t.differing.saturating_sub(t.samples.len() as u64);
             if rest > 0 {
-                let _ = writeln!(s, "        ... and {rest} more");
+                let _ = writeln!(s, "        ... and {} more", thousands(rest));
             }
         }
     } else if bytes_differ && (bytes.0 == 0 || bytes.1 == 0) {
@@ -298,10 +303,20 @@ pub fn render_diff(path_a: &str, path_b: &str, d: &ProgramDiff) -> String {
             let _ = writeln!(s, "  non_const_buffer_sizes: {x:?} vs {y:?}");
         }
         if let Some((x, y)) = p.value_count {
-            let _ = writeln!(s, "  Value count: {x} vs {y}");
+            let _ = writeln!(
+                s,
+                "  Value count: {} vs {}",
+                thousands(x as u64),
+                thousands(y as u64)
+            );
         }
         if let Some((x, y)) = p.instruction_count {
-            let _ = writeln!(s, "  Instruction count: {x} vs {y}");
+            let _ = writeln!(
+                s,
+                "  Instruction count: {} vs {}",
+                thousands(x as u64),
+                thousands(y as u64)
+            );
         }
         if let Some((x, y)) = &p.inputs {
             let _ = writeln!(s, "  Inputs: {x:?} vs {y:?}");
