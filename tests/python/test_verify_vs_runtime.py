@@ -215,7 +215,8 @@ def test_unregistered_backend_is_the_environment_and_verify_warns(specific, ptek
     assert r["verify_ok"] and not vvr.misses([r]), r
     v = ptekit("verify", "--json", r["path"])
     assert json.loads(v.stdout)["backends"] == ["XnnpackBackend", "Xnnpa\x7fkBackend"]
-    assert "warning: the payloads of backend(s) Xnnpa\x7fkBackend are not checked" in v.stderr, v.stderr
+    # Text output writes a control character of a name escaped (JSON has it as it is).
+    assert "warning: the payloads of backend(s) Xnnpa\\x7fkBackend are not checked" in v.stderr, v.stderr
 
 
 def test_more_planned_memory_than_the_machine_has_is_the_environment(specific, ptekit):

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use ptekit_cache::check::{self, open_read_only, read_xpwc, verify_file, FileKind};
 use ptekit_cache::format::{SlotState, Summary};
 use ptekit_cache::store::{self, FileOptions};
-use ptekit_format::units::{bytes, thousands};
+use ptekit_format::units::{bytes, printable, thousands};
 
 /// Packed-weight cache files: ptekit's own (`PTKWC`) and the reference
 /// runtime's `XPWC` v2 (inspect, verify, stats).
@@ -164,7 +164,7 @@ fn inspect(path: &Path, json: bool) -> i32 {
                             e.offset,
                             e.size,
                             e.seed,
-                            e.name
+                            printable(&e.name)
                         );
                     }
                 }
@@ -267,7 +267,11 @@ fn slot_text(st: &SlotState) -> String {
     let entry = |e: &ptekit_cache::format::Entry| {
         format!(
             "{:>12} {:>12} seed={:#010x} fp={:<4} {}",
-            e.data_offset, e.data_len, e.seed, e.fingerprint_id, e.name
+            e.data_offset,
+            e.data_len,
+            e.seed,
+            e.fingerprint_id,
+            printable(&e.name)
         )
     };
     match st {

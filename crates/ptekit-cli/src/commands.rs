@@ -361,14 +361,19 @@ fn verify_one(path: &Path, ptd: Option<&FlatTensorFile<'_>>) -> Result<(Value, S
         .and_then(Value::as_array)
         .map(|ids| ids.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default();
-    let what = match backends.as_slice() {
+    let shown: Vec<_> = backends
+        .iter()
+        .map(|id| crate::render::printable(id))
+        .collect();
+    let what = match shown.as_slice() {
         [] => what,
         ids => format!("{what}, needs backend(s) {}", ids.join(", ")),
     };
-    let unchecked: Vec<&str> = backends
+    let unchecked: Vec<_> = backends
         .iter()
-        .copied()
-        .filter(|id| *id != ptekit_format::xnnpack::BACKEND_ID)
+        .zip(&shown)
+        .filter(|(id, _)| **id != ptekit_format::xnnpack::BACKEND_ID)
+        .map(|(_, shown)| shown.as_ref())
         .collect();
     if !unchecked.is_empty() {
         eprintln!(

@@ -13,7 +13,8 @@ use serde::Serialize;
 
 use crate::commands::{detect, CliError, Kind};
 use crate::input::{display_name, program_of, tensor_data_of, Input};
-use crate::render::{human, thousands};
+use crate::render::{human, printable, thousands};
+use ptekit_format::units::quoted;
 
 fn kind_name(kind: Kind) -> &'static str {
     match kind {
@@ -138,13 +139,13 @@ fn render_tail(s: &mut String, f: &FileDiff, named_data: &[&NamedDataDiff]) {
         for n in named_data {
             match n.only_in {
                 Some(side) => {
-                    let _ = writeln!(s, "  {:?}: only in {side}", n.key);
+                    let _ = writeln!(s, "  {}: only in {side}", quoted(&n.key));
                 }
                 None => {
                     let _ = writeln!(
                         s,
-                        "  {:?}: bytes differ ({} vs {} bytes)",
-                        n.key,
+                        "  {}: bytes differ ({} vs {} bytes)",
+                        quoted(&n.key),
                         thousands(n.bytes_a),
                         thousands(n.bytes_b)
                     );
@@ -219,7 +220,7 @@ pub fn render_ptd_diff(path_a: &str, path_b: &str, d: &TensorDataDiff) -> String
     if !d.tensors.is_empty() {
         let _ = writeln!(s, "\nDiffering tensors ({}):", d.tensors.len());
         for t in &d.tensors {
-            let _ = writeln!(s, "    {:?}  {}", t.key, named_tensor_line(&t.a));
+            let _ = writeln!(s, "    {}  {}", quoted(&t.key), named_tensor_line(&t.a));
             let _ = writeln!(
                 s,
                 "      byte sizes: {} vs {}",
@@ -265,14 +266,20 @@ pub fn render_diff(path_a: &str, path_b: &str, d: &ProgramDiff) -> String {
         return s;
     }
     for p in &d.plans {
-        let _ = write!(s, "\nPlan {} \"{}\"", p.index, p.name_a);
+        let _ = write!(s, "\nPlan {} {}", p.index, quoted(&p.name_a));
         if p.name_a != p.name_b {
-            let _ = write!(s, " (name differs: {:?} vs {:?})", p.name_a, p.name_b);
+            let _ = write!(
+                s,
+                " (name differs: {} vs {})",
+                quoted(&p.name_a),
+                quoted(&p.name_b)
+            );
         }
         let _ = writeln!(s, ":");
         let list = |s: &mut String, what: &str, v: &[String]| {
             if !v.is_empty() {
-                let _ = writeln!(s, "  {what}: {}", v.join(", "));
+                let names: Vec<_> = v.iter().map(|n| printable(n)).collect();
+                let _ = writeln!(s, "  {what}: {}", names.join(", "));
             }
         };
         list(&mut s, "Operators only in A", &p.operators_only_in_a);
@@ -284,7 +291,7 @@ pub fn render_diff(path_a: &str, path_b: &str, d: &ProgramDiff) -> String {
                 s,
                 "  Delegate {} ({}): payload {} vs {} bytes{}{}",
                 dd.index,
-                dd.id_a,
+                printable(&dd.id_a),
                 thousands(dd.payload_a),
                 thousands(dd.payload_b),
                 if dd.payload_differs {
@@ -335,7 +342,12 @@ pub fn render_diff(path_a: &str, path_b: &str, d: &ProgramDiff) -> String {
                     thousands(t.bytes_b)
                 );
                 for u in &t.a.usages {
-                    let _ = writeln!(s, "      used as arg {} of {}", u.arg_index, u.name);
+                    let _ = writeln!(
+                        s,
+                        "      used as arg {} of {}",
+                        u.arg_index,
+                        printable(&u.name)
+                    );
                 }
                 for m in &t.metadata {
                     let _ = writeln!(s, "      {}: {} vs {}", m.field, m.a, m.b);
@@ -359,11 +371,21 @@ pub fn render_diff(path_a: &str, path_b: &str, d: &ProgramDiff) -> String {
                     }
                 }
                 for u in &v.usages_a {
-                    let _ = writeln!(s, "      used in A as arg {} of {}", u.arg_index, u.name);
+                    let _ = writeln!(
+                        s,
+                        "      used in A as arg {} of {}",
+                        u.arg_index,
+                        printable(&u.name)
+                    );
                 }
                 if v.usages_b != v.usages_a {
                     for u in &v.usages_b {
-                        let _ = writeln!(s, "      used in B as arg {} of {}", u.arg_index, u.name);
+                        let _ = writeln!(
+                            s,
+                            "      used in B as arg {} of {}",
+                            u.arg_index,
+                            printable(&u.name)
+                        );
                     }
                 }
             }
@@ -377,11 +399,11 @@ pub fn render_diff(path_a: &str, path_b: &str, d: &ProgramDiff) -> String {
             }
         }
     }
-    if !d.extra_plans_in_a.is_empty() {
-        let _ = writeln!(s, "\nExtra plans in A: {}", d.extra_plans_in_a.join(", "));
-    }
-    if !d.extra_plans_in_b.is_empty() {
-        let _ = writeln!(s, "\nExtra plans in B: {}", d.extra_plans_in_b.join(", "));
+    for (side, plans) in [("A", &d.extra_plans_in_a), ("B", &d.extra_plans_in_b)] {
+        if !plans.is_empty() {
+            let names: Vec<_> = plans.iter().map(|n| printable(n)).collect();
+            let _ = writeln!(s, "\nExtra plans in {side}: {}", names.join(", "));
+        }
     }
     let named: Vec<&NamedDataDiff> = d.file.named_data.iter().collect();
     render_tail(&mut s, &d.file, &named);
@@ -394,7 +416,7 @@ fn tensor_line(t: &TensorInfo) -> String {
     let fqn = t
         .fqn
         .as_ref()
-        .map_or_else(String::new, |f| format!("  \"{f}\""));
+        .map_or_else(String::new, |f| format!("  {}", quoted(f)));
     format!(
         "[idx={}]  {kind} {}[{}]{fqn}",
         t.value_index,

@@ -31,7 +31,11 @@ pub fn ops(files: &[PathBuf], format: OpsFormat) -> Result<(), CliError> {
     }
     let out = match format {
         OpsFormat::Yaml => selective_build_yaml(&list, &names),
-        OpsFormat::Lines => list.operators.keys().map(|k| format!("{k}\n")).collect(),
+        OpsFormat::Lines => list
+            .operators
+            .keys()
+            .map(|k| format!("{}\n", ptekit_format::units::printable(k)))
+            .collect(),
         OpsFormat::Json => {
             let operators: serde_json::Map<String, serde_json::Value> = list
                 .operators

@@ -7,7 +7,7 @@ use ptekit_format::pte::{
     ConstantValue, ExternalData, MethodSummary, PteSummary, TensorMeta, TopSummary,
 };
 
-pub use ptekit_format::units::{bytes, human, share, thousands};
+pub use ptekit_format::units::{bytes, human, printable, share, thousands};
 
 /// A simple left-aligned text table.
 struct Table {
@@ -28,18 +28,24 @@ impl Table {
         self.rows.push(cells);
     }
 
+    /// Writes the rows as aligned columns; every cell through [`printable`] (cells
+    /// hold names and keys read from the file).
     fn render(&self, indent: &str, out: &mut String) {
-        let cols = self.rows.iter().map(Vec::len).max().unwrap_or(0);
+        let rows: Vec<Vec<std::borrow::Cow<'_, str>>> = self
+            .rows
+            .iter()
+            .map(|r| r.iter().map(|c| printable(c)).collect())
+            .collect();
+        let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
         let widths: Vec<usize> = (0..cols)
             .map(|c| {
-                self.rows
-                    .iter()
+                rows.iter()
                     .map(|r| r.get(c).map_or(0, |s| s.chars().count()))
                     .max()
                     .unwrap_or(0)
             })
             .collect();
-        for row in &self.rows {
+        for row in &rows {
             let mut line = String::from(indent);
             for (c, cell) in row.iter().enumerate() {
                 let w = widths.get(c).copied().unwrap_or(0);
@@ -164,7 +170,7 @@ fn of(n: usize, total: usize) -> String {
 }
 
 fn render_method(out: &mut String, plan: &MethodSummary) {
-    let _ = writeln!(out, "\nmethod {}", plan.name);
+    let _ = writeln!(out, "\nmethod {}", printable(&plan.name));
     if let Some(values) = &plan.constant_values {
         let shown: Vec<String> = values.iter().map(ConstantValue::render).collect();
         let _ = writeln!(

@@ -5,7 +5,7 @@ mod common;
 
 use std::os::unix::fs::FileExt;
 
-use common::{cache_entry, make_cache, run, stdout_of};
+use common::{add_entry, cache_entry, make_cache, run, stdout_of};
 use ptekit_cache::format::{align_up, DATA_ALIGN};
 use ptekit_cache::{xpwc, CacheFile, FileOptions};
 
@@ -253,17 +253,7 @@ fn dead_entries_say_why_in_words() {
     .expect("open");
     assert!(cf.lock().expect("lock"));
     // layer0 packed again (another key): the first one is replaced.
-    let data = vec![9u8; 700];
-    let off = cf.reserve(700).expect("reserve");
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&p)
-        .expect("open")
-        .write_all_at(&data, off)
-        .expect("write");
-    let new0 = cf
-        .commit(cache_entry("layer0.weight", 9, off, &data))
-        .expect("commit");
+    let new0 = add_entry(&mut cf, &p, "layer0.weight", 9, &[9u8; 700]);
     // A record claiming part of layer1's bytes under another name: an invalid overlap.
     let stray = off1 + DATA_ALIGN;
     let bad = cf

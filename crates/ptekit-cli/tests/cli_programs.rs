@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{program_files, run};
+use common::{corpus, program_files, run};
 use serde_json::Value;
 
 fn summary_of(path: &std::path::Path) -> Value {
@@ -367,4 +367,74 @@ fn dash_reads_standard_input() {
             "{args:?}"
         );
     }
+}
+
+/// Replaces the byte at index `at` of every occurrence of `word` in `bytes` by 0x1d.
+fn with_control_char(bytes: &[u8], word: &[u8], at: usize) -> Vec<u8> {
+    let mut out = bytes.to_vec();
+    let mut found = 0;
+    for i in 0..bytes.len().saturating_sub(word.len() - 1) {
+        if &bytes[i..i + word.len()] == word {
+            out[i + at] = 0x1d;
+            found += 1;
+        }
+    }
+    assert!(found > 0, "{word:?} not found");
+    out
+}
+
+/// Names and keys read from a file are written with one escaping in every text view:
+/// a control character as `\x1d` (before: raw in `inspect`, `\u{1d}` in `diff`), never
+/// the raw byte.
+#[test]
+fn names_with_control_characters_are_escaped_alike() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let orig = corpus().join("mlp_xnnpack.pte");
+    let bytes = std::fs::read(&orig).expect("read");
+    let key = b"50594bb371b04fff3afeb9d8c8d150c07f6ae8d2d521f68d2b4c202ec488a8dd";
+    let bytes = with_control_char(&bytes, key, 1);
+    let bytes = with_control_char(&bytes, b"forward", 3);
+    let p = dir.path().join("ctl.pte");
+    std::fs::write(&p, bytes).expect("write");
+    let f = p.to_str().expect("utf-8");
+    let o = orig.to_str().expect("utf-8");
+    let text = |args: &[&str]| {
+        let out = run(args);
+        assert!(!out.stdout.contains(&0x1d), "{args:?}: raw control byte");
+        String::from_utf8(out.stdout).expect("utf-8")
+    };
+    let escaped_key = "5\\x1d594bb371b04fff3afeb9d8c8d150c07f6ae8d2d521f68d2b4c202ec488a8dd";
+    let t = text(&["inspect", f]);
+    assert!(t.contains("\nmethod for\\x1dard\n"), "{t}");
+    assert!(t.contains(&format!("  2        {escaped_key}\n")), "{t}");
+    let t = text(&["inspect", "--top", "3", f]);
+    assert!(
+        t.contains(&format!("  2,048  2        {escaped_key}\n")),
+        "{t}"
+    );
+    let t = text(&["diff", o, f]);
+    assert!(
+        t.contains(&format!("  \"{escaped_key}\": only in B\n")),
+        "{t}"
+    );
+    assert!(
+        t.contains("(name differs: \"forward\" vs \"for\\x1dard\")"),
+        "{t}"
+    );
+    // A .ptd key, a cache entry name.
+    let ptd =
+        std::fs::read(corpus().join("external._default_external_constant.ptd")).expect("read .ptd");
+    let q = dir.path().join("ctl.ptd");
+    std::fs::write(&q, with_control_char(&ptd, b"l2.weight", 2)).expect("write");
+    let t = text(&["inspect", q.to_str().expect("utf-8")]);
+    assert!(t.contains("  l2\\x1dweight: "), "{t}");
+    let c = dir.path().join("c.pwc");
+    common::make_cache(&c);
+    let mut cf = ptekit_cache::CacheFile::open(&c, &ptekit_cache::FileOptions::default())
+        .expect("open cache");
+    assert!(cf.lock().expect("lock"));
+    common::add_entry(&mut cf, &c, "layer\u{1d}2.weight", 2, &[3; 100]);
+    cf.unlock();
+    let t = text(&["cache", "inspect", c.to_str().expect("utf-8")]);
+    assert!(t.contains(" layer\\x1d2.weight\n"), "{t}");
 }

@@ -1,6 +1,11 @@
-//! The one way ptekit writes numbers for people: counts with thousands separators
-//! (`1,234,567`) and byte sizes as `8,720 bytes (8.5 KiB)`. Every text view (`.pte`,
-//! `.bpte`, `.ptd`, XNNPACK payloads, cache files) uses these; JSON carries plain integers.
+//! The one way ptekit writes numbers and names for people: counts with thousands
+//! separators (`1,234,567`), byte sizes as `8,720 bytes (8.5 KiB)`, and names and keys
+//! read from a file with their control characters escaped (`\x1d`). Every text view
+//! (`.pte`, `.bpte`, `.ptd`, XNNPACK payloads, cache files, diffs) uses these; JSON
+//! carries plain integers and strings in JSON's own escaping.
+
+use std::borrow::Cow;
+use std::fmt::Write as _;
 
 /// An integer with `,` between groups of three digits: `1234567` → `1,234,567`.
 pub fn thousands(n: u64) -> String {
@@ -65,6 +70,52 @@ pub fn breakdown_line(parts: &[(&str, u64)], total: u64) -> String {
     )
 }
 
+/// Whether `c` is written escaped by [`printable`]: control characters, and the
+/// invisible ones that reorder or hide text on a terminal (zero-width characters,
+/// bidirectional embeddings, overrides and isolates, the byte order mark).
+fn hidden(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{200b}'..='\u{200f}'
+                | '\u{202a}'..='\u{202e}'
+                | '\u{2060}'..='\u{2064}'
+                | '\u{2066}'..='\u{2069}'
+                | '\u{feff}'
+        )
+}
+
+/// A name or key read from a file (method, operator, tensor, named-data or cache entry
+/// name) as text for people: printable characters as they are, `\` as `\\`, the
+/// characters [`hidden`] names escaped: `\x1d` below U+0080, `\u{202e}` above. The
+/// result says exactly which characters the name holds, and a name cannot move the
+/// cursor, clear the screen or reorder the rest of the line.
+pub fn printable(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(|c| c == '\\' || hidden(c)) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            c if hidden(c) && (c as u32) < 0x80 => {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            }
+            c if hidden(c) => {
+                let _ = write!(out, "\\u{{{:x}}}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// [`printable`] in double quotes, a `"` inside written `\"`: a name where the text
+/// around it could be mistaken for part of it (`"a b": only in A`).
+pub fn quoted(s: &str) -> String {
+    format!("\"{}\"", printable(s).replace('"', "\\\""))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -95,5 +146,16 @@ mod tests {
             breakdown_line(&[("a", 1000), ("b", 3000)], 4000),
             "size breakdown: a 1,000 (25.0%), b 3,000 (75.0%); total 4,000"
         );
+    }
+
+    #[test]
+    fn names_with_hidden_characters() {
+        assert!(matches!(printable("layer1.weight"), Cow::Borrowed(_)));
+        assert_eq!(printable("5\u{1d}59"), "5\\x1d59");
+        assert_eq!(printable("a\tb\u{7f}"), "a\\x09b\\x7f");
+        assert_eq!(printable("x\u{85}y\u{202e}z"), "x\\u{85}y\\u{202e}z");
+        assert_eq!(printable("C:\\w"), "C:\\\\w");
+        assert_eq!(printable("größe ∑"), "größe ∑");
+        assert_eq!(quoted("say \"hi\"\n"), "\"say \\\"hi\\\"\\x0a\"");
     }
 }

@@ -139,11 +139,31 @@ pub fn cache_entry(name: &str, key: u8, off: u64, data: &[u8]) -> ptekit_cache::
     }
 }
 
+/// Reserves room for `data` in the locked cache `cf` (the file at `path`), writes it
+/// there and commits it as [`cache_entry`] `name`, `key`; the entry's slot.
+pub fn add_entry(
+    cf: &mut ptekit_cache::CacheFile,
+    path: &Path,
+    name: &str,
+    key: u8,
+    data: &[u8],
+) -> u32 {
+    use std::os::unix::fs::FileExt;
+    let off = cf.reserve(data.len() as u64).expect("reserve");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .expect("open")
+        .write_all_at(data, off)
+        .expect("write data");
+    cf.commit(cache_entry(name, key, off, data))
+        .expect("commit")
+}
+
 /// Commits two entries through the store API, then leaves an orphan reservation (a
 /// writer that died before committing).
 pub fn make_cache(path: &Path) {
     use ptekit_cache::{CacheFile, FileOptions};
-    use std::os::unix::fs::FileExt;
     let opts = FileOptions {
         slot_count: 16,
         durable: false,
@@ -151,16 +171,14 @@ pub fn make_cache(path: &Path) {
     };
     let mut cf = CacheFile::open(path, &opts).expect("create");
     assert!(cf.lock().expect("lock"));
-    let raw = std::fs::OpenOptions::new()
-        .write(true)
-        .open(path)
-        .expect("open");
     for i in 0..2u8 {
-        let data = vec![i + 1; 700];
-        let off = cf.reserve(data.len() as u64).expect("reserve");
-        raw.write_all_at(&data, off).expect("write data");
-        cf.commit(cache_entry(&format!("layer{i}.weight"), i, off, &data))
-            .expect("commit");
+        add_entry(
+            &mut cf,
+            path,
+            &format!("layer{i}.weight"),
+            i,
+            &vec![i + 1; 700],
+        );
     }
     cf.unlock();
 }

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::model::*;
 use super::{BundledFile, BUNDLED_FILE_IDENTIFIER};
-use crate::units::{breakdown_line, bytes, thousands};
+use crate::units::{breakdown_line, bytes, printable, thousands};
 
 /// Summary of a `.bpte` (serializable for `--json`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -220,7 +220,10 @@ pub fn render_summary(s: &BundledSummary) -> String {
         let _ = writeln!(
             out,
             "  {}: {} case{}",
-            suite.method_name.as_deref().unwrap_or("<unnamed>"),
+            suite
+                .method_name
+                .as_deref()
+                .map_or("<unnamed>".into(), printable),
             suite.num_cases,
             if suite.num_cases == 1 { "" } else { "s" }
         );

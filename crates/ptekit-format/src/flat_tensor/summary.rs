@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use super::FlatTensorFile;
 use crate::pte::TopSummary;
-use crate::units::{breakdown_line, bytes, thousands};
+use crate::units::{breakdown_line, bytes, printable, thousands};
 
 /// Summary of a `.ptd` (serializable for `--json`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -170,7 +170,7 @@ pub fn render_summary(s: &FlatTensorSummary) -> String {
         let _ = writeln!(
             out,
             "  {}: {} — {} bytes in segment {}",
-            n.key.as_deref().unwrap_or("<no key>"),
+            n.key.as_deref().map_or("<no key>".into(), printable),
             layout,
             thousands(n.bytes),
             n.segment_index

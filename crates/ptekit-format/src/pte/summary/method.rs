@@ -256,7 +256,7 @@ impl ConstantValue {
             Self::Int(x) => x.to_string(),
             Self::Bool(x) => x.to_string(),
             Self::Double(x) => format!("{x:?}"),
-            Self::String(x) => format!("{x:?}"),
+            Self::String(x) => crate::units::quoted(x),
             Self::IntList(x) => format!("{x:?}"),
             Self::DoubleList(x) => format!("{x:?}"),
             Self::BoolList(x) => format!("{x:?}"),
