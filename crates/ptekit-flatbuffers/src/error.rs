@@ -204,6 +204,14 @@ impl Error {
         s
     }
 
+    /// The same error for a buffer that starts at byte `by` of a larger one (a program
+    /// embedded in a bundled program): the offset counts from the larger buffer's start.
+    #[must_use]
+    pub fn shifted(mut self, by: usize) -> Self {
+        self.0.offset = self.0.offset.saturating_add(by);
+        self
+    }
+
     /// Adds a named field to the path (call while unwinding, innermost first).
     #[must_use]
     pub fn in_field(mut self, name: impl Into<Cow<'static, str>>) -> Self {

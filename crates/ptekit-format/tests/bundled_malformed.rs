@@ -219,3 +219,82 @@ fn targeted_ptd_damage() {
         other => panic!("{other:?}"),
     }
 }
+
+/// The byte positions an error message names: `file offset 0x…`, `at byte N`, and the
+/// ends of `bytes 0x…..0x…` and `range 0x…..0x…` (not stored values such as a segment's
+/// `offset 0x0`).
+fn positions(message: &str) -> Vec<u64> {
+    let mut out = Vec::new();
+    for (marker, radix) in [
+        ("file offset 0x", 16),
+        ("at byte ", 10),
+        ("bytes 0x", 16),
+        ("range 0x", 16),
+        ("..0x", 16),
+    ] {
+        for (i, _) in message.match_indices(marker) {
+            let rest = &message[i + marker.len()..];
+            let digits: String = rest.chars().take_while(|c| c.is_digit(radix)).collect();
+            if let Ok(v) = u64::from_str_radix(&digits, radix) {
+                out.push(v);
+            }
+        }
+    }
+    out.sort_unstable();
+    out
+}
+
+/// Every error of a `.bpte`'s embedded program names `.bpte` offsets: each byte of the
+/// program flatbuffer of mlp.bpte changed in turn, the error `verify` gives for the
+/// `.bpte` names the positions the same program's error names on its own, moved by where
+/// the program starts; and where the program's error names the changed byte itself, the
+/// `.bpte` error names that byte of the `.bpte` (before, decode and semantic errors named
+/// positions in the program).
+#[test]
+fn embedded_program_errors_name_bpte_offsets() {
+    let bpte = support::corpus_file("mlp.bpte");
+    let opts = pte::ReadOptions::default();
+    let file = BundledFile::parse(&bpte, &Limits::default()).expect("corpus .bpte");
+    let start = file.program_offset().expect("embedded program") as usize;
+    let program = file.program_file(&opts).expect("embedded program parses");
+    let (len, size) = (program.bytes().len(), program.program_size() as usize);
+    let original = bpte[start..start + len].to_vec();
+    let (mut compared, mut at_flip) = (0, 0);
+    for at in 0..size {
+        for value in [0xff, 0x00] {
+            if original[at] == value {
+                continue;
+            }
+            let mut alone = original.clone();
+            alone[at] = value;
+            let own = match pte::PteFile::parse(&alone, &opts) {
+                Err(e) => e.to_string(),
+                Ok(f) => match f.verify() {
+                    Err(e) => e.to_string(),
+                    Ok(()) => continue,
+                },
+            };
+            let mut outer = bpte.clone();
+            outer[start + at] = value;
+            let outer_file = BundledFile::parse(&outer, &Limits::default()).expect("outer parses");
+            let message = match bundled::verify(&outer_file, &opts) {
+                Err(e @ bundled::BundledError::Program { .. }) => e.to_string(),
+                other => panic!("byte {at} = {value:#x}: {own}; the .bpte gave {other:?}"),
+            };
+            let prefix = format!("embedded program (at .bpte offset 0x{start:x}): ");
+            let inner = message.strip_prefix(&prefix).expect("program error prefix");
+            let want: Vec<u64> = positions(&own).iter().map(|p| p + start as u64).collect();
+            assert_eq!(positions(inner), want, "byte {at}: {own}\n{message}");
+            compared += 1;
+            if positions(&own).contains(&(at as u64)) {
+                assert!(
+                    positions(inner).contains(&((start + at) as u64)),
+                    "{message}"
+                );
+                at_flip += 1;
+            }
+        }
+    }
+    println!("{compared} program errors compared, {at_flip} naming the changed byte");
+    assert!(compared > 500 && at_flip > 20, "{compared} {at_flip}");
+}

@@ -170,10 +170,8 @@ impl<'a> BundledFile<'a> {
     /// Parses the embedded program in place; errors name its offset in the `.bpte`.
     pub fn program_file(&self, options: &ReadOptions) -> Result<PteFile<'a>, BundledError> {
         let bytes = self.program_bytes()?;
-        PteFile::parse(bytes, options).map_err(|source| BundledError::Program {
-            offset: self.program_offset().unwrap_or(0),
-            source,
-        })
+        PteFile::parse(bytes, options)
+            .map_err(|source| verify::program_error(source, self.program_offset().unwrap_or(0)))
     }
 }
 

@@ -15,10 +15,12 @@
 
 use super::model::*;
 use super::{BundledError, BundledFile};
+use crate::error::{ContainerError, LayoutReason};
+use crate::program::DecodeError;
 use crate::program::{
     check_tensor_layout, ExecutionPlan, KernelTypes, Program, TensorShapeDynamism,
 };
-use crate::pte::ReadOptions;
+use crate::pte::{PteError, ReadOptions};
 use crate::xnnpack::{check_payloads, XnnpackErrorKind};
 
 /// Verifies a decoded `.bpte`: the embedded program ([`PteFile::verify`] and
@@ -31,7 +33,7 @@ pub fn verify(file: &BundledFile<'_>, options: &ReadOptions) -> Result<(), Bundl
     let offset = file.program_offset().unwrap_or(0);
     program
         .verify()
-        .map_err(|source| BundledError::Program { offset, source })?;
+        .map_err(|source| program_error(source, offset))?;
     // The bundled API loads the program without a .ptd: named keys must be in it.
     check_payloads(&program, None, &options.limits).map_err(|source| {
         let source = match source.kind() {
@@ -47,6 +49,89 @@ pub fn verify(file: &BundledFile<'_>, options: &ReadOptions) -> Result<(), Bundl
         }
     })?;
     check_tests(file, program.program())
+}
+
+/// An error of the embedded program, which starts at byte `start` of the `.bpte`: the
+/// program's checks count from its first byte; here every file position the error names
+/// becomes a `.bpte` offset (the one place that does so for the program's own checks;
+/// its XNNPACK payload errors move with [`XnnpackError::in_file_at`]). Sizes and stored
+/// values stay as they are.
+///
+/// [`XnnpackError::in_file_at`]: crate::xnnpack::XnnpackError::in_file_at
+pub(super) fn program_error(source: PteError, start: u64) -> BundledError {
+    let at = |o: u64| o.saturating_add(start);
+    let source = match source {
+        PteError::Header {
+            offset,
+            field,
+            reason,
+        } => PteError::Header {
+            offset: at(offset),
+            field,
+            reason,
+        },
+        PteError::Decode {
+            start: s,
+            end,
+            source,
+        } => PteError::Decode {
+            start: at(s),
+            end: at(end),
+            source: DecodeError(
+                source
+                    .0
+                    .shifted(usize::try_from(start).unwrap_or(usize::MAX)),
+            ),
+        },
+        PteError::NotReproducible { offset, detail } => PteError::NotReproducible {
+            offset: at(offset),
+            detail,
+        },
+        PteError::Container(ContainerError::Layout {
+            offset,
+            field,
+            reason,
+        }) => PteError::Container(ContainerError::Layout {
+            offset: at(offset),
+            field,
+            reason: match reason {
+                LayoutReason::SizePastEnd {
+                    size,
+                    start: s,
+                    end,
+                    file_len,
+                } => LayoutReason::SizePastEnd {
+                    size,
+                    start: at(s),
+                    end: at(end),
+                    file_len,
+                },
+                LayoutReason::Overlap {
+                    range,
+                    other,
+                    other_range,
+                } => LayoutReason::Overlap {
+                    range: (at(range.0), at(range.1)),
+                    other,
+                    other_range: (at(other_range.0), at(other_range.1)),
+                },
+                LayoutReason::RangeOutsideFile { from, to } => LayoutReason::RangeOutsideFile {
+                    from: at(from),
+                    to: at(to),
+                },
+                other => other,
+            },
+        }),
+        PteError::Invalid { mut first, more } => {
+            first.offset = first.offset.map(at);
+            PteError::Invalid { first, more }
+        }
+        other => other,
+    };
+    BundledError::Program {
+        offset: start,
+        source,
+    }
 }
 
 fn invalid(field: String, message: impl Into<String>) -> BundledError {

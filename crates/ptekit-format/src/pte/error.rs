@@ -28,9 +28,11 @@ pub enum PteError {
         reason: HeaderReason,
     },
     /// The program flatbuffer failed verification.
-    #[error("program flatbuffer (file bytes 0x0..0x{end:x}): {source}")]
+    #[error("program flatbuffer (file bytes 0x{start:x}..0x{end:x}): {source}")]
     Decode {
-        /// End of the flatbuffer region (`program_size`).
+        /// Start of the flatbuffer region (0, or where an embedded program starts).
+        start: u64,
+        /// End of the flatbuffer region (`program_size` after `start`).
         end: u64,
         /// The decoder's error (absolute offset and field path).
         #[source]

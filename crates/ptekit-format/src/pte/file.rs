@@ -82,6 +82,7 @@ impl<'a> PteFile<'a> {
             })?;
         let program =
             decode_program(program_bytes, &options.limits).map_err(|source| PteError::Decode {
+                start: 0,
                 end: program_size,
                 source,
             })?;
