@@ -801,8 +801,8 @@ impl WeightsCache {
 
     /// Housekeeping to run when no runtime of this process is being created
     /// (never inside a model load): compacts the file when dead bytes exceed
-    /// [`CacheOptions::auto_compact_dead_share`] or the index is nearly full.
-    /// Returns whether it compacted.
+    /// [`CacheOptions::auto_compact_dead_share`] (a full index is no reason: the
+    /// next commit continues it in an extent). Returns whether it compacted.
     pub fn maintain(&self) -> bool {
         let mut g = lock(&self.shared);
         let done = g.maybe_compact();
@@ -864,10 +864,9 @@ impl Inner {
         let _ = f.refresh();
         let s = f.summary();
         let data = s.file_bytes.saturating_sub(s.index_region_bytes).max(1);
-        let slots_tight = s.slots_used * 10 >= s.slot_count * 9;
         let dead_heavy = s.dead_bytes >= self.opts.auto_compact_min_dead_bytes
             && (s.dead_bytes as f64) / (data as f64) > share;
-        if !(dead_heavy || slots_tight) {
+        if !dead_heavy {
             return false;
         }
         // Never wait for the lock here: another process is committing.

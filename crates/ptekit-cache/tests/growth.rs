@@ -275,3 +275,36 @@ fn a_new_file_starts_small_and_grows_by_extents() {
     assert!(s.index_extents == 1 && s.slot_count > 300, "{s:?}");
     verify_file(&path).expect("verify");
 }
+
+/// An index that is nearly full is no reason to compact (the next commit continues it
+/// in an extent): `maintain` at runtime deletion leaves a file of 240 live entries in
+/// its 256 slots alone. Before, it rewrote the whole file whenever 90% of the slots
+/// were used, which a small new file reaches after a few models, and a compacted file
+/// with more than ~1,150 records right after its compaction.
+#[test]
+fn a_nearly_full_index_is_not_compacted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("full.pwc");
+    let copts = ptekit_cache::CacheOptions::default();
+    let o = FileOptions {
+        durable: false,
+        ..copts.file.clone()
+    };
+    let ids: Vec<u64> = (0..240).collect();
+    commit(&path, &o, &ids, 100);
+    let s = reader(&path).summary();
+    assert_eq!(
+        (s.slots_used, s.slot_count, s.dead_bytes),
+        (240, 256, 0),
+        "{s:?}"
+    );
+    let id = |p: &Path| {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(p).expect("stat").ino()
+    };
+    let before = id(&path);
+    let c = ptekit_cache::WeightsCache::new(Some(&path), copts);
+    assert!(!c.maintain(), "{:?}", c.stats());
+    assert_eq!(c.stats().compactions, 0);
+    assert_eq!(id(&path), before, "the file was replaced");
+}
