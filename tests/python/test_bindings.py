@@ -20,10 +20,11 @@ from executorch.exir._serialize._program import (
     serialize_pte_binary as ref_serialize,
 )
 from executorch.exir._serialize.data_serializer import DataEntry
+from executorch.extension.flat_tensor.serialize.serialize import FlatTensorConfig, FlatTensorSerializer
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 import ptekit
-from conftest import program_files
+from conftest import CORPUS, program_files, ptekit_bin
 
 FILES = program_files()
 
@@ -286,6 +287,26 @@ def test_error_bad_options():
     ):
         with pytest.raises(ptekit.PteError):
             ptekit.serialize_pte_binary(pte, **opts)
+
+
+def test_segment_alignment_need_not_be_a_power_of_two(tmp_path):
+    """The reference pads segments with `%` and `math.lcm`, so any positive segment
+    alignment is accepted (unlike tensor and delegate alignments); ptekit writes the same
+    bytes, through the bindings and through `ptekit rewrite --segment-alignment`."""
+    mlp = CORPUS / "mlp_xnnpack.pte"
+    pte = reference_pte(mlp)
+    for n in (3, 48, 100):
+        opts = {"segment_alignment": n, "extract_delegate_segments": True}
+        expected = bytes(ref_serialize(pte, **opts))
+        assert bytes(ptekit.serialize_pte_binary(pte, **opts)) == expected, n
+    out = tmp_path / "out.pte"
+    subprocess.run([str(ptekit_bin()), "rewrite", "--segment-alignment", "48", str(mlp), str(out)], check=True)
+    assert out.read_bytes() == bytes(ref_serialize(pte, segment_alignment=48, extract_delegate_segments=True))
+    # A .ptd: the reference's FlatTensorSerializer does the same.
+    ptd = CORPUS / "external._default_external_constant.ptd"
+    subprocess.run([str(ptekit_bin()), "rewrite", "--segment-alignment", "48", str(ptd), str(out)], check=True)
+    payload = FlatTensorSerializer().deserialize(ptd.read_bytes())
+    assert out.read_bytes() == bytes(FlatTensorSerializer(FlatTensorConfig(segment_alignment=48)).serialize(payload))
 
 
 def test_error_attribute_raising():

@@ -268,7 +268,8 @@ pub struct RewriteArgs {
     pub input: PathBuf,
     /// Where to write the result (may equal the input).
     pub output: PathBuf,
-    /// Alignment of every segment's start, in bytes (e.g. 16384 for 16K pages).
+    /// Alignment of every segment's start, in bytes (e.g. 16384 for 16K pages); any
+    /// positive number, like the reference (segments start at multiples of it).
     #[arg(long, value_name = "N")]
     pub segment_alignment: Option<u64>,
     /// Alignment of constant tensors inside the constant segment (a power of two).
