@@ -1507,33 +1507,54 @@ impl Worker {
     }
 }
 
+/// In a child created by `fork`, which inherits the state but not the
+/// thread: drops the parent's jobs (the parent writes them).
+fn forget_parent_writer(st: &mut WorkerState) {
+    if st.started.is_some_and(|p| p != std::process::id()) {
+        st.queue.clear();
+        st.busy = false;
+        st.idle = false;
+        st.started = None;
+    }
+}
+
+/// Starts this process's writer thread if it is not running.
+fn ensure_writer(st: &mut WorkerState) {
+    forget_parent_writer(st);
+    if st.started.is_some() {
+        return;
+    }
+    let pid = std::process::id();
+    let spawned = std::thread::Builder::new()
+        .name("ptekit-cache-commit".into())
+        .spawn(run_worker);
+    match spawned {
+        Ok(_) => st.started = Some(pid),
+        Err(e) => {
+            // No writer: the packs stay in process memory.
+            let n = st.queue.len() as u64;
+            st.queue.clear();
+            st.stats.failed += n;
+            st.stats.last_failure = Some(format!("no writer thread: {e}"));
+        }
+    }
+}
+
+/// Starts the background writer ahead of the first commit (from a thread
+/// off the load path: the new thread inherits its scheduling policy, see
+/// [`crate::sys::yield_on_wakeup`]); it waits idle until a job comes.
+pub fn start_background_writer() {
+    ensure_writer(&mut worker().lock());
+}
+
 fn submit(job: Job) {
     let w = worker();
     let mut st = w.lock();
-    let pid = std::process::id();
-    if st.started.is_some_and(|p| p != pid) {
-        st.queue.clear();
-        st.busy = false;
-        st.started = None;
-    }
+    forget_parent_writer(&mut st);
     st.stats.jobs += 1;
     st.queue.push_back(job);
     let wake = st.idle;
-    if st.started.is_none() {
-        let spawned = std::thread::Builder::new()
-            .name("ptekit-cache-commit".into())
-            .spawn(run_worker);
-        match spawned {
-            Ok(_) => st.started = Some(pid),
-            Err(e) => {
-                // No writer: the packs stay in process memory.
-                let n = st.queue.len() as u64;
-                st.queue.clear();
-                st.stats.failed += n;
-                st.stats.last_failure = Some(format!("no writer thread: {e}"));
-            }
-        }
-    }
+    ensure_writer(&mut st);
     if wake {
         st.idle = false;
         drop(st);
@@ -1542,6 +1563,9 @@ fn submit(job: Job) {
 }
 
 fn run_worker() {
+    // Woken while a model loads (a flush, a new job): never take the
+    // loading thread's CPU for that.
+    crate::sys::yield_on_wakeup();
     let w = worker();
     // The writer's own handle of each cache file: the load path's handle
     // (shared by this process's runtimes) is never locked while the writer

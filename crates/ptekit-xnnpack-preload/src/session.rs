@@ -200,6 +200,11 @@ fn warm_up() {
         let _ = std::thread::Builder::new()
             .name("ptekit-xnnpack-warm-up".into())
             .spawn(move || {
+                // Neither this thread nor the writer it starts (which
+                // inherits the policy) takes the loading thread's CPU when
+                // it wakes up.
+                ptekit_cache::sys::yield_on_wakeup();
+                ptekit_cache::provider::start_background_writer();
                 static KEPT: Mutex<Option<WeightsCache>> = Mutex::new(None);
                 let cache = WeightsCache::new(Some(&path), cache_options(&cfg, create_fn));
                 drop(Regions::snapshot());
