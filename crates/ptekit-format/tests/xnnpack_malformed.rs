@@ -144,10 +144,11 @@ fn constant_index_outside_constant_data() {
 #[test]
 fn inline_constant_range_outside_the_payload() {
     let mut g = fc_graph();
+    // Inline: an entry without the named_key field.
     g.constant_data.as_mut().expect("c")[1] = ConstantDataOffset {
         offset: 8,
         size: 16,
-        named_key: Some(String::new()),
+        named_key: None,
     };
     // 24 bytes of constant data hold it; 23 do not.
     check(&g, &[0; 24], &[]).expect("inside");
@@ -156,6 +157,24 @@ fn inline_constant_range_outside_the_payload() {
     assert_eq!(e.path(), "constant_data[1].offset");
     g.constant_data.as_mut().expect("c")[1].offset = u64::MAX;
     assert!(check(&g, &[0; 24], &[]).is_err());
+}
+
+#[test]
+fn an_empty_named_key_is_a_key_like_for_the_runtime() {
+    // XNNCompiler reads an entry from the payload's constant data only when it has no
+    // named_key field; a present "" is looked up in the named data (and is not there).
+    let mut g = fc_graph();
+    g.constant_data.as_mut().expect("c")[1] = ConstantDataOffset {
+        offset: 8,
+        size: 16,
+        named_key: Some(String::new()),
+    };
+    let e = check(&g, &[0; 24], &[]).expect_err("an empty key is a key");
+    assert_eq!(e.kind(), &XnnpackErrorKind::NamedKey);
+    assert_eq!(e.path(), "constant_data[1].named_key");
+    assert!(e.message().contains("\"\" is not in"), "{e}");
+    // The placeholder entry 0 (the reference writes "" there) is not read.
+    check(&g, &[0; 24], &[("", 16)]).expect("found");
 }
 
 #[test]

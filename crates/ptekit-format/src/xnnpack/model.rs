@@ -569,9 +569,18 @@ pub struct ConstantDataOffset {
 }
 
 impl ConstantDataOffset {
-    /// The named-data key, if the entry has a non-empty one.
+    /// The named-data key, if the entry has a non-empty one (what a summary shows; the
+    /// reference writes `""` in the placeholder entry 0).
     pub fn key(&self) -> Option<&str> {
         self.named_key.as_deref().filter(|k| !k.is_empty())
+    }
+
+    /// The key the runtime looks the entry up by when a value reads it: the `named_key`
+    /// field whenever it is present, even empty (XNNCompiler's getConstantDataPtr tests
+    /// the field's presence); only an entry without the field is read from the payload's
+    /// constant data.
+    pub fn lookup_key(&self) -> Option<&str> {
+        self.named_key.as_deref()
     }
 }
 

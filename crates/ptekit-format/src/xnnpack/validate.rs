@@ -270,7 +270,7 @@ fn constant_too_short(
     let (have, what) = match (&g.constant_data, &g.constant_buffer) {
         (Some(entries), _) => {
             let c = entries.get(idx)?;
-            let have = match c.key() {
+            let have = match c.lookup_key() {
                 Some(key) => (sources.named?)(key)?,
                 None => (sources.constant_data.len() as u64).saturating_sub(c.offset),
             };
@@ -356,11 +356,12 @@ fn check_constants(g: &XNNGraph, values: &[XValue], sources: &ConstantSources<'_
         }
     }
 
-    for (i, c) in entries.unwrap_or_default().iter().enumerate() {
+    // Entry 0 is the placeholder of index 0 ("no constant"): nothing reads it.
+    for (i, c) in entries.unwrap_or_default().iter().enumerate().skip(1) {
         let at = |e: XnnpackError| {
             Box::new((e.in_field(format!("constant_data[{i}]")), At::Constant(i)))
         };
-        match c.key() {
+        match c.lookup_key() {
             Some(key) => {
                 let Some(lookup) = sources.named else {
                     continue;
