@@ -870,3 +870,25 @@ impl<'p> Validator<'p, '_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::CODEGEN_KERNEL_ARGS;
+
+    /// `kernel_args` finds an operator by binary search: the generated table must be
+    /// strictly sorted by name (`str` order, as the generator's `sorted` gives for
+    /// these ASCII names), or look-ups silently miss and the check never runs.
+    #[test]
+    fn the_kernel_table_is_sorted_for_binary_search() {
+        assert!(CODEGEN_KERNEL_ARGS.len() > 100);
+        for w in CODEGEN_KERNEL_ARGS.windows(2) {
+            assert!(w[0].0 < w[1].0, "{} before {}", w[0].0, w[1].0);
+        }
+        let at = CODEGEN_KERNEL_ARGS
+            .binary_search_by(|(n, _)| (*n).cmp("aten::addmm.out"))
+            .expect("addmm.out in the table");
+        // aten::addmm.out(self, mat1, mat2, *, beta, alpha, out): 6 schema arguments,
+        // the count the seed-21 mutant of mlp.bpte (7 values -> 0) was refused by.
+        assert_eq!(CODEGEN_KERNEL_ARGS[at].1, 6);
+    }
+}
