@@ -102,7 +102,7 @@ impl<'a> NamedDataStore<'a> {
         let key = key.into();
         if alignment == 0 {
             return Err(PteError::model(
-                format!("named data {key:?}"),
+                format!("named data {}", crate::units::quoted(&key)),
                 ModelReason::ZeroAlignment,
             ));
         }
@@ -112,7 +112,7 @@ impl<'a> NamedDataStore<'a> {
                 return Ok(());
             }
             return Err(PteError::model(
-                format!("named data {key:?}"),
+                format!("named data {}", crate::units::quoted(&key)),
                 ModelReason::DuplicateKey {
                     existing: existing.map_or(0, <[u8]>::len),
                     new: data.len(),
@@ -149,5 +149,28 @@ impl<'a> NamedDataStore<'a> {
     pub fn get(&self, key: &str) -> Option<&[u8]> {
         let e = self.entry(key)?;
         self.buffers.get(e.buffer_index).map(|b| &b[..])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_quote_a_key_as_the_cli_prints_names() {
+        let mut m = NamedDataStore::new();
+        let key = "w\"\u{1}";
+        let e = m
+            .add_named_data(key, Cow::Borrowed(&[1u8][..]), 0)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(r#"named data "w\"\x01""#), "{e}");
+        m.add_named_data(key, Cow::Borrowed(&[1u8][..]), 8).unwrap();
+        let e = m
+            .add_named_data(key, Cow::Borrowed(&[2u8, 3][..]), 8)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(r#"named data "w\"\x01""#), "{e}");
+        assert!(e.contains("existing 1 bytes, new 2 bytes"), "{e}");
     }
 }

@@ -530,7 +530,7 @@ fn named_data_segments<'a>(
             None => {
                 let Some(buffer) = store.buffers.get(entry.buffer_index) else {
                     return Err(PteError::model(
-                        format!("named data {key:?}"),
+                        format!("named data {}", crate::units::quoted(key)),
                         ModelReason::BufferIndexOutOfRange {
                             index: entry.buffer_index,
                             count: store.buffers.len(),

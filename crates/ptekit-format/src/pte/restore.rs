@@ -206,7 +206,7 @@ impl<'a> StoreBuilder<'a> {
                 return Ok(());
             }
             return Err(PteError::model(
-                format!("named data {key:?}"),
+                format!("named data {}", crate::units::quoted(key)),
                 ModelReason::DuplicateKey {
                     existing: existing.map_or(0, <[u8]>::len),
                     new: data.len(),

@@ -370,7 +370,10 @@ fn check_constants(g: &XNNGraph, values: &[XValue], sources: &ConstantSources<'_
                     None => {
                         return Err(at(err(
                             XnnpackErrorKind::NamedKey,
-                            format!("named data key {key:?} is not in the program's named data"),
+                            format!(
+                                "named data key {} is not in the program's named data",
+                                crate::units::quoted(key)
+                            ),
                         )
                         .in_field("named_key")))
                     }
@@ -378,7 +381,8 @@ fn check_constants(g: &XNNGraph, values: &[XValue], sources: &ConstantSources<'_
                         return Err(at(err(
                             XnnpackErrorKind::NamedKey,
                             format!(
-                                "named data {key:?} holds {have} bytes, the entry needs {}",
+                                "named data {} holds {have} bytes, the entry needs {}",
+                                crate::units::quoted(key),
                                 c.size
                             ),
                         )
