@@ -31,6 +31,7 @@
     reason = "the C ABI of the preload library (raw pointers from C callers)"
 )]
 
+pub mod got;
 pub mod graph;
 pub mod hooks;
 pub mod real;

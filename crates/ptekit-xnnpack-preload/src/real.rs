@@ -52,20 +52,28 @@ impl Loaded {
     }
 }
 
-/// The address ranges of the loaded segments of the object `info` describes.
+/// The program headers of the object `info` describes.
 ///
 /// # Safety
 /// As [`Loaded::from_info`].
-unsafe fn segments(info: &libc::dl_phdr_info) -> impl Iterator<Item = (usize, usize)> + '_ {
-    let phdrs: &[libc::Elf64_Phdr] = if info.dlpi_phdr.is_null() {
+pub(crate) unsafe fn phdrs(info: &libc::dl_phdr_info) -> &[libc::Elf64_Phdr] {
+    if info.dlpi_phdr.is_null() {
         &[]
     } else {
         // SAFETY: the loader passes `dlpi_phnum` program headers at
         // `dlpi_phdr`, valid during the callback (caller contract).
         unsafe { std::slice::from_raw_parts(info.dlpi_phdr, usize::from(info.dlpi_phnum)) }
-    };
+    }
+}
+
+/// The address ranges of the loaded segments of the object `info` describes.
+///
+/// # Safety
+/// As [`Loaded::from_info`].
+unsafe fn segments(info: &libc::dl_phdr_info) -> impl Iterator<Item = (usize, usize)> + '_ {
     let base = info.dlpi_addr as usize;
-    phdrs
+    // SAFETY: caller contract.
+    unsafe { phdrs(info) }
         .iter()
         .filter(|h| h.p_type == libc::PT_LOAD)
         .filter_map(move |h| {
@@ -74,37 +82,34 @@ unsafe fn segments(info: &libc::dl_phdr_info) -> impl Iterator<Item = (usize, us
         })
 }
 
-/// Calls `f` on each loaded object (`dl_iterate_phdr`) until it returns true.
-fn each_object(f: &mut dyn FnMut(&libc::dl_phdr_info) -> bool) {
+/// What `f` of [`each_object`] is called with: the loader's description of
+/// one object and the size of that description (older loaders pass a
+/// shorter one, without `dlpi_adds` / `dlpi_subs`).
+pub(crate) type EachObject<'a> = &'a mut dyn FnMut(&libc::dl_phdr_info, usize) -> bool;
+
+/// Calls `f` on each loaded object (`dl_iterate_phdr`) until it returns
+/// true. The loader holds its lock meanwhile: no object is unloaded while
+/// `f` reads it.
+pub(crate) fn each_object(f: EachObject<'_>) {
     unsafe extern "C" fn cb(
         info: *mut libc::dl_phdr_info,
-        _size: usize,
+        size: usize,
         data: *mut c_void,
     ) -> c_int {
-        // SAFETY: data is the `&mut &mut dyn FnMut` passed below; info is
-        // valid for the duration of the callback (dl_iterate_phdr contract).
-        let (f, info) = unsafe {
-            (
-                &mut *(data as *mut &mut dyn FnMut(&libc::dl_phdr_info) -> bool),
-                &*info,
-            )
-        };
-        c_int::from(f(info))
+        // SAFETY: data is the `&mut EachObject` passed below; info is valid
+        // for the duration of the callback (dl_iterate_phdr contract).
+        let (f, info) = unsafe { (&mut *(data as *mut EachObject<'_>), &*info) };
+        c_int::from(f(info, size))
     }
     let mut f = f;
     // SAFETY: the callback only calls `f` with the loader's description.
-    unsafe {
-        libc::dl_iterate_phdr(
-            Some(cb),
-            (&mut f as *mut &mut dyn FnMut(&libc::dl_phdr_info) -> bool).cast(),
-        )
-    };
+    unsafe { libc::dl_iterate_phdr(Some(cb), (&mut f as *mut EachObject<'_>).cast()) };
 }
 
 /// Every loaded object.
 fn loaded_objects() -> Vec<Loaded> {
     let mut out = Vec::new();
-    each_object(&mut |info| {
+    each_object(&mut |info, _| {
         // SAFETY: inside the dl_iterate_phdr callback.
         out.push(unsafe { Loaded::from_info(info) });
         false
@@ -116,7 +121,7 @@ fn loaded_objects() -> Vec<Loaded> {
 /// `dladdr`; the walk stops there).
 fn object_containing(addr: usize) -> Option<Loaded> {
     let mut found = None;
-    each_object(&mut |info| {
+    each_object(&mut |info, _| {
         // SAFETY: inside the dl_iterate_phdr callback.
         if unsafe { segments(info) }.any(|(a, b)| a <= addr && addr < b) {
             // SAFETY: as above.
