@@ -27,7 +27,7 @@ def rss():
     with open("/proc/self/status") as f:
         for line in f:
             k, _, v = line.partition(":")
-            if k in ("RssAnon", "RssFile"):
+            if k in ("RssAnon", "RssFile", "VmLck"):
                 out[k] = int(v.split()[0])
     return out
 
@@ -67,6 +67,7 @@ def main():
     tp = time.perf_counter()
     method = program.load_method(a.method)
     t_end = time.perf_counter()
+    locked = rss()["VmLck"] - before["VmLck"]
     load_ms = (t_end - t0) * 1e3
     method_ms = (t_end - tp) * 1e3
     meta = method.metadata
@@ -93,6 +94,7 @@ def main():
         "execute_ms": exec_ms,
         "rss_anon_kib": after["RssAnon"] - before["RssAnon"],
         "rss_file_kib": after["RssFile"] - before["RssFile"],
+        "vmlck_after_load_kib": locked,
         "first": [float(x) for x in outs[0].flatten()[:4]],
     }
     if shim is not None:

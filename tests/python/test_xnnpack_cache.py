@@ -13,6 +13,7 @@ import json
 import os
 import pathlib
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -38,8 +39,9 @@ def preload():
     return PRELOAD
 
 
-def run(model, *, cache=None, via="preload", method="forward", env=None, check=True, verify=False, extra=()):
-    args = [sys.executable, str(RUN), str(MODELS / f"{model}.pte"), "--method", method, *extra]
+def run(model, *, cache=None, via="preload", method="forward", env=None, check=True, verify=False, extra=(),
+        prefix=()):
+    args = [*prefix, sys.executable, str(RUN), str(MODELS / f"{model}.pte"), "--method", method, *extra]
     e = dict(os.environ)
     e.pop("LD_PRELOAD", None)
     e.pop("PTEKIT_XNNPACK_CACHE", None)
@@ -343,3 +345,96 @@ def test_background_commit_then_next_process(tmp_path, preload, ptekit):
     assert d["cache"]["hits"] + d["cache"]["misses"] == LOOKUPS["dyn_int8"], d["cache"]
     if dropped.exists():
         assert ptekit("cache", "verify", dropped).returncode == 0
+
+
+# Deferred mlock (crates/ptekit-xnnpack-preload/src/mlock.rs): ExecuTorch's
+# mmap loader locks every weight range it loads; a range only cache hits
+# answered is never locked, the rest is locked after runtime creation.
+NO_DEFER = {"PTEKIT_MLOCK_DEFER": "0"}
+
+
+def _mlock_calls(model, cache, tmp_path, env=None):
+    """One run under strace: its result and its mlock system calls."""
+    out = tmp_path / f"strace-{len(list(tmp_path.iterdir()))}.txt"
+    r = run(model, cache=cache, env=env, prefix=["strace", "-f", "-qq", "-e", "trace=mlock", "-o", str(out)])
+    calls = [line for line in out.read_text().splitlines() if "mlock(" in line]
+    assert all(line.endswith("= 0") for line in calls), calls
+    return r, len(calls)
+
+
+def test_deferred_mlock_cold_locks_late_warm_skips(tmp_path, preload):
+    model, n = "mlp_fp32", LOOKUPS["mlp_fp32"]
+    ref = uncached(model)
+    # Cold (all misses): every deferred range is locked after creation, and
+    # what stays locked after the load is what stays without deferral.
+    cache = tmp_path / "m.pwc"
+    cold = run(model, cache=cache)
+    assert cold["sha256"] == ref and cold["cache"]["misses"] == n
+    m = cold["cache"]["mlock"]
+    # Each layer's weight and bias are loaded (and locked) separately.
+    assert m["on"] and m["deferred"] == 2 * n, m
+    assert (m["skipped"], m["locked_late"], m["late_failed"], m["late_unmapped"]) == (0, 2 * n, 0, 0), m
+    assert m["locked_late_bytes"] == m["deferred_bytes"] > 0, m
+    # Warm (all hits): nothing of the weights is locked.
+    warm = run(model, cache=cache)
+    assert warm["sha256"] == ref and warm["cache"]["hits"] == n
+    m = warm["cache"]["mlock"]
+    assert (m["deferred"], m["skipped"], m["locked_late"]) == (2 * n, 2 * n, 0), m
+    assert m["skipped_bytes"] == cold["cache"]["mlock"]["deferred_bytes"], m
+    # Off: nothing deferred, the stats say why; what stays locked after the
+    # load (the program's segments: the weights are unmapped after
+    # creation) is the same with and without deferral, cold or warm.
+    strace = shutil.which("strace") is not None
+    if strace:
+        off, n_all = _mlock_calls(model, cache, tmp_path, env=NO_DEFER)
+    else:
+        off = run(model, cache=cache, env=NO_DEFER)
+    assert off["sha256"] == ref
+    m = off["cache"]["mlock"]
+    assert (m["on"], m["off_reason"], m["deferred"]) == (False, "PTEKIT_MLOCK_DEFER=0", 0), m
+    assert cold["vmlck_after_load_kib"] == warm["vmlck_after_load_kib"] == off["vmlck_after_load_kib"] > 0
+    if not strace:
+        pytest.skip("no strace: the system calls are not checked")
+    # The skipped ranges never reach the kernel; the program's own segments
+    # still do.
+    deferred, n_deferred = _mlock_calls(model, cache, tmp_path)
+    assert deferred["sha256"] == ref
+    assert n_all - n_deferred == deferred["cache"]["mlock"]["skipped"] == 2 * n
+    assert n_deferred > 0
+
+
+def test_deferred_mlock_mixed_hits_and_misses(tmp_path, preload, ptekit):
+    # A flipped index record: one layer misses, the others hit. Its weight
+    # and bias ranges are locked, the hit layers' are not.
+    model, n = "mlp_fp32", LOOKUPS["mlp_fp32"]
+    cache = tmp_path / "mixed.pwc"
+    run(model, cache=cache)
+    _flip(cache, _live(_entries(ptekit, cache))[1]["slot_offset"] + 40)
+    if shutil.which("strace") is None:
+        r = run(model, cache=cache)
+    else:
+        _, n_all = _mlock_calls(model, None, tmp_path)
+        r, n_mixed = _mlock_calls(model, cache, tmp_path)
+        assert n_all - n_mixed == r["cache"]["mlock"]["skipped"]
+    assert r["sha256"] == uncached(model)
+    assert (r["cache"]["hits"], r["cache"]["misses"]) == (n - 1, 1), r["cache"]
+    m = r["cache"]["mlock"]
+    assert (m["deferred"], m["skipped"], m["locked_late"], m["late_failed"]) == (2 * n, 2 * (n - 1), 2, 0), m
+
+
+def test_deferred_mlock_off_without_ipc_lock(tmp_path, preload):
+    # Without CAP_IPC_LOCK and with a finite RLIMIT_MEMLOCK a real mlock can
+    # fail for its limit (a load with MmapUseMlock would then fail), so
+    # nothing is deferred; the load works as without the library.
+    if shutil.which("setpriv") is None or shutil.which("prlimit") is None:
+        pytest.skip("no setpriv/prlimit")
+    model, n = "mlp_fp32", LOOKUPS["mlp_fp32"]
+    cache = tmp_path / "u.pwc"
+    run(model, cache=cache)
+    drop = ["prlimit", "--memlock=65536:65536", "setpriv", "--inh-caps=-ipc_lock", "--bounding-set=-ipc_lock", "--"]
+    r = run(model, cache=cache, prefix=drop)
+    assert r["sha256"] == uncached(model) and r["cache"]["hits"] == n
+    m = r["cache"]["mlock"]
+    assert not m["on"] and m["deferred"] == 0, m
+    assert m["off_reason"].startswith("no CAP_IPC_LOCK and RLIMIT_MEMLOCK is 65536 bytes"), m
+

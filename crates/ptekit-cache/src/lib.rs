@@ -43,5 +43,5 @@ pub mod xpwc;
 
 pub use env::EnvIdentity;
 pub use error::{CacheError, FormatError, XnnError};
-pub use provider::{CacheOptions, FallbackReason, Stats, WeightsCache};
+pub use provider::{CacheOptions, FallbackReason, Served, Stats, WeightsCache};
 pub use store::{compact, CacheFile, CompactReport, FileOptions};

@@ -210,6 +210,9 @@ pub struct CacheOptions {
     /// bytes). Until then the packs are served from that memory. See
     /// [`flush_background`] and [`background_stats`].
     pub background_commit: bool,
+    /// Record, per thread, the unpacked kernel and bias pointers of each
+    /// look-up and whether a hit answered it ([`WeightsCache::take_served`]).
+    pub track_served: bool,
 }
 
 impl Default for CacheOptions {
@@ -223,8 +226,19 @@ impl Default for CacheOptions {
             auto_compact_dead_share: Some(0.5),
             auto_compact_min_dead_bytes: 1 << 20,
             background_commit: false,
+            track_served: false,
         }
     }
+}
+
+/// A look-up's unpacked kernel or bias pointer and whether a hit answered
+/// it ([`WeightsCache::take_served`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Served {
+    /// The pointer XNNPACK passed.
+    pub ptr: usize,
+    /// A hit answered it (XNNPACK did not read the bytes for it).
+    pub hit: bool,
 }
 
 #[derive(Clone)]
@@ -570,6 +584,9 @@ struct Inner {
     local: HashMap<EntryKey, usize>,
     pending: HashMap<ThreadId, Pending>,
     last_miss: HashMap<ThreadId, Miss>,
+    /// With [`CacheOptions::track_served`]: the look-ups of each thread's
+    /// creation in progress, drained by [`WeightsCache::take_served`].
+    served: HashMap<ThreadId, Vec<Served>>,
     to_commit: HashMap<ThreadId, Vec<ToCommit>>,
     memos: Vec<RegionMemo>,
     heap: Vec<Arc<Block>>,
@@ -629,6 +646,7 @@ impl WeightsCache {
             local: HashMap::new(),
             pending: HashMap::new(),
             last_miss: HashMap::new(),
+            served: HashMap::new(),
             to_commit: HashMap::new(),
             memos: Vec::new(),
             heap: Vec::new(),
@@ -788,6 +806,8 @@ impl WeightsCache {
             g.free_heap(p.ptr);
         }
         g.last_miss.remove(&tid);
+        // Bounded by one creation: whatever was not taken is dropped.
+        g.served.remove(&tid);
         let batch = g.to_commit.remove(&tid).unwrap_or_default();
         let memos = std::mem::take(&mut g.memos);
         if g.opts.background_commit {
@@ -797,6 +817,17 @@ impl WeightsCache {
             g.refresh_file_stats();
         }
         g.stats.clone()
+    }
+
+    /// The unpacked kernel and bias pointers this thread looked up since its
+    /// last call or [`WeightsCache::finalize`] (with [`CacheOptions::track_served`]; else empty), each with
+    /// whether a hit answered it. A pointer a miss packed is reported as a
+    /// miss. XNNPACK does not read the bytes of a pointer only hits answered.
+    pub fn take_served(&self) -> Vec<Served> {
+        lock(&self.shared)
+            .served
+            .remove(&std::thread::current().id())
+            .unwrap_or_default()
     }
 
     /// Housekeeping to run when no runtime of this process is being created
@@ -972,7 +1003,28 @@ impl Inner {
         Some(p)
     }
 
+    fn note_served(&mut self, key: &XnnLookUpKey, hit: bool) {
+        if !self.opts.track_served {
+            return;
+        }
+        let list = self.served.entry(std::thread::current().id()).or_default();
+        for p in [key.kernel, key.bias] {
+            if !p.is_null() {
+                list.push(Served {
+                    ptr: p as usize,
+                    hit,
+                });
+            }
+        }
+    }
+
     fn look_up(&mut self, key: &XnnLookUpKey) -> usize {
+        let i = self.look_up_counted(key);
+        self.note_served(key, i != NOT_FOUND);
+        i
+    }
+
+    fn look_up_counted(&mut self, key: &XnnLookUpKey) -> usize {
         let tid = std::thread::current().id();
         let info = match self.resolve(key) {
             Miss::Unregistered => {
@@ -1110,6 +1162,8 @@ impl Inner {
         if ptr.is_null() {
             return self.look_up(key);
         }
+        // XNNPACK packed these bytes: it read them.
+        self.note_served(key, false);
         let tid = std::thread::current().id();
         let owner = if self.pending.get(&tid).is_some_and(|p| p.ptr == ptr) {
             Some(tid)

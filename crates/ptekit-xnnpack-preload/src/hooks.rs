@@ -1069,7 +1069,34 @@ pub unsafe extern "C" fn xnn_define_batch_matrix_multiply(
     st
 }
 
-/// Interposed `xnn_delete_subgraph`: forgets what was recorded for it.
+/// Interposed `xnn_create_subgraph`: opens the subgraph's deferred-`mlock`
+/// window on this thread ([`crate::mlock::begin`]); ExecuTorch's XNNPACK
+/// backend creates the subgraph before it fetches the constant data.
+///
+/// # Safety
+/// The XNNPACK contract of the real function.
+#[no_mangle]
+pub unsafe extern "C" fn xnn_create_subgraph(
+    external_value_ids: u32,
+    flags: u32,
+    subgraph_out: *mut Subgraph,
+) -> u32 {
+    let _hook = session::Span::hook();
+    let st = call_real!(
+        xnn_create_subgraph,
+        unsafe extern "C" fn(u32, u32, *mut Subgraph) -> u32,
+        (external_value_ids, flags, subgraph_out)
+    );
+    if st == 0 && !subgraph_out.is_null() {
+        // SAFETY: XNNPACK wrote the subgraph handle on success.
+        let sg = unsafe { *subgraph_out };
+        crate::mlock::begin(sg, session::cache_on());
+    }
+    st
+}
+
+/// Interposed `xnn_delete_subgraph`: forgets what was recorded for it, and
+/// locks the `mlock` calls deferred for it when it got no runtime.
 ///
 /// # Safety
 /// The XNNPACK contract of the real function.
@@ -1081,6 +1108,7 @@ pub unsafe extern "C" fn xnn_delete_subgraph(subgraph: Subgraph) -> u32 {
         unsafe extern "C" fn(Subgraph) -> u32,
         (subgraph)
     );
+    crate::mlock::settle(subgraph, None);
     session::forget_graph(subgraph);
     st
 }
@@ -1124,6 +1152,11 @@ pub unsafe extern "C" fn xnn_create_runtime_v4(
         F,
         (subgraph, cache, workspace, threadpool, flags, runtime_out)
     );
+    let served = session
+        .as_ref()
+        .map(ptekit_cache::WeightsCache::take_served)
+        .unwrap_or_default();
+    crate::mlock::settle(subgraph, Some(served));
     if let Some(s) = session {
         let rt = if st == 0 && !runtime_out.is_null() {
             // SAFETY: XNNPACK wrote the runtime handle on success.

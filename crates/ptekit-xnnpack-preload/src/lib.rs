@@ -34,6 +34,7 @@
 pub mod got;
 pub mod graph;
 pub mod hooks;
+pub mod mlock;
 pub mod real;
 pub mod regions;
 pub mod session;

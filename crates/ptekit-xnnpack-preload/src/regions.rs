@@ -169,6 +169,39 @@ fn query_mapping(maps: &std::fs::File, addr: usize) -> Result<Option<Mapping>, (
     }))
 }
 
+/// A range inside one read-only file mapping: the file and the offset in
+/// it of the range's first byte.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MappedRange {
+    /// Device of the file.
+    pub dev: u64,
+    /// Inode of the file.
+    pub ino: u64,
+    /// File offset of the first byte of the range.
+    pub offset: u64,
+}
+
+/// Whether the kernel answers `PROCMAP_QUERY` here (Linux 6.11 and later).
+pub fn procmap_query_supported() -> bool {
+    query_file().is_some()
+}
+
+/// The read-only file mapping (one mapping as the kernel returns it) that
+/// holds all of `addr .. addr + len`, from `PROCMAP_QUERY`; `None` when no
+/// such mapping holds it or the ioctl is not supported.
+pub fn mapped_range(addr: usize, len: usize) -> Option<MappedRange> {
+    let end = addr.checked_add(len)?;
+    let m = query_mapping(query_file()?.as_ref(), addr).ok()??;
+    if !(m.start <= addr && end <= m.end) {
+        return None;
+    }
+    Some(MappedRange {
+        dev: m.dev,
+        ino: m.ino,
+        offset: m.offset.checked_add((addr - m.start) as u64)?,
+    })
+}
+
 fn parse_line(line: &str) -> Option<Mapping> {
     let mut it = line.splitn(6, ' ');
     let range = it.next()?;

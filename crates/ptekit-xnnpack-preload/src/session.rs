@@ -158,6 +158,11 @@ fn config() -> MutexGuard<'static, Config> {
     .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// Whether the cache is on (a file is named).
+pub fn cache_on() -> bool {
+    config().path.is_some()
+}
+
 /// Turns the cache on (a path) or off (`None`) for runtimes created from now on.
 pub fn enable(path: Option<PathBuf>, verify: bool) {
     let mut c = config();
@@ -225,6 +230,7 @@ fn cache_options(cfg: &Config, create_fn: usize) -> CacheOptions {
     opts.file.env = Some(env_identity(create_fn));
     opts.file.max_live_bytes = cfg.max_bytes;
     opts.background_commit = true;
+    opts.track_served = true;
     opts
 }
 
@@ -312,6 +318,8 @@ pub struct Totals {
     pub flush_wait_ms: f64,
     /// Time spent in the interposed calls, when [`ENV_TIMING`] is on.
     pub timing: Option<Timing>,
+    /// Deferred `mlock` ([`crate::mlock`]).
+    pub mlock: crate::mlock::MlockStats,
     /// Why the file is unusable, if it is.
     pub file_error: Option<String>,
     /// Why the file was rebuilt, if it was.
@@ -346,6 +354,7 @@ pub fn snapshot() -> Totals {
     t.background = bg;
     t.runtimes_live = runtimes().len() as u64;
     t.timing = timing();
+    t.mlock = crate::mlock::stats();
     t
 }
 
