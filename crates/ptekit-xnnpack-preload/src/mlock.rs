@@ -130,9 +130,6 @@ fn policy() -> &'static Policy {
         if std::env::var(ENV_DEFER).is_ok_and(|v| v.trim() == "0") {
             return Err(format!("{ENV_DEFER}=0"));
         }
-        if let Some(r) = UNREACHABLE.get() {
-            return Err(r.clone());
-        }
         if !has_ipc_lock() {
             match memlock_limit() {
                 Some(u64::MAX) => {}
@@ -155,10 +152,20 @@ fn policy() -> &'static Policy {
 static UNREACHABLE: OnceLock<String> = OnceLock::new();
 
 /// Records why `mlock` calls cannot reach [`ptekit_mlock_hook`] in this
-/// process (for the Python path); the first reason is kept and reported as
-/// [`MlockStats::off_reason`] if the policy is not decided yet.
+/// process (for the Python path): no window opens from then on, and the
+/// first reason is reported as [`MlockStats::off_reason`] (after a reason of
+/// [`Policy`]).
 pub fn set_unreachable(reason: String) {
     let _ = UNREACHABLE.set(reason);
+}
+
+/// [`Policy`], then whether `mlock` reaches the hook.
+fn effective() -> Policy {
+    policy().clone()?;
+    match UNREACHABLE.get() {
+        Some(r) => Err(r.clone()),
+        None => Ok(()),
+    }
 }
 
 /// `CAP_IPC_LOCK` in the effective set (`CapEff` of `/proc/self/status`).
@@ -193,10 +200,10 @@ fn memlock_limit() -> Option<u64> {
 /// The counters.
 pub fn stats() -> MlockStats {
     let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
-    let p = policy();
+    let p = effective();
     MlockStats {
         on: p.is_ok(),
-        off_reason: p.clone().err(),
+        off_reason: p.err(),
         deferred: g(&DEFERRED),
         deferred_bytes: g(&DEFERRED_BYTES),
         skipped: g(&SKIPPED),
@@ -292,7 +299,7 @@ fn defer(addr: usize, len: usize) -> bool {
 /// cache is on (`cache_on`) and deferral is possible.
 pub fn begin(subgraph: *mut c_void, cache_on: bool) {
     let sg = subgraph as usize;
-    if sg == 0 || !cache_on || policy().is_err() {
+    if sg == 0 || !cache_on || policy().is_err() || UNREACHABLE.get().is_some() {
         return;
     }
     let mut w = windows();
@@ -369,7 +376,8 @@ pub fn settle(subgraph: *mut c_void, served: Option<Vec<Served>>) {
     lock_late(&late);
 }
 
-fn page_size() -> usize {
+/// The page size (`sysconf`), read once.
+pub(crate) fn page_size() -> usize {
     static P: OnceLock<usize> = OnceLock::new();
     *P.get_or_init(|| {
         // SAFETY: sysconf has no memory-safety preconditions.
