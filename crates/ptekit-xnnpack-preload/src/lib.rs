@@ -6,7 +6,8 @@
 //!
 //! The library defines the XNNPACK entry points ExecuTorch's XNNPACK backend
 //! calls through its PLT (tensor and weight-packing node definitions,
-//! `xnn_create_runtime_v4`, `xnn_delete_runtime`, `xnn_delete_subgraph`),
+//! `xnn_create_subgraph`, `xnn_create_runtime_v4`, `xnn_delete_runtime`,
+//! `xnn_delete_subgraph`),
 //! forwards every call to the real function (found in the object that
 //! defines it, see [`real`]) and, when `PTEKIT_XNNPACK_CACHE` names a file,
 //! gives each runtime that ExecuTorch creates without a weights cache a
@@ -22,6 +23,18 @@
 //! whole subgraph's definitions and the runtime flags ([`graph`]). Cache
 //! files carry the XNNPACK build identifier and the CPU features; a file
 //! from another build or CPU is rebuilt, never served.
+//!
+//! `mlock` is interposed too ([`mlock`]): ExecuTorch's mmap loader locks
+//! every weight range it loads, and the backend unmaps the unpacked weights
+//! right after runtime creation. While a thread defines an XNNPACK subgraph
+//! (`xnn_create_subgraph` is interposed to know it) with the cache on, a
+//! lock of a range in a read-only file mapping is held back; after
+//! `xnn_create_runtime_v4` the ranges whose weights only cache hits
+//! answered are never locked (XNNPACK did not read those bytes, and they are
+//! unmapped right after), every other one is locked then. Only done where
+//! `mlock` cannot fail for a limit (`CAP_IPC_LOCK` or an infinite
+//! `RLIMIT_MEMLOCK`), so no caller is told 0 where the real call would have
+//! failed; `PTEKIT_MLOCK_DEFER=0` turns it off.
 //!
 //! From Python: `ptekit.runtime.enable_xnnpack_cache(path)` (the same code,
 //! linked into the Python extension). Counters: [`ptekit_xnnpack_stats_json`].

@@ -376,15 +376,8 @@ pub fn settle(subgraph: *mut c_void, served: Option<Vec<Served>>) {
     lock_late(&late);
 }
 
-/// The page size (`sysconf`), read once.
-pub(crate) fn page_size() -> usize {
-    static P: OnceLock<usize> = OnceLock::new();
-    *P.get_or_init(|| {
-        // SAFETY: sysconf has no memory-safety preconditions.
-        let v = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-        usize::try_from(v).ok().filter(|&p| p > 0).unwrap_or(4096)
-    })
-}
+/// The page size (shared with the other modules of this crate).
+pub(crate) use ptekit_cache::sys::page_size;
 
 /// Locks deferred ranges now, each only if the same file at the same offset
 /// is still mapped there.
@@ -400,5 +393,127 @@ fn lock_late(ranges: &[Range]) {
         } else {
             LATE_FAILED.fetch_add(1, Ordering::Relaxed);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vmlck_kib() -> u64 {
+        let s = std::fs::read_to_string("/proc/self/status").expect("status");
+        s.lines()
+            .find_map(|l| l.strip_prefix("VmLck:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .expect("VmLck")
+    }
+
+    /// Counter deltas since `a`: deferred, skipped, locked late, unmapped.
+    fn delta(a: &MlockStats) -> (u64, u64, u64, u64) {
+        let b = stats();
+        (
+            b.deferred - a.deferred,
+            b.skipped - a.skipped,
+            b.locked_late - a.locked_late,
+            b.late_unmapped - a.late_unmapped,
+        )
+    }
+
+    /// The whole cycle on three read-only mappings of a file, without
+    /// XNNPACK: held back inside a window only, then skipped (a hit),
+    /// locked late (a miss), or left alone (unmapped first).
+    #[test]
+    fn window_defers_then_settles() {
+        if let Err(why) = policy() {
+            // Unprivileged: nothing may be held back.
+            assert!(!stats().on && stats().off_reason.as_deref() == Some(why.as_str()));
+            return;
+        }
+        let page = page_size();
+        let len = 4 * page;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("w.pte");
+        std::fs::write(&path, vec![3u8; len]).expect("write");
+        let f = std::fs::File::open(&path).expect("open");
+        let map = || ptekit_cache::sys::SharedMap::new(&f, len, false).expect("mmap");
+        let (a, b, c) = (map(), map(), map());
+        let addr = |m: &ptekit_cache::sys::SharedMap| m.addr(0, 1).expect("addr") as usize;
+        // Tests run in parallel threads; this one owns its windows (the
+        // handles are addresses of its own boxes).
+        let sg = Box::new(1u8);
+        let sg = std::ptr::from_ref::<u8>(&sg).cast_mut().cast::<c_void>();
+        let lock = |m: &ptekit_cache::sys::SharedMap| {
+            // SAFETY: a range of a live mapping.
+            unsafe { ptekit_mlock_hook(addr(m) as *const c_void, len) }
+        };
+
+        // Cache off for this subgraph: no window, the lock is real.
+        let s0 = stats();
+        let v0 = vmlck_kib();
+        begin(sg, false);
+        assert_eq!(lock(&a), 0);
+        assert_eq!(delta(&s0), (0, 0, 0, 0));
+        assert_eq!(vmlck_kib() - v0, (len / 1024) as u64);
+        // SAFETY: unlocks the range locked above.
+        assert_eq!(unsafe { libc::munlock(addr(&a) as *const c_void, len) }, 0);
+
+        // In the window: held back, nothing locked.
+        let s0 = stats();
+        let v0 = vmlck_kib();
+        begin(sg, true);
+        for m in [&a, &b, &c] {
+            assert_eq!(lock(m), 0);
+        }
+        // Another thread is not defining: its lock is real.
+        std::thread::scope(|s| {
+            s.spawn(|| assert_eq!(lock(&a), 0));
+        });
+        assert_eq!(vmlck_kib() - v0, (len / 1024) as u64);
+        // SAFETY: unlocks the other thread's lock.
+        assert_eq!(unsafe { libc::munlock(addr(&a) as *const c_void, len) }, 0);
+        assert_eq!(delta(&s0), (3, 0, 0, 0));
+        let c_addr = addr(&c);
+        drop(c);
+        let served = vec![
+            Served {
+                ptr: addr(&a) + 64,
+                hit: true,
+            },
+            Served {
+                ptr: addr(&b) + page + 8,
+                hit: true,
+            },
+            Served {
+                ptr: addr(&b) + 16,
+                hit: false,
+            },
+            Served {
+                ptr: c_addr + 16,
+                hit: false,
+            },
+        ];
+        settle(sg, Some(served));
+        // a: only a hit -> skipped; b: a miss too -> locked; c: a miss, but
+        // no longer mapped -> left alone.
+        assert_eq!(delta(&s0), (3, 1, 1, 1));
+        assert_eq!(vmlck_kib() - v0, (len / 1024) as u64);
+        // The window is closed: locks are real again.
+        assert_eq!(lock(&a), 0);
+        assert_eq!(vmlck_kib() - v0, 2 * (len / 1024) as u64);
+        // SAFETY: unlocks what this test locked.
+        unsafe {
+            libc::munlock(addr(&a) as *const c_void, len);
+            libc::munlock(addr(&b) as *const c_void, len);
+        }
+
+        // A subgraph deleted without a runtime: everything is locked.
+        let s0 = stats();
+        let v0 = vmlck_kib();
+        begin(sg, true);
+        assert_eq!(lock(&a), 0);
+        assert_eq!(vmlck_kib(), v0);
+        settle(sg, None);
+        assert_eq!(delta(&s0), (1, 0, 1, 0));
+        assert_eq!(vmlck_kib() - v0, (len / 1024) as u64);
     }
 }
