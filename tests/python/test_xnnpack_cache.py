@@ -392,6 +392,8 @@ def test_deferred_mlock_cold_locks_late_warm_skips(tmp_path, preload):
     m = warm["cache"]["mlock"]
     assert (m["deferred"], m["skipped"], m["locked_late"]) == (2 * n, 2 * n, 0), m
     assert m["skipped_bytes"] == cold["cache"]["mlock"]["deferred_bytes"], m
+    # The preloaded library interposes mlock itself: no GOT word is patched.
+    assert (warm["cache"]["mlock_route"]["how"], warm["cache"]["mlock_route"]["slots"]) == ("interposed", 0)
     # Off: nothing deferred, the stats say why; what stays locked after the
     # load (the program's segments: the weights are unmapped after
     # creation) is the same with and without deferral, cold or warm.
@@ -451,3 +453,33 @@ def test_deferred_mlock_off_without_ipc_lock(tmp_path, preload):
     assert not m["on"] and m["deferred"] == 0, m
     assert m["off_reason"].startswith("no CAP_IPC_LOCK and RLIMIT_MEMLOCK is 65536 bytes"), m
 
+
+
+def test_python_path_routes_mlock_through_the_got(tmp_path, preload):
+    # ptekit.runtime.enable_xnnpack_cache makes the extension global only
+    # after libc, so libexecutorch.so's mlock import binds to libc; the first
+    # XNNPACK call redirects that import (its GOT word) to the deferring hook
+    # (crates/ptekit-xnnpack-preload/src/got.rs). Same counts as the preload.
+    model, n = "mlp_fp32", LOOKUPS["mlp_fp32"]
+    ref = uncached(model)
+    cache = tmp_path / "py.pwc"
+    cold = run(model, cache=cache, via="python")
+    assert cold["sha256"] == ref and cold["cache"]["misses"] == n
+    route = cold["cache"]["mlock_route"]
+    assert route["how"] == "got" and route["errors"] == [], route
+    assert any(os.path.basename(o) == "libexecutorch.so" for o in route["objects"]), route
+    _need_deferral(cold)
+    m = cold["cache"]["mlock"]
+    assert m["off_reason"] is None, m
+    assert (m["deferred"], m["skipped"], m["locked_late"], m["late_failed"]) == (2 * n, 0, 2 * n, 0), m
+    warm = run(model, cache=cache, via="python")
+    assert warm["sha256"] == ref and warm["cache"]["hits"] == n
+    m = warm["cache"]["mlock"]
+    assert (m["deferred"], m["skipped"], m["locked_late"]) == (2 * n, 2 * n, 0), m
+    assert m["skipped_bytes"] == cold["cache"]["mlock"]["deferred_bytes"] > 0, m
+    # Deferral off: no import is touched, nothing deferred, same outputs.
+    off = run(model, cache=cache, via="python", env=NO_DEFER)
+    assert off["sha256"] == ref and off["cache"]["hits"] == n
+    assert off["cache"]["mlock_route"]["how"] is None, off["cache"]["mlock_route"]
+    m = off["cache"]["mlock"]
+    assert (m["on"], m["off_reason"], m["deferred"]) == (False, "PTEKIT_MLOCK_DEFER=0", 0), m

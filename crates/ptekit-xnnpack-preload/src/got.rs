@@ -20,11 +20,18 @@
 //! and that object is left as it was. The walk runs inside
 //! `dl_iterate_phdr`, whose lock keeps every object loaded meanwhile.
 //!
-//! A word that already holds the replacement is not written again; objects
-//! loaded after a call are found by the next one, which scans nothing when
-//! the loader's counts of loaded and unloaded objects (`dlpi_adds`,
-//! `dlpi_subs`) did not change since. [`GotPatcher::restore`] writes the
-//! old values back.
+//! Cheap enough for a model load: an object is read once per patcher (by
+//! path and load base), and only its undefined symbols are looked at first
+//! (with `DT_GNU_HASH` they come before its `symoffset`); its relocations
+//! are read only when it imports the symbol. A call scans nothing when the
+//! loader's counts of loaded and unloaded objects (`dlpi_adds`,
+//! `dlpi_subs`) did not change since the last one, and only the objects
+//! not read yet otherwise. A word that already holds the replacement is not
+//! written again. [`GotPatcher::restore`] writes the old values back.
+//!
+//! The replacement must stay loaded as long as the patched objects: the
+//! deferring hook lives in ptekit's own object, which is never unloaded
+//! (the preloaded library, or the Python extension module).
 //!
 //! Limits: x86_64 is tested; aarch64 uses the same tables (its relocation
 //! numbers are compiled in, not tested here); elsewhere nothing is patched
@@ -40,7 +47,8 @@
 use std::ffi::{c_int, CStr, CString};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::real::{each_object, phdrs};
+use crate::mlock::page_size;
+use crate::real::{each_object, loader_name, phdrs};
 
 /// The relocation types that bind a GOT word to a symbol's address.
 #[cfg(target_arch = "x86_64")]
@@ -55,6 +63,7 @@ const SLOT_TYPES: Option<[u32; 2]> = None;
 // Dynamic section tags (ELF gABI).
 const DT_NULL: i64 = 0;
 const DT_PLTRELSZ: i64 = 2;
+const DT_HASH: i64 = 4;
 const DT_STRTAB: i64 = 5;
 const DT_SYMTAB: i64 = 6;
 const DT_RELA: i64 = 7;
@@ -64,6 +73,7 @@ const DT_STRSZ: i64 = 10;
 const DT_SYMENT: i64 = 11;
 const DT_PLTREL: i64 = 20;
 const DT_JMPREL: i64 = 23;
+const DT_GNU_HASH: i64 = 0x6fff_fef5;
 
 /// Sizes of the 64-bit ELF records read here.
 const DYN_SIZE: usize = 16;
@@ -191,8 +201,9 @@ pub struct GotPatcher {
     replacement: usize,
     /// `(dlpi_adds, dlpi_subs)` at the last scan.
     seen: Option<(u64, u64)>,
+    /// Objects (load base, path) read already: not read again.
+    scanned: Vec<(usize, CString)>,
     patched: Vec<Patch>,
-    skip_own: bool,
 }
 
 impl GotPatcher {
@@ -203,8 +214,8 @@ impl GotPatcher {
             symbol: symbol.to_owned(),
             replacement,
             seen: None,
+            scanned: Vec::new(),
             patched: Vec::new(),
-            skip_own: true,
         }
     }
 
@@ -229,14 +240,29 @@ impl GotPatcher {
         }
         out.scanned = true;
         let own = own_address();
-        let mut present: Vec<(String, usize)> = Vec::new();
+        // Objects unloaded since: their words and records are forgotten.
+        let unloaded = counts.map(|c| c.1) != self.seen.map(|c| c.1);
+        let mut present: Vec<(usize, CString)> = Vec::new();
         each_object(&mut |info, _| {
+            let base = info.dlpi_addr as usize;
+            // SAFETY: inside the dl_iterate_phdr callback.
+            let name = unsafe { loader_name(info) };
+            if unloaded {
+                present.push((base, name.to_owned()));
+            }
+            if self
+                .scanned
+                .iter()
+                .any(|(b, n)| *b == base && n.as_c_str() == name)
+            {
+                return false;
+            }
+            self.scanned.push((base, name.to_owned()));
             // SAFETY: inside the dl_iterate_phdr callback.
             let Some(img) = (unsafe { Image::from_info(info) }) else {
                 return false;
             };
-            present.push((img.name.clone(), img.base));
-            if skipped(&img.name) || (self.skip_own && img.contains(own)) {
+            if skipped(&img.name) || img.contains(own) {
                 return false;
             }
             patch_image(
@@ -248,9 +274,14 @@ impl GotPatcher {
             );
             false
         });
-        // Forget the words of objects unloaded since.
-        self.patched
-            .retain(|p| present.iter().any(|(n, b)| *n == p.object && *b == p.base));
+        if unloaded {
+            self.scanned.retain(|id| present.contains(id));
+            self.patched.retain(|p| {
+                present
+                    .iter()
+                    .any(|(b, n)| *b == p.base && n.to_string_lossy() == p.object)
+            });
+        }
         self.patched.extend(out.patched.iter().cloned());
         self.seen = counts;
         out
@@ -285,6 +316,7 @@ impl GotPatcher {
             false
         });
         self.seen = None;
+        self.scanned.clear();
         if errors.is_empty() {
             Ok(done)
         } else {
@@ -349,29 +381,14 @@ struct Image {
     dynamic: Option<(usize, usize)>,
 }
 
-fn page_size() -> usize {
-    // SAFETY: sysconf only reads a system value.
-    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    usize::try_from(p)
-        .ok()
-        .filter(|p| p.is_power_of_two())
-        .unwrap_or(4096)
-}
-
 impl Image {
     /// The object `info` describes (`None` without program headers).
     ///
     /// # Safety
     /// `info` comes from `dl_iterate_phdr` and is used during its callback.
     unsafe fn from_info(info: &libc::dl_phdr_info) -> Option<Image> {
-        let name = if info.dlpi_name.is_null() {
-            String::new()
-        } else {
-            // SAFETY: dlpi_name is a NUL-terminated string owned by the loader.
-            unsafe { CStr::from_ptr(info.dlpi_name) }
-                .to_string_lossy()
-                .into_owned()
-        };
+        // SAFETY: caller contract.
+        let name = unsafe { loader_name(info) }.to_string_lossy().into_owned();
         // SAFETY: caller contract.
         let headers = unsafe { phdrs(info) };
         if headers.is_empty() {
@@ -573,6 +590,8 @@ struct Dynamic {
     jmprel: Option<u64>,
     pltrelsz: Option<u64>,
     pltrel: Option<u64>,
+    hash: Option<u64>,
+    gnu_hash: Option<u64>,
 }
 
 fn read_dynamic(img: &Image) -> Result<Option<Dynamic>, GotError> {
@@ -597,6 +616,8 @@ fn read_dynamic(img: &Image) -> Result<Option<Dynamic>, GotError> {
             DT_JMPREL => &mut d.jmprel,
             DT_PLTRELSZ => &mut d.pltrelsz,
             DT_PLTREL => &mut d.pltrel,
+            DT_HASH => &mut d.hash,
+            DT_GNU_HASH => &mut d.gnu_hash,
             _ => continue,
         };
         *field = Some(val);
@@ -625,8 +646,11 @@ impl Symbols<'_> {
         if entry.checked_add(SYM_SIZE)? > seg.end {
             return None;
         }
-        let st_name: u32 = self.img.read("DT_SYMTAB", entry).ok()?;
         let st_shndx: u16 = self.img.read("DT_SYMTAB", entry + 6).ok()?;
+        if st_shndx != 0 {
+            return Some(false); // defined here: not an import
+        }
+        let st_name: u32 = self.img.read("DT_SYMTAB", entry).ok()?;
         let off = usize::try_from(st_name).ok()?;
         if off >= self.strsz {
             return None;
@@ -637,8 +661,42 @@ impl Symbols<'_> {
             std::slice::from_raw_parts((self.strtab + off) as *const u8, self.strsz - off)
         };
         let n = avail.iter().position(|&b| b == 0)?;
-        Some(st_shndx == 0 && &avail[..n] == name)
+        Some(&avail[..n] == name)
     }
+}
+
+/// The indices of the undefined symbols named `name`, found by a pass over
+/// the symbols a hash table bounds: with `DT_GNU_HASH` the undefined
+/// symbols come before its `symoffset` (the linker orders them so: only
+/// defined symbols are hashed), with `DT_HASH` its `nchain` is the number of
+/// symbols. `None` without either (each relocation's symbol is then
+/// checked). An object that does not import `name` is left after this pass,
+/// without reading its relocations.
+fn import_indices(
+    img: &Image,
+    d: &Dynamic,
+    syms: &Symbols<'_>,
+    name: &[u8],
+) -> Result<Option<Vec<u64>>, GotError> {
+    let count = if let Some(h) = d.gnu_hash {
+        let at = img.address("DT_GNU_HASH", h, 8)?;
+        img.read::<u32>("DT_GNU_HASH", at + 4)?
+    } else if let Some(h) = d.hash {
+        let at = img.address("DT_HASH", h, 8)?;
+        img.read::<u32>("DT_HASH", at + 4)?
+    } else {
+        return Ok(None);
+    };
+    let mut found = Vec::new();
+    for i in 1..u64::from(count) {
+        match syms.is_import_named(i, name) {
+            Some(true) => found.push(i),
+            Some(false) => {}
+            // Past the table: the hash table's count is wrong.
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(found))
 }
 
 fn symbols<'a>(img: &'a Image, d: &Dynamic) -> Result<Option<Symbols<'a>>, GotError> {
@@ -677,6 +735,10 @@ fn try_patch_image(
     let Some(syms) = symbols(img, &d)? else {
         return Ok(());
     };
+    let imports = import_indices(img, &d, &syms, name)?;
+    if imports.as_ref().is_some_and(Vec::is_empty) {
+        return Ok(());
+    }
     let mut tables: Vec<(&'static str, u64, u64)> = Vec::new();
     if let (Some(at), Some(sz)) = (d.jmprel, d.pltrelsz) {
         if let Some(k) = d.pltrel.filter(|&k| k != DT_RELA as u64) {
@@ -709,7 +771,11 @@ fn try_patch_image(
                 index,
                 r_offset,
             };
-            match syms.is_import_named(sym, name) {
+            let named = match &imports {
+                Some(v) => Some(v.contains(&sym)),
+                None => syms.is_import_named(sym, name),
+            };
+            match named {
                 Some(true) => {}
                 Some(false) => continue,
                 None => {
@@ -790,6 +856,23 @@ pub fn mlock_route() -> MlockRoute {
     route().1.clone()
 }
 
+/// Makes `mlock` reach [`crate::mlock::ptekit_mlock_hook`] when the cache
+/// is on (`cache_on`) and deferral is not turned off
+/// ([`crate::mlock::ENV_DEFER`]): see [`route_mlock`]. When it cannot,
+/// deferral is turned off with the reason ([`crate::mlock::set_unreachable`]);
+/// the cache works as before. Called by the interposed `xnn_initialize`
+/// (ExecuTorch's XNNPACK backend calls it when it is loaded, so the first,
+/// longest pass over the loaded objects is not part of a model load) and
+/// at the start of each `xnn_create_subgraph` (objects loaded since).
+pub fn route_mlock_to_hook(cache_on: bool) {
+    if !cache_on || crate::mlock::off_by_env() {
+        return;
+    }
+    if let Some(why) = route_mlock(crate::mlock::ptekit_mlock_hook as *const () as usize) {
+        crate::mlock::set_unreachable(why);
+    }
+}
+
 /// Makes `mlock` calls of the loaded objects reach `hook` (the deferring
 /// `mlock`), called before each XNNPACK subgraph is defined.
 ///
@@ -805,25 +888,41 @@ pub fn mlock_route() -> MlockRoute {
 /// at all calls `hook` (none found, or every one refused); everything then
 /// works as without deferral.
 pub fn route_mlock(hook: usize) -> Option<String> {
-    let mut g = route();
-    let (patcher, stats) = &mut *g;
+    // Asked before taking the lock: dlsym and dladdr take the loader's lock,
+    // which a thread loading an object holds while its constructor (maybe
+    // calling xnn_initialize, hence this function) runs.
+    static INTERPOSED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let interposed = *INTERPOSED.get_or_init(|| {
+        // SAFETY: dlsym with the default handle and a NUL-terminated name
+        // only reads the loader's tables.
+        let global = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"mlock".as_ptr()) } as usize;
+        let own = crate::real::object_of(own_address()).map(|(o, _)| o);
+        global != 0 && own.is_some() && crate::real::object_of(global).map(|(o, _)| o) == own
+    });
+    route_in(&mut route(), c"mlock", hook, || interposed)
+}
+
+/// [`route_mlock`] for `symbol` over `state`; `interposed` says (asked once)
+/// whether the process's own lookup of `symbol` finds ours.
+fn route_in(
+    state: &mut (Option<GotPatcher>, MlockRoute),
+    symbol: &CStr,
+    hook: usize,
+    interposed: impl FnOnce() -> bool,
+) -> Option<String> {
+    let (patcher, stats) = state;
     if stats.how == Some("interposed") {
         return None;
     }
     let patcher = match patcher {
         Some(p) => p,
+        None if interposed() => {
+            stats.how = Some("interposed");
+            return None;
+        }
         None => {
-            // SAFETY: dlsym with the default handle and a NUL-terminated
-            // name only reads the loader's tables.
-            let global = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"mlock".as_ptr()) } as usize;
-            let own = crate::real::object_of(own_address()).map(|(o, _)| o);
-            if global != 0 && own.is_some() && crate::real::object_of(global).map(|(o, _)| o) == own
-            {
-                stats.how = Some("interposed");
-                return None;
-            }
             stats.how = Some("got");
-            patcher.insert(GotPatcher::new(c"mlock", hook))
+            patcher.insert(GotPatcher::new(symbol, hook))
         }
     };
     let out = patcher.patch_loaded();
@@ -838,15 +937,13 @@ pub fn route_mlock(hook: usize) -> Option<String> {
             stats.errors.push(e.to_string());
         }
     }
-    if !out.scanned && out.errors.is_empty() {
+    if !out.scanned || !patcher.patched().is_empty() {
         return None;
     }
-    if !patcher.patched().is_empty() {
-        return None;
-    }
+    let name = symbol.to_string_lossy();
     Some(match out.errors.first() {
-        Some(e) => format!("mlock imports not redirected: {e}"),
-        None => "no loaded object imports mlock (Python path: nothing to redirect)".to_string(),
+        Some(e) => format!("{name} imports not redirected: {e}"),
+        None => format!("no loaded object imports {name} (Python path: nothing to redirect)"),
     })
 }
 
@@ -858,6 +955,16 @@ mod tests {
 
     extern "C" fn replacement() -> c_int {
         42
+    }
+
+    /// Held by the tests that load objects or expect none to be loaded
+    /// meanwhile (the loader's counts are process-wide).
+    static LOADING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    fn loading() -> std::sync::MutexGuard<'static, ()> {
+        LOADING
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Builds `lib<name>.so` from C source with the system compiler (the
@@ -909,6 +1016,7 @@ mod tests {
 
     #[test]
     fn redirects_imports_of_loaded_objects_and_restores_them() {
+        let _g = loading();
         let dir = tempfile::tempdir().expect("tempdir");
         let d = dir.path();
         let target = build_so(
@@ -960,6 +1068,7 @@ mod tests {
         let again = g.patch_loaded();
         assert!(!again.scanned && again.patched.is_empty());
         g.seen = None;
+        g.scanned.clear();
         let forced = g.patch_loaded();
         assert!(forced.scanned && forced.patched.is_empty(), "{forced:?}");
 
@@ -978,6 +1087,32 @@ mod tests {
         assert!(libs.iter().all(|l| l.call() == 1));
         assert_eq!(l.call(), 1);
         assert!(g.patched().is_empty());
+    }
+
+    #[test]
+    fn route_says_why_when_no_object_imports_the_symbol() {
+        let _g = loading();
+        // Not interposed (the Python path's situation): the objects loaded
+        // here (this program, ours, is skipped) do not import mlock.
+        let mut state = (None, MlockRoute::default());
+        let hook = replacement as *const () as usize;
+        let why = route_in(&mut state, c"mlock", hook, || false);
+        assert_eq!(
+            why.as_deref(),
+            Some("no loaded object imports mlock (Python path: nothing to redirect)")
+        );
+        let r = &state.1;
+        assert_eq!(
+            (r.how, r.slots, r.objects.len()),
+            (Some("got"), 0, 0),
+            "{r:?}"
+        );
+        // Nothing loaded since: no scan, no reason.
+        assert_eq!(route_in(&mut state, c"mlock", hook, || false), None);
+        // This test program exports its own mlock (crate::mlock), so the
+        // process's lookup finds ours: interposed, nothing to patch.
+        assert_eq!(route_mlock(hook), None);
+        assert_eq!(mlock_route().how, Some("interposed"));
     }
 
     /// A fabricated object in a buffer: dynamic section, symbol and string
@@ -1038,6 +1173,17 @@ mod tests {
         // A defined symbol of that name is not an import: left alone.
         let (buf, out) = fake(|b, _| b[19] = 1 | (5 << 48));
         assert!(out.patched.is_empty() && out.errors.is_empty() && buf[30] == 0x1111);
+        // With DT_GNU_HASH only symbols before its symoffset are imports:
+        // none (symoffset 1) leaves the relocations unread; a symoffset past
+        // the table falls back to checking each relocation's symbol.
+        for (symoffset, patched) in [(2u64, 1), (1, 0), (1 << 30, 1)] {
+            let (buf, out) = fake(|b, _| {
+                (b[14], b[15], b[32]) = (DT_GNU_HASH as u64, 32 * 8, 1 | (symoffset << 32));
+            });
+            assert!(out.errors.is_empty(), "{out:?}");
+            assert_eq!(out.patched.len(), patched, "symoffset {symoffset}");
+            assert_eq!(buf[30], if patched == 1 { 0x4242 } else { 0x1111 });
+        }
         // Another name: left alone.
         let (buf, out) = fake(|b, _| b[22] = u64::from_le_bytes(*b"\0tarxet\0"));
         assert!(out.patched.is_empty() && out.errors.is_empty() && buf[30] == 0x1111);

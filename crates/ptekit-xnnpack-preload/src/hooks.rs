@@ -1069,9 +1069,29 @@ pub unsafe extern "C" fn xnn_define_batch_matrix_multiply(
     st
 }
 
+/// Interposed `xnn_initialize` (ExecuTorch's XNNPACK backend calls it when
+/// it is loaded): on the Python path, redirects the `mlock` imports loaded
+/// so far to the deferring hook ([`crate::got::route_mlock_to_hook`]).
+///
+/// # Safety
+/// The XNNPACK contract of the real function.
+#[no_mangle]
+pub unsafe extern "C" fn xnn_initialize(allocator: *const c_void) -> u32 {
+    let _hook = session::Span::hook();
+    let st = call_real!(
+        xnn_initialize,
+        unsafe extern "C" fn(*const c_void) -> u32,
+        (allocator)
+    );
+    crate::got::route_mlock_to_hook(session::cache_on());
+    st
+}
+
 /// Interposed `xnn_create_subgraph`: opens the subgraph's deferred-`mlock`
 /// window on this thread ([`crate::mlock::begin`]); ExecuTorch's XNNPACK
-/// backend creates the subgraph before it fetches the constant data.
+/// backend creates the subgraph before it fetches the constant data. On the
+/// Python path, objects loaded since the last XNNPACK call get their `mlock`
+/// imports redirected first ([`crate::got::route_mlock_to_hook`]).
 ///
 /// # Safety
 /// The XNNPACK contract of the real function.
@@ -1082,6 +1102,8 @@ pub unsafe extern "C" fn xnn_create_subgraph(
     subgraph_out: *mut Subgraph,
 ) -> u32 {
     let _hook = session::Span::hook();
+    let cache_on = session::cache_on();
+    crate::got::route_mlock_to_hook(cache_on);
     let st = call_real!(
         xnn_create_subgraph,
         unsafe extern "C" fn(u32, u32, *mut Subgraph) -> u32,
@@ -1090,7 +1112,7 @@ pub unsafe extern "C" fn xnn_create_subgraph(
     if st == 0 && !subgraph_out.is_null() {
         // SAFETY: XNNPACK wrote the subgraph handle on success.
         let sg = unsafe { *subgraph_out };
-        crate::mlock::begin(sg, session::cache_on());
+        crate::mlock::begin(sg, cache_on);
     }
     st
 }

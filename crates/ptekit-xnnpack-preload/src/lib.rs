@@ -5,9 +5,9 @@
 //! ```
 //!
 //! The library defines the XNNPACK entry points ExecuTorch's XNNPACK backend
-//! calls through its PLT (tensor and weight-packing node definitions,
-//! `xnn_create_subgraph`, `xnn_create_runtime_v4`, `xnn_delete_runtime`,
-//! `xnn_delete_subgraph`),
+//! calls through its PLT (`xnn_initialize`, `xnn_create_subgraph`, tensor
+//! and weight-packing node definitions, `xnn_create_runtime_v4`,
+//! `xnn_delete_runtime`, `xnn_delete_subgraph`),
 //! forwards every call to the real function (found in the object that
 //! defines it, see [`real`]) and, when `PTEKIT_XNNPACK_CACHE` names a file,
 //! gives each runtime that ExecuTorch creates without a weights cache a
@@ -37,7 +37,18 @@
 //! failed; `PTEKIT_MLOCK_DEFER=0` turns it off.
 //!
 //! From Python: `ptekit.runtime.enable_xnnpack_cache(path)` (the same code,
-//! linked into the Python extension). Counters: [`ptekit_xnnpack_stats_json`].
+//! linked into the Python extension). The extension is made global there
+//! only after libc, so ExecuTorch's calls of `mlock` still bind to libc's:
+//! when the backend initializes XNNPACK (`xnn_initialize`, at its load) and
+//! before each subgraph, [`got`] redirects the `mlock` imports of the
+//! loaded objects (all but libc, the dynamic loader, the vDSO and ptekit's
+//! own; in the Python runtime it is `libexecutorch.so`'s, whose
+//! `MmapDataLoader` locks each weight, that matters) to the deferring hook
+//! by rewriting their GOT words. Where it cannot (another architecture, no
+//! such import, `mprotect` refused) deferral is off with the reason in the
+//! counters (`mlock.off_reason`, and `mlock_route`); everything else works,
+//! only every weight is locked as without ptekit. Counters:
+//! [`ptekit_xnnpack_stats_json`].
 
 #![allow(
     unsafe_code,

@@ -124,10 +124,16 @@ fn windows() -> MutexGuard<'static, Vec<(usize, Vec<Range>)>> {
 /// unless [`ENV_DEFER`] is `0`.
 pub type Policy = Result<(), String>;
 
+/// Whether [`ENV_DEFER`] is `0` (read once).
+pub(crate) fn off_by_env() -> bool {
+    static OFF: OnceLock<bool> = OnceLock::new();
+    *OFF.get_or_init(|| std::env::var(ENV_DEFER).is_ok_and(|v| v.trim() == "0"))
+}
+
 fn policy() -> &'static Policy {
     static P: OnceLock<Policy> = OnceLock::new();
     P.get_or_init(|| {
-        if std::env::var(ENV_DEFER).is_ok_and(|v| v.trim() == "0") {
+        if off_by_env() {
             return Err(format!("{ENV_DEFER}=0"));
         }
         if !has_ipc_lock() {

@@ -38,17 +38,27 @@ impl Loaded {
     /// # Safety
     /// `info` comes from `dl_iterate_phdr` and is used during its callback.
     unsafe fn from_info(info: &libc::dl_phdr_info) -> Loaded {
-        let name = if info.dlpi_name.is_null() {
-            CString::default()
-        } else {
-            // SAFETY: dlpi_name is a NUL-terminated string owned by the loader.
-            unsafe { CStr::from_ptr(info.dlpi_name) }.to_owned()
-        };
         Loaded {
-            name,
+            // SAFETY: caller contract.
+            name: unsafe { loader_name(info) }.to_owned(),
             // SAFETY: caller contract.
             segments: unsafe { segments(info) }.collect(),
         }
+    }
+}
+
+/// The loader's name of the object `info` describes (empty: the main
+/// program).
+///
+/// # Safety
+/// As [`Loaded::from_info`].
+pub(crate) unsafe fn loader_name(info: &libc::dl_phdr_info) -> &CStr {
+    if info.dlpi_name.is_null() {
+        c""
+    } else {
+        // SAFETY: dlpi_name is a NUL-terminated string owned by the loader,
+        // valid during the callback (caller contract).
+        unsafe { CStr::from_ptr(info.dlpi_name) }
     }
 }
 

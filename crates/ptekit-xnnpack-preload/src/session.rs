@@ -320,6 +320,8 @@ pub struct Totals {
     pub timing: Option<Timing>,
     /// Deferred `mlock` ([`crate::mlock`]).
     pub mlock: crate::mlock::MlockStats,
+    /// How `mlock` reaches the deferring hook ([`crate::got`]).
+    pub mlock_route: crate::got::MlockRoute,
     /// Why the file is unusable, if it is.
     pub file_error: Option<String>,
     /// Why the file was rebuilt, if it was.
@@ -355,6 +357,7 @@ pub fn snapshot() -> Totals {
     t.runtimes_live = runtimes().len() as u64;
     t.timing = timing();
     t.mlock = crate::mlock::stats();
+    t.mlock_route = crate::got::mlock_route();
     t
 }
 
