@@ -4,11 +4,16 @@ runtime (the wheel's Python runtime), one fresh process per measurement.
 
     python scripts/make_cache_models.py bench-out --bench --only mlp_fp32_big dyn_int8_big transformer_fp32_big
     python scripts/bench-xnnpack-cache.py bench-out/mlp_fp32_big.pte ... [--runs 5] [--json OUT]
+        [--python-path] [--modes none ptekit-cold ptekit-warm ptekit-warm-nodefer xpwc-cold xpwc-warm]
 
 Modes, interleaved per round (none, ptekit cold, ptekit warm, xpwc cold, xpwc
 warm, none, ...), a new cache file per round:
   none        the runtime without any cache
-  ptekit-*    LD_PRELOAD=libptekit_xnnpack.so PTEKIT_XNNPACK_CACHE=FILE
+  ptekit-*    LD_PRELOAD=libptekit_xnnpack.so PTEKIT_XNNPACK_CACHE=FILE; with
+              --python-path ptekit.runtime.enable_xnnpack_cache(FILE) instead
+              (the bindings installed for this interpreter)
+  ptekit-warm-nodefer  ptekit-warm with PTEKIT_MLOCK_DEFER=0 (every weight
+              mlocked as without ptekit), on the same file (not a default mode)
   xpwc-*      the reference runtime's own file-backed cache (XPWC), turned on
               through its per-load XnnpackBackend options weight_cache_enabled
               and packed_cache_path by scripts/xpwc_shim.cpp (built here with
@@ -67,12 +72,16 @@ def build_shim():
     return out
 
 
-def once(model, mode, cache, shim):
+def once(model, mode, cache, shim, python_path=False):
     env = dict(os.environ)
-    for k in ("LD_PRELOAD", "PTEKIT_XNNPACK_CACHE", "PTEKIT_XPWC_PATH"):
+    for k in ("LD_PRELOAD", "PTEKIT_XNNPACK_CACHE", "PTEKIT_XPWC_PATH", "PTEKIT_MLOCK_DEFER"):
         env.pop(k, None)
     args = [sys.executable, str(RUN), str(model)]
-    if mode.startswith("ptekit"):
+    if mode.endswith("-nodefer"):
+        env["PTEKIT_MLOCK_DEFER"] = "0"
+    if mode.startswith("ptekit") and python_path:
+        args += ["--enable", str(cache)]
+    elif mode.startswith("ptekit"):
         env["LD_PRELOAD"] = str(TARGET / "libptekit_xnnpack.so")
         env["PTEKIT_XNNPACK_CACHE"] = str(cache)
     elif mode.startswith("xpwc"):
@@ -97,6 +106,8 @@ def main():
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--modes", nargs="*", default=MODES)
     ap.add_argument("--json", help="write every measurement here")
+    ap.add_argument("--python-path", action="store_true",
+                    help="ptekit modes through ptekit.runtime.enable_xnnpack_cache, not LD_PRELOAD")
     a = ap.parse_args()
     subprocess.run(["cargo", "build", "--release", "-q", "-p", "ptekit-xnnpack-preload"], cwd=ROOT, check=True)
     shim = build_shim() if any(m.startswith("xpwc") for m in a.modes) else None
@@ -113,10 +124,12 @@ def main():
                 files = {"ptekit": pathlib.Path(d) / f"p{i}.pwc", "xpwc": pathlib.Path(d) / f"x{i}.xpwc"}
                 for mode in a.modes:
                     kind = mode.split("-")[0]
-                    r = once(model, mode, files.get(kind), shim)
+                    r = once(model, mode, files.get(kind), shim, a.python_path)
                     res[mode].append(r)
+                    ml = r.get("cache", {}).get("mlock")
+                    ml = f", mlock skipped {ml.get('skipped')} deferred {ml.get('deferred')}" if ml else ""
                     print(f"# {name} round {i} {mode}: method {r['method_ms']:.1f} ms, "
-                          f"execute {r['execute_ms']:.1f} ms, process {r['process_s']:.2f} s",
+                          f"execute {r['execute_ms']:.1f} ms, process {r['process_s']:.2f} s{ml}",
                           file=sys.stderr, flush=True)
                 for f in files.values():
                     if f.exists():
@@ -140,6 +153,7 @@ def main():
           "| RssAnon MiB | RssAnon after commit MiB | RssFile MiB | file MiB | outputs = none |")
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     print(f"load average before / after: {load0} / {os.getloadavg()[0]:.2f} (1 min)")
+    print("ptekit modes through: " + ("ptekit.runtime.enable_xnnpack_cache" if a.python_path else "LD_PRELOAD"))
     for r in rows:
         print(r)
     print()
