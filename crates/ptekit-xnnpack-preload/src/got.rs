@@ -305,7 +305,7 @@ impl GotPatcher {
                 let at = Reloc {
                     table: p.table,
                     index: p.index,
-                    r_offset: (p.slot - p.base) as u64,
+                    r_offset: p.slot.wrapping_sub(p.base) as u64,
                 };
                 match img.store(p.slot, |v| v == self.replacement, p.old, &at) {
                     Ok(Some(_)) => done.push(p.clone()),

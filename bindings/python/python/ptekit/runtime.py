@@ -13,7 +13,15 @@ It puts the XNNPACK entry points of ptekit's extension module in the
 process's global symbol scope, where they come before those of the backend
 loaded later; every XNNPACK runtime that ExecuTorch creates without a weights
 cache of its own then gets one over the given file. This is the same code as
-``LD_PRELOAD=libptekit_xnnpack.so PTEKIT_XNNPACK_CACHE=FILE``.
+``LD_PRELOAD=libptekit_xnnpack.so PTEKIT_XNNPACK_CACHE=FILE``, with one
+difference: libc comes before the extension in that scope, so ExecuTorch's
+``mlock`` calls are not interposed. When the backend is loaded (and before
+each subgraph) ptekit rewrites the GOT word of the ``mlock`` import of the
+loaded objects (``libexecutorch.so``, whose mmap loader locks every weight) to
+its deferring ``mlock``, so a warm load does not lock (fault in) the weights
+the cache answers. ``xnnpack_cache_stats()["mlock_route"]`` lists what was
+redirected; where nothing can be, ``["mlock"]["off_reason"]`` says why and
+loads work as before, only without that saving.
 """
 
 from __future__ import annotations
