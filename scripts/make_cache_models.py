@@ -15,6 +15,10 @@ alone:
                   bytes, scales differing by 2
   same_bytes_fp32 fp32 layers 128->512 and 512->128 holding the same bytes
   two_methods     methods forward and forward_twice sharing one weight
+  bias1_int8, bias2_int8
+                  a dynamic-int8 linear layer, and the same layer with its
+                  bias + 1: identical int8 weights and scales (XNNPACK packs
+                  the bias without naming it in its cache look-up)
 Bench (--bench): mlp_fp32_big (16 x 2048 fp32, 256 MiB), dyn_int8_big (the
 same, dynamic int8), transformer_fp32_big (12 blocks of width 512, fp32;
 the partitioner splits it into many XNNPACK subgraphs).
@@ -188,6 +192,14 @@ def main():
         m, x = TwoMethods(), (torch.randn(2, 64),)
         mgr = export(m, x, methods={"forward": (None, x), "forward_twice": ("forward_twice", x)})
         write(a.out, "two_methods", mgr, m, x)
+    if want("bias1_int8") or want("bias2_int8"):
+        # Its own seed: the same layer whatever else is exported.
+        torch.manual_seed(10)
+        m, x = torch.nn.Linear(128, 128), (torch.randn(4, 128),)
+        write(a.out, "bias1_int8", export(m, x, quant=dyn), m, x)
+        with torch.no_grad():
+            m.bias.add_(1.0)
+        write(a.out, "bias2_int8", export(m, x, quant=dyn), m, x)
     if a.bench:
         if want("mlp_fp32_big"):
             m, x = mlp(2048, 16, 2048), (torch.randn(1, 2048),)

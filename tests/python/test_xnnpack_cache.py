@@ -483,3 +483,14 @@ def test_python_path_routes_mlock_through_the_got(tmp_path, preload):
     assert off["cache"]["mlock_route"]["how"] is None, off["cache"]["mlock_route"]
     m = off["cache"]["mlock"]
     assert (m["on"], m["off_reason"], m["deferred"]) == (False, "PTEKIT_MLOCK_DEFER=0", 0), m
+
+
+def test_layers_differing_only_in_bias_never_share_an_entry(tmp_path, preload):
+    # Dynamic int8: XNNPACK packs the bias (as a scale parameter) without
+    # naming it in its cache look-up; the int8 weights and scales are equal.
+    assert uncached("bias1_int8") != uncached("bias2_int8")
+    cache = tmp_path / "bias.pwc"
+    runs = [run(m, cache=cache) for m in ["bias1_int8", "bias2_int8", "bias2_int8"]]
+    for m, r in zip(["bias1_int8", "bias2_int8", "bias2_int8"], runs):
+        assert r["sha256"] == uncached(m), (m, r["cache"])
+    assert (runs[2]["cache"]["hits"], runs[2]["cache"]["misses"]) == (1, 0), runs[2]["cache"]

@@ -120,6 +120,8 @@ pub struct Weight {
 pub struct Graph {
     values: IdMap<u32, Value>,
     uses: IdMap<u32, Vec<[u8; 32]>>,
+    /// The bias ids of the nodes that use a value as their filter.
+    biases: IdMap<u32, Vec<u32>>,
     log: Vec<Defined>,
 }
 
@@ -170,6 +172,9 @@ impl Graph {
             .u64(u64::from(output));
         let node = params.finish();
         self.log.push(Defined::Node(node));
+        if filter != u32::MAX && bias != u32::MAX {
+            self.biases.entry(filter).or_default().push(bias);
+        }
         for (role, id) in [("filter", filter), ("bias", bias)] {
             if id == u32::MAX {
                 continue;
@@ -184,10 +189,22 @@ impl Graph {
 
     /// The static buffers used as filter or bias by a recorded node, each
     /// with its final descriptor (own descriptor, all its uses, the whole
-    /// subgraph and the runtime flags). A buffer that appears under several
-    /// values with different descriptors is left out (`ambiguous` counts
-    /// them): its packs stay on the heap.
-    pub fn weights(&self, runtime_flags: u32) -> (Vec<Weight>, u64) {
+    /// subgraph and the runtime flags; for a filter also the content of the
+    /// static bias of each node using it, from `content(ptr, bytes)`). A
+    /// buffer that appears under several values with different descriptors
+    /// is left out (`ambiguous` counts them): its packs stay on the heap.
+    ///
+    /// The bias content is needed because XNNPACK does not always name the
+    /// bias in its cache look-up: a dynamically quantized fully connected
+    /// node passes it to the packer as a scale parameter (look-up bias
+    /// NULL), and the packed bytes hold it. Biases are small (one value per
+    /// output channel). A filter whose static bias has a datatype this cache
+    /// does not key is left out too.
+    pub fn weights(
+        &self,
+        runtime_flags: u32,
+        content: &mut dyn FnMut(usize, usize) -> [u8; 32],
+    ) -> (Vec<Weight>, u64) {
         // Nothing to describe without a static filter or bias: most
         // subgraphs of a partitioned model (no value descriptor is computed).
         let keyed = |id: &u32| {
@@ -225,7 +242,21 @@ impl Graph {
             for u in &uses {
                 d.digest(u);
             }
+            let mut keyed_biases = true;
+            for b in self.biases.get(id).map_or(&[][..], Vec::as_slice) {
+                match self.values.get(b).map(|bv| (bv.data, bv.bytes)) {
+                    Some((0, _)) | None => {}
+                    Some((ptr, Some(n))) => {
+                        d.bytes(b"bias content").digest(&content(ptr, n));
+                    }
+                    Some((_, None)) => keyed_biases = false,
+                }
+            }
             let desc = d.finish();
+            if !keyed_biases {
+                by_ptr.insert(v.data, (bytes, None));
+                continue;
+            }
             by_ptr
                 .entry(v.data)
                 .and_modify(|(b, e)| {
@@ -416,19 +447,58 @@ mod tests {
         g.value(1, plain(&[4, 4]), 0, Some(64));
         g.value(2, plain(&[1, 4]), 0, Some(16));
         g.node(DescBuilder::new("fully_connected"), 0, 1, u32::MAX, 2);
-        assert_eq!(g.weights(0).0.len(), 0, "dynamic filter");
+        let no_content = &mut |_: usize, _: usize| -> [u8; 32] { unreachable!("no bias") };
+        assert_eq!(g.weights(0, no_content).0.len(), 0, "dynamic filter");
         let mut h = Graph::default();
         h.value(0, plain(&[1, 4]), 0, Some(16));
         h.value(1, plain(&[4, 4]), 0x1000, Some(64));
         h.value(2, plain(&[1, 4]), 0, Some(16));
         h.node(DescBuilder::new("fully_connected"), 0, 1, u32::MAX, 2);
-        let (w, ambiguous) = h.weights(0);
+        let (w, ambiguous) = h.weights(0, no_content);
         assert_eq!((w.len(), ambiguous), (1, 0));
         assert_eq!((w[0].ptr, w[0].bytes), (0x1000, 64));
         assert_ne!(
             w[0].desc,
-            h.weights(1).0[0].desc,
+            h.weights(1, no_content).0[0].desc,
             "runtime flags are part of it"
+        );
+    }
+
+    /// A filter's descriptor holds the content of its node's static bias
+    /// (XNNPACK's look-up may not name the bias); a bias of a datatype that
+    /// is not keyed leaves the filter out.
+    #[test]
+    fn filter_descriptor_holds_the_bias_content() {
+        let plain = |d: &[usize]| {
+            Desc::Scalars(Scalars::new(dtype::FP32, d, 0, ScalarKind::Plain).expect("rank"))
+        };
+        let graph = |bias_bytes: Option<usize>| {
+            let mut g = Graph::default();
+            g.value(0, plain(&[1, 4]), 0, Some(16));
+            g.value(1, plain(&[4, 4]), 0x1000, Some(64));
+            g.value(2, plain(&[4]), 0x2000, bias_bytes);
+            g.value(3, plain(&[1, 4]), 0, Some(16));
+            g.node(DescBuilder::new("fully_connected"), 0, 1, 2, 3);
+            g
+        };
+        let filter_desc = |g: &Graph, bias: [u8; 32]| {
+            let mut asked = Vec::new();
+            let (w, _) = g.weights(0, &mut |p, n| {
+                asked.push((p, n));
+                bias
+            });
+            assert_eq!(asked, [(0x2000, 16)], "only the bias is read");
+            w.iter().find(|w| w.ptr == 0x1000).expect("filter").desc
+        };
+        let g = graph(Some(16));
+        let a = filter_desc(&g, [1; 32]);
+        assert_eq!(a, filter_desc(&g, [1; 32]));
+        assert_ne!(a, filter_desc(&g, [2; 32]), "another bias content");
+        let (w, ambiguous) = graph(None).weights(0, &mut |_, _| [0; 32]);
+        assert_eq!(ambiguous, 1);
+        assert!(
+            w.iter().all(|w| w.ptr != 0x1000),
+            "unkeyed bias: filter left out"
         );
     }
 }

@@ -375,6 +375,15 @@ fn env_identity(create_fn: usize) -> EnvIdentity {
     .clone()
 }
 
+/// BLAKE3 of `len` bytes of static tensor data at `ptr`.
+fn static_hash(ptr: usize, len: usize) -> [u8; 32] {
+    // SAFETY: the pointer and size come from a static tensor XNNPACK
+    // accepted; ExecuTorch keeps the data alive for the life of the subgraph
+    // and its runtimes, and nobody writes it.
+    let bytes = unsafe { std::slice::from_raw_parts(ptr as *const u8, len) };
+    *blake3::hash(bytes).as_bytes()
+}
+
 /// Hashes every weight's bytes, in parallel over the available cores.
 fn content_keys(ws: &[&Weight]) -> Vec<[u8; 32]> {
     let total: usize = ws.iter().map(|w| w.bytes).sum();
@@ -388,14 +397,7 @@ fn content_keys(ws: &[&Weight]) -> Vec<[u8; 32]> {
             .clamp(1, 8)
     };
     if threads == 1 {
-        return ws
-            .iter()
-            .map(|w| {
-                // SAFETY: as below.
-                let bytes = unsafe { std::slice::from_raw_parts(w.ptr as *const u8, w.bytes) };
-                *blake3::hash(bytes).as_bytes()
-            })
-            .collect();
+        return ws.iter().map(|w| static_hash(w.ptr, w.bytes)).collect();
     }
     let next = std::sync::atomic::AtomicUsize::new(0);
     let out: Vec<Mutex<[u8; 32]>> = ws.iter().map(|_| Mutex::new([0u8; 32])).collect();
@@ -404,11 +406,7 @@ fn content_keys(ws: &[&Weight]) -> Vec<[u8; 32]> {
             s.spawn(|| loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let Some(w) = ws.get(i) else { break };
-                // SAFETY: the pointer and size come from a static tensor
-                // XNNPACK accepted; ExecuTorch keeps the data alive for the
-                // life of the subgraph and its runtimes, and nobody writes it.
-                let bytes = unsafe { std::slice::from_raw_parts(w.ptr as *const u8, w.bytes) };
-                let h = *blake3::hash(bytes).as_bytes();
+                let h = static_hash(w.ptr, w.bytes);
                 if let Some(slot) = out.get(i) {
                     *slot
                         .lock()
@@ -435,7 +433,7 @@ pub fn prepare(subgraph: *mut c_void, flags: u32, create_fn: usize) -> Option<We
     };
     let (weights, ambiguous) = graphs()
         .get(&(subgraph as usize))
-        .map(|g| g.weights(flags))
+        .map(|g| g.weights(flags, &mut |p, n| static_hash(p, n)))
         .unwrap_or_default();
     if weights.is_empty() && ambiguous == 0 {
         totals().runtimes_without_weights += 1;
