@@ -109,9 +109,17 @@ struct Range {
     at: MappedRange,
 }
 
-/// The open windows: subgraph handle and its deferred ranges.
-fn windows() -> MutexGuard<'static, Vec<(usize, Vec<Range>)>> {
-    static W: Mutex<Vec<(usize, Vec<Range>)>> = Mutex::new(Vec::new());
+/// An open window: the subgraph, the thread defining it, the ranges
+/// deferred so far.
+struct Window {
+    subgraph: usize,
+    thread: std::thread::ThreadId,
+    ranges: Vec<Range>,
+}
+
+/// The open windows.
+fn windows() -> MutexGuard<'static, Vec<Window>> {
+    static W: Mutex<Vec<Window>> = Mutex::new(Vec::new());
     W.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
@@ -141,8 +149,8 @@ fn policy() -> &'static Policy {
                 Some(u64::MAX) => {}
                 lim => {
                     return Err(format!(
-                        "no CAP_IPC_LOCK and RLIMIT_MEMLOCK is {}: a deferred mlock could \
-                         not fail where the real one would",
+                        "no CAP_IPC_LOCK and RLIMIT_MEMLOCK is {}: mlock can fail for that \
+                         limit, so none is held back",
                         lim.map_or("unknown".to_string(), |l| format!("{l} bytes"))
                     ))
                 }
@@ -291,11 +299,14 @@ fn defer(addr: usize, len: usize) -> bool {
     let Some(at) = mapped_range(addr, len) else {
         return false;
     };
+    // The window must be this thread's: a handle deleted on another thread
+    // and reused for a subgraph defined elsewhere is not ours any more.
+    let me = std::thread::current().id();
     let mut w = windows();
-    let Some((_, ranges)) = w.iter_mut().find(|(s, _)| *s == sg) else {
+    let Some(win) = w.iter_mut().find(|x| x.subgraph == sg && x.thread == me) else {
         return false;
     };
-    ranges.push(Range { addr, len, at });
+    win.ranges.push(Range { addr, len, at });
     DEFERRED.fetch_add(1, Ordering::Relaxed);
     DEFERRED_BYTES.fetch_add(len as u64, Ordering::Relaxed);
     true
@@ -313,9 +324,13 @@ pub fn begin(subgraph: *mut c_void, cache_on: bool) {
     // (its old ranges are locked, as for a subgraph without a runtime).
     let stale = w
         .iter()
-        .position(|(s, _)| *s == sg)
-        .map(|i| w.swap_remove(i).1);
-    w.push((sg, Vec::new()));
+        .position(|x| x.subgraph == sg)
+        .map(|i| w.swap_remove(i).ranges);
+    w.push(Window {
+        subgraph: sg,
+        thread: std::thread::current().id(),
+        ranges: Vec::new(),
+    });
     ACTIVE.store(true, Ordering::Relaxed);
     drop(w);
     let _ = DEFINING.try_with(|d| d.set(sg));
@@ -340,10 +355,10 @@ pub fn settle(subgraph: *mut c_void, served: Option<Vec<Served>>) {
     }
     let ranges = {
         let mut w = windows();
-        let Some(i) = w.iter().position(|(s, _)| *s == sg) else {
+        let Some(i) = w.iter().position(|x| x.subgraph == sg) else {
             return;
         };
-        let (_, ranges) = w.swap_remove(i);
+        let ranges = w.swap_remove(i).ranges;
         if w.is_empty() {
             ACTIVE.store(false, Ordering::Relaxed);
         }
