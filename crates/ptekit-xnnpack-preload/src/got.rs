@@ -35,7 +35,10 @@
 //!
 //! Limits: x86_64 is tested; aarch64 uses the same tables (its relocation
 //! numbers are compiled in, not tested here); elsewhere nothing is patched
-//! ([`GotError::UnsupportedArch`]). A lazily bound slot that another thread
+//! ([`GotError::UnsupportedArch`]). With `DT_GNU_HASH`, an undefined symbol
+//! the linker hashed anyway (a non-PIE executable that takes the address of
+//! an imported function gives it a canonical PLT address) lies past
+//! `symoffset` and is not found. A lazily bound slot that another thread
 //! is resolving at the very moment of the store may get the loader's answer
 //! after ours.
 
@@ -857,15 +860,17 @@ pub fn mlock_route() -> MlockRoute {
 }
 
 /// Makes `mlock` reach [`crate::mlock::ptekit_mlock_hook`] when the cache
-/// is on (`cache_on`) and deferral is not turned off
-/// ([`crate::mlock::ENV_DEFER`]): see [`route_mlock`]. When it cannot,
+/// is on (`cache_on`) and deferral is possible in this process (not turned
+/// off by [`crate::mlock::ENV_DEFER`], `mlock` cannot fail for a limit; see
+/// [`crate::mlock::Policy`]): see [`route_mlock`]. Otherwise nothing is
+/// patched. When it cannot,
 /// deferral is turned off with the reason ([`crate::mlock::set_unreachable`]);
 /// the cache works as before. Called by the interposed `xnn_initialize`
 /// (ExecuTorch's XNNPACK backend calls it when it is loaded, so the first,
 /// longest pass over the loaded objects is not part of a model load) and
 /// at the start of each `xnn_create_subgraph` (objects loaded since).
 pub fn route_mlock_to_hook(cache_on: bool) {
-    if !cache_on || crate::mlock::off_by_env() {
+    if !cache_on || !crate::mlock::allowed() {
         return;
     }
     if let Some(why) = route_mlock(crate::mlock::ptekit_mlock_hook as *const () as usize) {

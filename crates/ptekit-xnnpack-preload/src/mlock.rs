@@ -132,16 +132,10 @@ fn windows() -> MutexGuard<'static, Vec<Window>> {
 /// unless [`ENV_DEFER`] is `0`.
 pub type Policy = Result<(), String>;
 
-/// Whether [`ENV_DEFER`] is `0` (read once).
-pub(crate) fn off_by_env() -> bool {
-    static OFF: OnceLock<bool> = OnceLock::new();
-    *OFF.get_or_init(|| std::env::var(ENV_DEFER).is_ok_and(|v| v.trim() == "0"))
-}
-
 fn policy() -> &'static Policy {
     static P: OnceLock<Policy> = OnceLock::new();
     P.get_or_init(|| {
-        if off_by_env() {
+        if std::env::var(ENV_DEFER).is_ok_and(|v| v.trim() == "0") {
             return Err(format!("{ENV_DEFER}=0"));
         }
         if !has_ipc_lock() {
@@ -171,6 +165,12 @@ static UNREACHABLE: OnceLock<String> = OnceLock::new();
 /// [`Policy`]).
 pub fn set_unreachable(reason: String) {
     let _ = UNREACHABLE.set(reason);
+}
+
+/// Whether [`Policy`] allows deferral in this process (whatever
+/// [`set_unreachable`] said).
+pub(crate) fn allowed() -> bool {
+    policy().is_ok()
 }
 
 /// [`Policy`], then whether `mlock` reaches the hook.
