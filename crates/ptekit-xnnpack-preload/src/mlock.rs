@@ -296,6 +296,8 @@ fn defer(addr: usize, len: usize) -> bool {
     if sg == 0 {
         return false;
     }
+    // Counted with the interposers' own time (PTEKIT_XNNPACK_TIMING).
+    let _t = crate::session::Span::hook();
     let Some(at) = mapped_range(addr, len) else {
         return false;
     };
