@@ -31,7 +31,9 @@
 //! offset is still mapped there. `xnn_delete_subgraph` of a subgraph that
 //! got no runtime locks all of its ranges the same way. A late `mlock` that
 //! fails is counted ([`MlockStats::late_failed`]), not reported to anyone:
-//! the caller was told 0 under the guarantee above. A dropped range stays
+//! the caller was told 0 under the guarantee above (which covers limits,
+//! not a lock that fails for lack of memory: such a failure is only
+//! counted, where the real call would have returned it). A dropped range stays
 //! mapped and readable as before; it is only not pinned, for the short time
 //! until the backend unmaps it.
 //!
