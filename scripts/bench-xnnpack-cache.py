@@ -5,6 +5,7 @@ runtime (the wheel's Python runtime), one fresh process per measurement.
     python scripts/make_cache_models.py bench-out --bench --only mlp_fp32_big dyn_int8_big transformer_fp32_big
     python scripts/bench-xnnpack-cache.py bench-out/mlp_fp32_big.pte ... [--runs 5] [--json OUT]
         [--python-path] [--modes none ptekit-cold ptekit-warm ptekit-warm-nodefer xpwc-cold xpwc-warm]
+        [--unprivileged]
 
 Modes, interleaved per round (none, ptekit cold, ptekit warm, xpwc cold, xpwc
 warm, none, ...), a new cache file per round:
@@ -18,6 +19,11 @@ warm, none, ...), a new cache file per round:
               through its per-load XnnpackBackend options weight_cache_enabled
               and packed_cache_path by scripts/xpwc_shim.cpp (built here with
               g++ against the wheel's headers and libexecutorch.so)
+With --unprivileged every child (all modes) runs as a normal desktop user's
+process would: `prlimit --memlock=8388608:8388608 setpriv --inh-caps=-ipc_lock
+--bounding-set=-ipc_lock --` (no CAP_IPC_LOCK, an 8 MiB RLIMIT_MEMLOCK: the
+loader's mlock of a large range fails at once, and ptekit does not defer it).
+The script itself must run as root for setpriv to drop the capability.
 Columns (medians): load_method ms, first execute ms, the two together (per
 process, then the median), the whole child process (wall seconds from start to
 exit: interpreter start, imports, load, execute, and for ptekit the wait for
@@ -72,7 +78,11 @@ def build_shim():
     return out
 
 
-def once(model, mode, cache, shim, python_path=False):
+UNPRIVILEGED = ["prlimit", "--memlock=8388608:8388608",
+                "setpriv", "--inh-caps=-ipc_lock", "--bounding-set=-ipc_lock", "--"]
+
+
+def once(model, mode, cache, shim, python_path=False, unprivileged=False):
     env = dict(os.environ)
     for k in ("LD_PRELOAD", "PTEKIT_XNNPACK_CACHE", "PTEKIT_XPWC_PATH", "PTEKIT_MLOCK_DEFER"):
         env.pop(k, None)
@@ -86,6 +96,8 @@ def once(model, mode, cache, shim, python_path=False):
         env["PTEKIT_XNNPACK_CACHE"] = str(cache)
     elif mode.startswith("xpwc"):
         args += ["--xpwc", str(cache), "--xpwc-shim", str(shim)]
+    if unprivileged:
+        args = UNPRIVILEGED + args
     t0 = time.perf_counter()
     p = subprocess.run(args, capture_output=True, text=True, env=env)
     process_s = time.perf_counter() - t0
@@ -108,6 +120,8 @@ def main():
     ap.add_argument("--json", help="write every measurement here")
     ap.add_argument("--python-path", action="store_true",
                     help="ptekit modes through ptekit.runtime.enable_xnnpack_cache, not LD_PRELOAD")
+    ap.add_argument("--unprivileged", action="store_true",
+                    help="children without CAP_IPC_LOCK and with an 8 MiB RLIMIT_MEMLOCK (needs root)")
     a = ap.parse_args()
     subprocess.run(["cargo", "build", "--release", "-q", "-p", "ptekit-xnnpack-preload"], cwd=ROOT, check=True)
     shim = build_shim() if any(m.startswith("xpwc") for m in a.modes) else None
@@ -124,7 +138,7 @@ def main():
                 files = {"ptekit": pathlib.Path(d) / f"p{i}.pwc", "xpwc": pathlib.Path(d) / f"x{i}.xpwc"}
                 for mode in a.modes:
                     kind = mode.split("-")[0]
-                    r = once(model, mode, files.get(kind), shim, a.python_path)
+                    r = once(model, mode, files.get(kind), shim, a.python_path, a.unprivileged)
                     res[mode].append(r)
                     ml = r.get("cache", {}).get("mlock")
                     ml = f", mlock skipped {ml.get('skipped')} deferred {ml.get('deferred')}" if ml else ""
@@ -154,6 +168,7 @@ def main():
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     print(f"load average before / after: {load0} / {os.getloadavg()[0]:.2f} (1 min)")
     print("ptekit modes through: " + ("ptekit.runtime.enable_xnnpack_cache" if a.python_path else "LD_PRELOAD"))
+    print("children: " + (" ".join(UNPRIVILEGED[:-1]) if a.unprivileged else "as the caller (" + ("root" if os.geteuid() == 0 else "not root") + ")"))
     for r in rows:
         print(r)
     print()
