@@ -16,7 +16,6 @@ use std::ffi::{c_void, CStr};
 use ptekit_cache::desc::DescBuilder;
 
 use crate::graph::{data_bytes, Desc, ScalarKind, Scalars, ValueDesc};
-use crate::real::Slot;
 use crate::session;
 
 /// `xnn_status_invalid_state`, returned when the real function is missing.
@@ -24,17 +23,70 @@ const INVALID_STATE: u32 = 3;
 
 type Subgraph = *mut c_void;
 
+/// The NUL-terminated name of the interposed function `$name`.
+macro_rules! sym_name {
+    ($name:ident) => {
+        CStr::from_bytes_with_nul(concat!(stringify!($name), "\0").as_bytes())
+    };
+}
+
+/// One [`Slot`] per interposed XNNPACK function (module `slot`), and
+/// [`prefetch_real`], which resolves them all at once.
+macro_rules! slots {
+    ($($name:ident),* $(,)?) => {
+        /// Where each interposed function's real definition is kept.
+        #[allow(non_upper_case_globals)]
+        mod slot {
+            use crate::real::Slot;
+            $(pub static $name: Slot = Slot::new();)*
+        }
+
+        /// Resolves the real definition of every interposed function through
+        /// the object calling us now (see [`crate::real::Slot::prefetch`]), so that the
+        /// first model load does not pay for it: called from the backend's
+        /// `xnn_initialize`, when it is loaded.
+        fn prefetch_real() {
+            let _t = session::Span::resolve();
+            $(
+                if let Ok(sym) = sym_name!($name) {
+                    slot::$name.prefetch(sym, $name as *const () as usize);
+                }
+            )*
+        }
+    };
+}
+
+slots!(
+    xnn_define_tensor_value,
+    xnn_define_quantized_tensor_value,
+    xnn_define_channelwise_quantized_tensor_value,
+    xnn_define_channelwise_quantized_tensor_value_v2,
+    xnn_define_channelwise_quantized_tensor_value_v3,
+    xnn_define_blockwise_quantized_tensor_value,
+    xnn_define_blockwise_quantized_tensor_value_v2,
+    xnn_define_dynamically_quantized_tensor_value,
+    xnn_define_fully_connected,
+    xnn_define_convolution_2d,
+    xnn_define_depthwise_convolution_2d,
+    xnn_define_deconvolution_2d,
+    xnn_define_batch_matrix_multiply,
+    xnn_initialize,
+    xnn_create_subgraph,
+    xnn_delete_subgraph,
+    xnn_create_runtime_v4,
+    xnn_delete_runtime,
+);
+
 /// Calls the real function `$name` of type `$ty` with `$args`.
 macro_rules! call_real {
     ($name:ident, $ty:ty, ($($arg:expr),* $(,)?)) => {{
-        static SLOT: Slot = Slot::new();
-        let sym: &CStr = match CStr::from_bytes_with_nul(concat!(stringify!($name), "\0").as_bytes()) {
+        let sym: &CStr = match sym_name!($name) {
             Ok(s) => s,
             Err(_) => return INVALID_STATE,
         };
         let addr = {
             let _t = session::Span::resolve();
-            SLOT.get(sym, $name as *const () as usize)
+            slot::$name.get(sym, $name as *const () as usize)
         };
         if addr == 0 {
             return INVALID_STATE;
@@ -1071,7 +1123,11 @@ pub unsafe extern "C" fn xnn_define_batch_matrix_multiply(
 
 /// Interposed `xnn_initialize` (ExecuTorch's XNNPACK backend calls it when
 /// it is loaded): on the Python path, redirects the `mlock` imports loaded
-/// so far to the deferring hook ([`crate::got::route_mlock_to_hook`]).
+/// so far to the deferring hook ([`crate::got::route_mlock_to_hook`]). The
+/// first call also resolves the other real XNNPACK functions and, with the
+/// cache on, starts opening the cache file ([`session::warm_up`]): work
+/// every process with the cache does once, done before its first model load
+/// instead of inside it.
 ///
 /// # Safety
 /// The XNNPACK contract of the real function.
@@ -1084,6 +1140,13 @@ pub unsafe extern "C" fn xnn_initialize(allocator: *const c_void) -> u32 {
         (allocator)
     );
     crate::got::route_mlock_to_hook(session::cache_on());
+    // Once per process: the rest of the real functions, and (cache on) the
+    // cache file's opening, before any model is loaded.
+    static EARLY: std::sync::Once = std::sync::Once::new();
+    EARLY.call_once(|| {
+        prefetch_real();
+        session::warm_up();
+    });
     st
 }
 

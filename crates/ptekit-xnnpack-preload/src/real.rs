@@ -409,6 +409,22 @@ impl Slot {
     }
 }
 
+impl Slot {
+    /// Resolves `sym` now, if it is unresolved and the object calling us
+    /// (or the one found for the first symbol) defines it: the fast part of
+    /// [`resolve`] only, never the search of every loaded object, so that a
+    /// function this XNNPACK lacks costs nothing here. A later [`Slot::get`]
+    /// returns the same address [`resolve`] would (it asks the same object
+    /// first).
+    pub fn prefetch(&self, sym: &CStr, ours: usize) {
+        if self.0.get().is_none() {
+            if let Some(p) = from_caller(sym, ours) {
+                let _ = self.0.set(p);
+            }
+        }
+    }
+}
+
 impl Default for Slot {
     fn default() -> Self {
         Slot::new()

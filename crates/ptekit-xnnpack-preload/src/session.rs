@@ -187,20 +187,24 @@ pub fn with_graph(subgraph: *mut c_void, f: impl FnOnce(&mut Graph)) {
     f(g.entry(subgraph as usize).or_default());
 }
 
-/// Once per process, when the cache is on and the first subgraph is being
-/// defined: opens the cache file and reads its index, computes the packing
+/// Once per process, when the cache is on, at the XNNPACK backend's
+/// `xnn_initialize` (or else when the first subgraph is being defined):
+/// opens the cache file and reads its index, computes the packing
 /// environment and opens the kernel's mapping query, in a background
-/// thread. ExecuTorch still defines that subgraph's tensors (mapping and
-/// locking their data) for a while, so the first runtime creation finds
-/// this done instead of doing it inside the model load. The opened file is
-/// kept for the life of the process, as every runtime's cache would keep it.
-fn warm_up() {
+/// thread, so the first runtime creation finds this done instead of doing
+/// it inside the model load. The opened file is kept for the life of the
+/// process, as every runtime's cache would keep it. Nothing when the cache
+/// is off (a later call, once it is on, does it).
+pub fn warm_up() {
     static ONCE: std::sync::Once = std::sync::Once::new();
+    if ONCE.is_completed() {
+        return;
+    }
+    let cfg = config().clone();
+    let Some(path) = cfg.path.clone() else {
+        return;
+    };
     ONCE.call_once(|| {
-        let cfg = config().clone();
-        let Some(path) = cfg.path.clone() else {
-            return;
-        };
         let create_fn = crate::hooks::xnn_create_runtime_v4 as *const () as usize;
         let _ = std::thread::Builder::new()
             .name("ptekit-xnnpack-warm-up".into())
