@@ -43,6 +43,9 @@ struct Mapping {
     path: PathBuf,
 }
 
+/// A mapped file's identity and the path it was opened by.
+type Identified = (FileId, std::sync::Arc<PathBuf>);
+
 /// The identity of a file, from `stat`.
 #[derive(Clone, Copy, Debug)]
 struct FileId {
@@ -66,8 +69,84 @@ pub struct Regions {
     seen: Vec<Mapping>,
     /// `PROCMAP_QUERY` calls made for this runtime.
     asked: usize,
-    files: HashMap<(u64, u64), Option<FileId>>,
+    /// Each mapped file's identity (and path) for this runtime.
+    files: HashMap<(u64, u64), Option<Identified>>,
     now: i64,
+}
+
+/// A model file this process maps, opened once (by the path the kernel
+/// gives for its mapping, checked to be the same device and inode): `fstat`
+/// of the descriptor then gives the file's current identity for each
+/// runtime without a path look-up, and the kernel is asked for the path of
+/// this file's mappings only once.
+struct OpenedFile {
+    file: std::fs::File,
+    path: std::sync::Arc<PathBuf>,
+}
+
+/// Files kept open by [`opened`]; when this many are open, all are closed
+/// (and opened again on next use).
+const MAX_OPENED: usize = 64;
+
+/// The file mapped at `m`, opened once per process ([`OpenedFile`]); `None`
+/// when its path is unknown or no longer names that file (device and inode).
+/// A mapping from `PROCMAP_QUERY` without a path is asked again, with it,
+/// for a file not opened yet.
+fn opened(m: &Mapping, query: Option<&std::fs::File>) -> Option<std::sync::Arc<OpenedFile>> {
+    type Opened = HashMap<(u64, u64), std::sync::Arc<OpenedFile>>;
+    static OPENED: std::sync::Mutex<Option<Opened>> = std::sync::Mutex::new(None);
+    let lock = || {
+        OPENED
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    };
+    if let Some(f) = lock().as_ref().and_then(|o| o.get(&(m.dev, m.ino))) {
+        return Some(f.clone());
+    }
+    let path = if m.path.as_os_str().is_empty() {
+        let named = query_mapping(query?, m.start, true).ok()??;
+        if (named.dev, named.ino) != (m.dev, m.ino) {
+            return None;
+        }
+        named.path
+    } else {
+        m.path.clone()
+    };
+    let file = std::fs::File::open(&path).ok()?;
+    let meta = file.metadata().ok()?;
+    // The path must still name the mapped file.
+    if (meta.dev(), meta.ino()) != (m.dev, m.ino) || !meta.is_file() {
+        return None;
+    }
+    let f = std::sync::Arc::new(OpenedFile {
+        file,
+        path: std::sync::Arc::new(path),
+    });
+    let mut g = lock();
+    let o = g.get_or_insert_with(HashMap::new);
+    if o.len() >= MAX_OPENED {
+        o.clear();
+    }
+    o.insert((m.dev, m.ino), f.clone());
+    Some(f)
+}
+
+/// The identity of the file mapped at `m` from its status `meta`, unless it
+/// is not that regular file or changed less than [`SETTLE_SECS`] before `now`.
+fn file_id(meta: &std::fs::Metadata, m: &Mapping, now: i64) -> Option<FileId> {
+    if (meta.dev(), meta.ino()) != (m.dev, m.ino) || !meta.is_file() {
+        return None;
+    }
+    if meta.ctime() > now - SETTLE_SECS || meta.mtime() > now - SETTLE_SECS {
+        return None;
+    }
+    Some(FileId {
+        dev: meta.dev(),
+        ino: meta.ino(),
+        size: meta.len(),
+        mtime: (meta.mtime(), meta.mtime_nsec()),
+        ctime: (meta.ctime(), meta.ctime_nsec()),
+    })
 }
 
 /// `struct procmap_query` of `include/uapi/linux/fs.h` (Linux 6.11).
@@ -116,7 +195,7 @@ fn query_file() -> Option<std::sync::Arc<std::fs::File>> {
     // Probe with an address that is surely file-mapped: this function.
     let f = std::fs::File::open("/proc/self/maps")
         .ok()
-        .filter(|f| query_mapping(f, query_file as *const () as usize).is_ok())
+        .filter(|f| query_mapping(f, query_file as *const () as usize, true).is_ok())
         .map(std::sync::Arc::new);
     *g = Some((pid, f.clone()));
     f
@@ -124,14 +203,17 @@ fn query_file() -> Option<std::sync::Arc<std::fs::File>> {
 
 /// The file mapping covering `addr`, from the kernel; `Err(())` when the
 /// ioctl is not supported, `Ok(None)` when no readable file mapping covers it.
-fn query_mapping(maps: &std::fs::File, addr: usize) -> Result<Option<Mapping>, ()> {
-    let mut name = [0u8; 4096];
+/// With `named`, the mapping's path too (a mapping whose path is not absolute
+/// or is ` (deleted)` is then `None`); without, the kernel builds no path
+/// and [`Mapping::path`] is empty.
+fn query_mapping(maps: &std::fs::File, addr: usize, named: bool) -> Result<Option<Mapping>, ()> {
+    let mut name = if named { vec![0u8; 4096] } else { Vec::new() };
     let mut q = ProcmapQuery {
         size: std::mem::size_of::<ProcmapQuery>() as u64,
         query_flags: FILE_BACKED_VMA,
         query_addr: addr as u64,
         vma_name_size: name.len() as u32,
-        vma_name_addr: name.as_mut_ptr() as u64,
+        vma_name_addr: if named { name.as_mut_ptr() as u64 } else { 0 },
         ..ProcmapQuery::default()
     };
     // SAFETY: the kernel reads `q` (its size is in `q.size`) and writes the
@@ -153,12 +235,18 @@ fn query_mapping(maps: &std::fs::File, addr: usize) -> Result<Option<Mapping>, (
     if q.vma_flags & VMA_READABLE == 0 || q.vma_flags & VMA_WRITABLE != 0 || q.inode == 0 {
         return Ok(None);
     }
-    let n = (q.vma_name_size as usize).min(name.len());
-    let path = std::ffi::CStr::from_bytes_until_nul(&name[..n])
-        .ok()
-        .and_then(|c| c.to_str().ok())
-        .filter(|p| p.starts_with('/') && !p.ends_with(" (deleted)"));
-    let Some(path) = path else { return Ok(None) };
+    let path = if named {
+        let n = (q.vma_name_size as usize).min(name.len());
+        let path = name
+            .get(..n)
+            .and_then(|b| std::ffi::CStr::from_bytes_until_nul(b).ok())
+            .and_then(|c| c.to_str().ok())
+            .filter(|p| p.starts_with('/') && !p.ends_with(" (deleted)"));
+        let Some(path) = path else { return Ok(None) };
+        path
+    } else {
+        ""
+    };
     Ok(Some(Mapping {
         start: usize::try_from(q.vma_start).map_err(|_| ())?,
         end: usize::try_from(q.vma_end).map_err(|_| ())?,
@@ -191,7 +279,7 @@ pub fn procmap_query_supported() -> bool {
 /// such mapping holds it or the ioctl is not supported.
 pub fn mapped_range(addr: usize, len: usize) -> Option<MappedRange> {
     let end = addr.checked_add(len)?;
-    let m = query_mapping(query_file()?.as_ref(), addr).ok()??;
+    let m = query_mapping(query_file()?.as_ref(), addr, true).ok()??;
     if !(m.start <= addr && end <= m.end) {
         return None;
     }
@@ -318,30 +406,25 @@ impl Regions {
             return Some(m.clone());
         }
         self.asked += 1;
-        let m = query_mapping(self.query.as_deref()?, addr).ok()??;
+        // Without its path: the kernel then builds none; the path is asked
+        // for once per file and process ([`opened`]).
+        let m = query_mapping(self.query.as_deref()?, addr, false).ok()??;
         self.seen.push(m.clone());
         Some(m)
     }
 
-    fn file(&mut self, m: &Mapping) -> Option<FileId> {
+    fn file(&mut self, m: &Mapping) -> Option<Identified> {
         let now = self.now;
-        *self.files.entry((m.dev, m.ino)).or_insert_with(|| {
-            let meta = std::fs::metadata(&m.path).ok()?;
-            // The path must still name the mapped file.
-            if (meta.dev(), meta.ino()) != (m.dev, m.ino) || !meta.is_file() {
-                return None;
-            }
-            if meta.ctime() > now - SETTLE_SECS || meta.mtime() > now - SETTLE_SECS {
-                return None;
-            }
-            Some(FileId {
-                dev: meta.dev(),
-                ino: meta.ino(),
-                size: meta.len(),
-                mtime: (meta.mtime(), meta.mtime_nsec()),
-                ctime: (meta.ctime(), meta.ctime_nsec()),
+        let query = self.query.clone();
+        self.files
+            .entry((m.dev, m.ino))
+            .or_insert_with(|| {
+                let f = opened(m, query.as_deref())?;
+                // The status of the mapped file itself (its descriptor), now.
+                let meta = f.file.metadata().ok()?;
+                file_id(&meta, m, now).map(|id| (id, f.path.clone()))
             })
-        })
+            .clone()
     }
 
     /// Where the `len` bytes at `ptr` come from, when they lie inside one
@@ -355,7 +438,7 @@ impl Regions {
         }
         let m = self.mapping(ptr, end)?;
         let offset = m.offset.checked_add((ptr - m.start) as u64)?;
-        let f = self.file(&m)?;
+        let (f, path) = self.file(&m)?;
         if offset.checked_add(len as u64)? > f.size {
             return None;
         }
@@ -370,7 +453,7 @@ impl Regions {
         Some(FileRegion {
             name: *h.finalize().as_bytes(),
             source: RegionSource {
-                path: m.path,
+                path: path.as_ref().clone(),
                 dev: f.dev,
                 ino: f.ino,
                 size: f.size,
@@ -423,13 +506,25 @@ mod tests {
         }
     }
 
+    /// `len` bytes of `byte` written to `path` and mapped read-only.
+    fn mapped(path: &std::path::Path, byte: u8, len: usize) -> ptekit_cache::sys::SharedMap {
+        std::fs::write(path, vec![byte; len]).expect("write");
+        let f = std::fs::File::open(path).expect("open");
+        ptekit_cache::sys::SharedMap::new(&f, len, false).expect("mmap")
+    }
+
+    /// A snapshot as if taken 10 s from now (every file settled).
+    fn later() -> Regions {
+        let mut r = Regions::snapshot();
+        r.now += 10;
+        r
+    }
+
     #[test]
     fn names_a_settled_mapped_file_and_changes_with_it() {
         let dir = tempfile::tempdir().expect("tempdir");
         let p = dir.path().join("w.bin");
-        std::fs::write(&p, vec![7u8; 3 * 4096]).expect("write");
-        let f = std::fs::File::open(&p).expect("open");
-        let map = ptekit_cache::sys::SharedMap::new(&f, 3 * 4096, false).expect("mmap");
+        let map = mapped(&p, 7, 3 * 4096);
         let ptr = map.addr(4096, 100).expect("addr") as usize;
         // Too fresh: not named.
         assert!(Regions::snapshot().name(ptr, 100).is_none());
@@ -457,5 +552,50 @@ mod tests {
         let mut r = Regions::snapshot();
         r.now += 10;
         assert_ne!(r.name(ptr, 100), Some(a));
+    }
+
+    /// A mapped file is opened once per process: later runtimes take its
+    /// identity from that descriptor (`fstat`), so a file renamed after it
+    /// was first named keeps its name, the region source keeps the path it
+    /// was opened by, and a change made through the new path still changes
+    /// the name. A file first seen after it was renamed over is not named.
+    #[test]
+    fn identity_comes_from_the_mapped_file_itself() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("x.bin");
+        let map = mapped(&p, 9, 2 * 4096);
+        let ptr = map.addr(0, 64).expect("addr") as usize;
+        let mut r = later();
+        let first = r.locate(ptr, 64).expect("named");
+        assert_eq!(first.source.path, p);
+        let moved = dir.path().join("y.bin");
+        std::fs::rename(&p, &moved).expect("rename");
+        let mut r = later();
+        // rename changes the status-change time of the inode on most file
+        // systems: then the name changes, else it stays; both are the
+        // identity of the mapped file, never a miss.
+        let again = r
+            .locate(ptr, 64)
+            .expect("still named: the descriptor is open");
+        let ctime_same = again.source.ctime == first.source.ctime;
+        assert_eq!(again.name == first.name, ctime_same);
+        assert_eq!(again.source.ino, first.source.ino);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let mut perm = std::fs::metadata(&moved).expect("stat").permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o600);
+        std::fs::set_permissions(&moved, perm).expect("chmod");
+        let mut r = later();
+        let changed = r.locate(ptr, 64).expect("named");
+        assert_ne!(changed.name, again.name, "chmod through the new path");
+        // Another file, mapped, then replaced at its path before any runtime
+        // asked about it: the path names another inode, so it is not named.
+        let q = dir.path().join("z.bin");
+        let map2 = mapped(&q, 1, 4096);
+        let ptr2 = map2.addr(0, 64).expect("addr") as usize;
+        let tmp = dir.path().join("z.tmp");
+        std::fs::write(&tmp, vec![2u8; 4096]).expect("write");
+        std::fs::rename(&tmp, &q).expect("replace");
+        let mut r = later();
+        assert!(r.locate(ptr2, 64).is_none());
     }
 }
