@@ -102,6 +102,16 @@ pub struct Value {
     pub data: usize,
     /// Bytes of static data, when the datatype is keyed.
     pub bytes: Option<usize>,
+    /// `desc`'s digest, once computed (a value's digest goes into the
+    /// descriptors of the nodes using it and of its subgraph).
+    digest: std::cell::OnceCell<[u8; 32]>,
+}
+
+impl Value {
+    /// The digest of [`Value::desc`], computed once.
+    pub fn digest(&self) -> [u8; 32] {
+        *self.digest.get_or_init(|| self.desc.digest())
+    }
 }
 
 /// A static buffer to register, with its final packing descriptor.
@@ -118,7 +128,10 @@ pub struct Weight {
 /// Everything recorded about one subgraph.
 #[derive(Default)]
 pub struct Graph {
-    values: IdMap<u32, Value>,
+    /// Every value definition, in order.
+    defined: Vec<Value>,
+    /// Each value id's latest definition in `defined`.
+    values: IdMap<u32, usize>,
     uses: IdMap<u32, Vec<[u8; 32]>>,
     /// The bias ids of the nodes that use a value as their filter.
     biases: IdMap<u32, Vec<u32>>,
@@ -128,8 +141,8 @@ pub struct Graph {
 /// One definition, in order: hashed into the subgraph's descriptor when a
 /// runtime is created (not one digest per definition).
 enum Defined {
-    /// A value: its id and descriptor.
-    Value(u32, Desc),
+    /// A value: its id and its definition in [`Graph::defined`].
+    Value(u32, usize),
     /// A packing node: its descriptor.
     Node([u8; 32]),
 }
@@ -137,19 +150,28 @@ enum Defined {
 impl Graph {
     /// Records a value definition (after XNNPACK accepted it).
     pub fn value(&mut self, id: u32, desc: Desc, data: usize, bytes: Option<usize>) {
-        self.log.push(Defined::Value(id, desc.clone()));
-        self.values.insert(id, Value { desc, data, bytes });
+        let at = self.defined.len();
+        self.defined.push(Value {
+            desc,
+            data,
+            bytes,
+            digest: std::cell::OnceCell::new(),
+        });
+        self.log.push(Defined::Value(id, at));
+        self.values.insert(id, at);
+    }
+
+    /// The latest definition of value `id`.
+    fn get(&self, id: &u32) -> Option<&Value> {
+        self.values.get(id).and_then(|&i| self.defined.get(i))
     }
 
     fn value_desc(&self, id: u32) -> [u8; 32] {
-        self.values
-            .get(&id)
-            .map(|v| v.desc.digest())
-            .unwrap_or_else(|| {
-                DescBuilder::new("unknown value")
-                    .u64(u64::from(id))
-                    .finish()
-            })
+        self.get(&id).map(Value::digest).unwrap_or_else(|| {
+            DescBuilder::new("unknown value")
+                .u64(u64::from(id))
+                .finish()
+        })
     }
 
     /// Records a node that packs `filter` (and `bias`): `params` already holds
@@ -208,8 +230,7 @@ impl Graph {
         // Nothing to describe without a static filter or bias: most
         // subgraphs of a partitioned model (no value descriptor is computed).
         let keyed = |id: &u32| {
-            self.values
-                .get(id)
+            self.get(id)
                 .is_some_and(|v| v.data != 0 && v.bytes.is_some())
         };
         if !self.uses.keys().any(keyed) {
@@ -219,7 +240,10 @@ impl Graph {
         sub.u64(u64::from(runtime_flags));
         for d in &self.log {
             match d {
-                Defined::Value(id, desc) => sub.u64(u64::from(*id)).digest(&desc.digest()),
+                Defined::Value(id, at) => {
+                    let d = self.defined.get(*at).map_or([0xff; 32], Value::digest);
+                    sub.u64(u64::from(*id)).digest(&d)
+                }
                 Defined::Node(node) => sub.bytes(b"node").digest(node),
             };
         }
@@ -228,7 +252,7 @@ impl Graph {
         let mut ids: Vec<&u32> = self.uses.keys().collect();
         ids.sort_unstable();
         for id in ids {
-            let Some(v) = self.values.get(id) else {
+            let Some(v) = self.get(id) else {
                 continue;
             };
             if v.data == 0 {
@@ -238,13 +262,13 @@ impl Graph {
             let mut uses = self.uses.get(id).cloned().unwrap_or_default();
             uses.sort_unstable();
             let mut d = DescBuilder::new("weight");
-            d.digest(&v.desc.digest()).digest(&sub);
+            d.digest(&v.digest()).digest(&sub);
             for u in &uses {
                 d.digest(u);
             }
             let mut keyed_biases = true;
             for b in self.biases.get(id).map_or(&[][..], Vec::as_slice) {
-                match self.values.get(b).map(|bv| (bv.data, bv.bytes)) {
+                match self.get(b).map(|bv| (bv.data, bv.bytes)) {
                     Some((0, _)) | None => {}
                     Some((ptr, Some(n))) => {
                         d.bytes(b"bias content").digest(&content(ptr, n));
