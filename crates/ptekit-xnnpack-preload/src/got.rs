@@ -77,6 +77,7 @@ const DT_SYMENT: i64 = 11;
 const DT_PLTREL: i64 = 20;
 const DT_JMPREL: i64 = 23;
 const DT_GNU_HASH: i64 = 0x6fff_fef5;
+const DT_RELACOUNT: i64 = 0x6fff_fff9;
 
 /// Sizes of the 64-bit ELF records read here.
 const DYN_SIZE: usize = 16;
@@ -595,6 +596,7 @@ struct Dynamic {
     pltrel: Option<u64>,
     hash: Option<u64>,
     gnu_hash: Option<u64>,
+    relacount: Option<u64>,
 }
 
 fn read_dynamic(img: &Image) -> Result<Option<Dynamic>, GotError> {
@@ -621,6 +623,7 @@ fn read_dynamic(img: &Image) -> Result<Option<Dynamic>, GotError> {
             DT_PLTREL => &mut d.pltrel,
             DT_HASH => &mut d.hash,
             DT_GNU_HASH => &mut d.gnu_hash,
+            DT_RELACOUNT => &mut d.relacount,
             _ => continue,
         };
         *field = Some(val);
@@ -653,7 +656,13 @@ impl Symbols<'_> {
         if st_shndx != 0 {
             return Some(false); // defined here: not an import
         }
-        let st_name: u32 = self.img.read("DT_SYMTAB", entry).ok()?;
+        self.name_is(self.img.read("DT_SYMTAB", entry).ok()?, name)
+    }
+
+    /// Whether the string at `st_name` in `DT_STRTAB` is `name` (`None`:
+    /// the offset is outside the table). Reads no further than `name` and
+    /// its NUL, and never past the table.
+    fn name_is(&self, st_name: u32, name: &[u8]) -> Option<bool> {
         let off = usize::try_from(st_name).ok()?;
         if off >= self.strsz {
             return None;
@@ -663,8 +672,7 @@ impl Symbols<'_> {
         let avail = unsafe {
             std::slice::from_raw_parts((self.strtab + off) as *const u8, self.strsz - off)
         };
-        let n = avail.iter().position(|&b| b == 0)?;
-        Some(&avail[..n] == name)
+        Some(avail.get(..name.len()) == Some(name) && avail.get(name.len()) == Some(&0))
     }
 }
 
@@ -690,12 +698,28 @@ fn import_indices(
     } else {
         return Ok(None);
     };
+    // The entries, checked once (past the object: the count is wrong).
+    let Some(len) = usize::try_from(count)
+        .ok()
+        .and_then(|c| c.checked_mul(SYM_SIZE))
+    else {
+        return Ok(None);
+    };
+    if img.check("DT_SYMTAB", syms.symtab, len).is_err() {
+        return Ok(None);
+    }
+    // SAFETY: symtab .. symtab + len lies in a readable loaded segment
+    // (checked above), kept loaded during the dl_iterate_phdr callback.
+    let table = unsafe { std::slice::from_raw_parts(syms.symtab as *const u8, len) };
     let mut found = Vec::new();
-    for i in 1..u64::from(count) {
-        match syms.is_import_named(i, name) {
-            Some(true) => found.push(i),
+    for (i, e) in table.chunks_exact(SYM_SIZE).enumerate().skip(1) {
+        // Elf64_Sym: st_name u32 at 0, st_shndx u16 at 6 (undefined: 0).
+        if u16::from_ne_bytes([e[6], e[7]]) != 0 {
+            continue;
+        }
+        match syms.name_is(u32::from_ne_bytes([e[0], e[1], e[2], e[3]]), name) {
+            Some(true) => found.push(i as u64),
             Some(false) => {}
-            // Past the table: the hash table's count is wrong.
             None => return Ok(None),
         }
     }
@@ -742,29 +766,40 @@ fn try_patch_image(
     if imports.as_ref().is_some_and(Vec::is_empty) {
         return Ok(());
     }
-    let mut tables: Vec<(&'static str, u64, u64)> = Vec::new();
+    // (table, address, size, leading entries to skip)
+    let mut tables: Vec<(&'static str, u64, u64, u64)> = Vec::new();
     if let (Some(at), Some(sz)) = (d.jmprel, d.pltrelsz) {
         if let Some(k) = d.pltrel.filter(|&k| k != DT_RELA as u64) {
             return Err(img.field("DT_PLTREL", k, "DT_RELA (7)"));
         }
-        tables.push(("DT_JMPREL", at, sz));
+        tables.push(("DT_JMPREL", at, sz, 0));
     }
     if let (Some(at), Some(sz)) = (d.rela, d.relasz) {
         if let Some(e) = d.relaent.filter(|&e| e != RELA_SIZE as u64) {
             return Err(img.field("DT_RELAENT", e, "24"));
         }
-        tables.push(("DT_RELA", at, sz));
+        // DT_RELACOUNT: the leading RELATIVE relocations, which name no
+        // symbol (the loader relies on it the same way).
+        tables.push(("DT_RELA", at, sz, d.relacount.unwrap_or(0)));
     }
-    for (table, at, sz) in tables {
+    for (table, at, sz, skip) in tables {
         let len = usize::try_from(sz).map_err(|_| img.field(table, sz, "a size"))?;
         if len == 0 {
             continue;
         }
         let start = img.address(table, at, len)?;
-        for index in 0..len / RELA_SIZE {
-            let r = start + index * RELA_SIZE;
-            let r_offset: u64 = img.read(table, r)?;
-            let r_info: u64 = img.read(table, r + 8)?;
+        // SAFETY: start .. start + len lies in a readable loaded segment
+        // (checked by address()), kept loaded during the callback.
+        let entries = unsafe { std::slice::from_raw_parts(start as *const u8, len) };
+        let skip = usize::try_from(skip).unwrap_or(usize::MAX);
+        for (index, e) in entries.chunks_exact(RELA_SIZE).enumerate().skip(skip) {
+            // Elf64_Rela: r_offset u64 at 0, r_info u64 at 8.
+            let word = |at: usize| {
+                let mut w = [0u8; 8];
+                w.copy_from_slice(&e[at..at + 8]);
+                u64::from_ne_bytes(w)
+            };
+            let (r_offset, r_info) = (word(0), word(8));
             if !types.contains(&((r_info & 0xffff_ffff) as u32)) {
                 continue;
             }
@@ -836,6 +871,12 @@ pub struct MlockRoute {
     pub slots: usize,
     /// Objects or relocations left alone, and why (at most [`MAX_ERRORS`]).
     pub errors: Vec<String>,
+    /// Passes over the loaded objects (calls that found objects loaded or
+    /// unloaded since the last one).
+    pub scans: u64,
+    /// Milliseconds those passes took (the first, at the backend's
+    /// `xnn_initialize`, reads every object loaded then).
+    pub scan_ms: f64,
 }
 
 /// Errors kept in [`MlockRoute::errors`].
@@ -849,6 +890,8 @@ fn route() -> std::sync::MutexGuard<'static, (Option<GotPatcher>, MlockRoute)> {
             objects: Vec::new(),
             slots: 0,
             errors: Vec::new(),
+            scans: 0,
+            scan_ms: 0.0,
         },
     ));
     R.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -930,7 +973,12 @@ fn route_in(
             patcher.insert(GotPatcher::new(symbol, hook))
         }
     };
+    let t = std::time::Instant::now();
     let out = patcher.patch_loaded();
+    if out.scanned {
+        stats.scans += 1;
+        stats.scan_ms += t.elapsed().as_secs_f64() * 1e3;
+    }
     for p in &out.patched {
         if !stats.objects.contains(&p.object) {
             stats.objects.push(p.object.clone());
