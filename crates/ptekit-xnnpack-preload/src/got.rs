@@ -206,7 +206,7 @@ pub struct GotPatcher {
     /// `(dlpi_adds, dlpi_subs)` at the last scan.
     seen: Option<(u64, u64)>,
     /// Objects (load base, path) read already: not read again.
-    scanned: Vec<(usize, CString)>,
+    scanned: std::collections::HashMap<usize, CString>,
     patched: Vec<Patch>,
 }
 
@@ -218,7 +218,7 @@ impl GotPatcher {
             symbol: symbol.to_owned(),
             replacement,
             seen: None,
-            scanned: Vec::new(),
+            scanned: std::collections::HashMap::new(),
             patched: Vec::new(),
         }
     }
@@ -256,12 +256,12 @@ impl GotPatcher {
             }
             if self
                 .scanned
-                .iter()
-                .any(|(b, n)| *b == base && n.as_c_str() == name)
+                .get(&base)
+                .is_some_and(|n| n.as_c_str() == name)
             {
                 return false;
             }
-            self.scanned.push((base, name.to_owned()));
+            self.scanned.insert(base, name.to_owned());
             // SAFETY: inside the dl_iterate_phdr callback.
             let Some(img) = (unsafe { Image::from_info(info) }) else {
                 return false;
@@ -279,7 +279,8 @@ impl GotPatcher {
             false
         });
         if unloaded {
-            self.scanned.retain(|id| present.contains(id));
+            self.scanned
+                .retain(|b, n| present.iter().any(|(pb, pn)| pb == b && pn == n));
             self.patched.retain(|p| {
                 present
                     .iter()
@@ -944,8 +945,8 @@ pub fn route_mlock(hook: usize) -> Option<String> {
         // SAFETY: dlsym with the default handle and a NUL-terminated name
         // only reads the loader's tables.
         let global = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"mlock".as_ptr()) } as usize;
-        let own = crate::real::object_of(own_address()).map(|(o, _)| o);
-        global != 0 && own.is_some() && crate::real::object_of(global).map(|(o, _)| o) == own
+        let own = crate::real::base_of(own_address());
+        global != 0 && own.is_some() && crate::real::base_of(global) == own
     });
     route_in(&mut route(), c"mlock", hook, || interposed)
 }

@@ -142,6 +142,20 @@ fn object_containing(addr: usize) -> Option<Loaded> {
     found
 }
 
+/// The load base of the loaded object holding `addr`, from the loader's
+/// list (no symbol table search, unlike `dladdr`: microseconds).
+pub(crate) fn base_of(addr: usize) -> Option<usize> {
+    let mut found = None;
+    each_object(&mut |info, _| {
+        // SAFETY: inside the dl_iterate_phdr callback.
+        if unsafe { segments(info) }.any(|(a, b)| a <= addr && addr < b) {
+            found = Some(info.dlpi_addr as usize);
+        }
+        found.is_some()
+    });
+    found
+}
+
 /// A handle of the already loaded object `obj`, opened once per process and
 /// kept: the object then stays loaded for as long as we hold addresses of
 /// its functions.
