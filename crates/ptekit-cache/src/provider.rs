@@ -518,24 +518,28 @@ fn open_files() -> &'static Mutex<HashMap<FileKey, Weak<SharedFile>>> {
 
 /// The process-wide handle of the cache file at `path` (opened on first use).
 fn shared_file(path: &Path, opts: &FileOptions) -> Arc<SharedFile> {
-    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-    let key = (abs, opts.read_only);
     let mut files = open_files()
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     files.retain(|_, w| w.strong_count() > 0);
+    // An absolute path given as it was the first time (the preload library
+    // passes the same one for every runtime) is found without making it
+    // absolute again; a relative one depends on the working directory.
+    let same = path.is_absolute().then(|| {
+        files.iter().find_map(|((_, ro), w)| {
+            w.upgrade()
+                .filter(|f| *ro == opts.read_only && f.path.as_path() == path)
+        })
+    });
+    if let Some(f) = same.flatten() {
+        drop(files);
+        return current_shared(f, path);
+    }
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let key = (abs, opts.read_only);
     if let Some(f) = files.get(&key).and_then(Weak::upgrade) {
         drop(files);
-        if f.creating() {
-            return f;
-        }
-        let mut st = f.state();
-        if st.checked.is_none_or(|t| t.elapsed() >= RECHECK_AFTER) {
-            st.ensure_current(path, &f.opts);
-            st.checked = Some(std::time::Instant::now());
-        }
-        drop(st);
-        return f;
+        return current_shared(f, path);
     }
     // Opened outside the lock of all files, under this file's own lock
     // (taken before it is published): a caller for the same file waits for
@@ -568,6 +572,21 @@ fn shared_file(path: &Path, opts: &FileOptions) -> Arc<SharedFile> {
     sf.creating
         .store(false, std::sync::atomic::Ordering::Release);
     sf
+}
+
+/// `f`, an already open file, after checking (at most every
+/// [`RECHECK_AFTER`]) whether compaction or a rebuild replaced it.
+fn current_shared(f: Arc<SharedFile>, path: &Path) -> Arc<SharedFile> {
+    if f.creating() {
+        return f;
+    }
+    let mut st = f.state();
+    if st.checked.is_none_or(|t| t.elapsed() >= RECHECK_AFTER) {
+        st.ensure_current(path, &f.opts);
+        st.checked = Some(std::time::Instant::now());
+    }
+    drop(st);
+    f
 }
 
 struct Inner {

@@ -148,6 +148,16 @@ enum Defined {
 }
 
 impl Graph {
+    /// Forgets everything recorded, keeping the memory for the next
+    /// subgraph.
+    pub fn clear(&mut self) {
+        self.defined.clear();
+        self.values.clear();
+        self.uses.clear();
+        self.biases.clear();
+        self.log.clear();
+    }
+
     /// Records a value definition (after XNNPACK accepted it).
     pub fn value(&mut self, id: u32, desc: Desc, data: usize, bytes: Option<usize>) {
         let at = self.defined.len();
@@ -485,6 +495,23 @@ mod tests {
             w[0].desc,
             h.weights(1, no_content).0[0].desc,
             "runtime flags are part of it"
+        );
+        // A cleared record (reused for the next subgraph) describes like a
+        // new one: nothing of the dynamic-filter graph remains.
+        g.clear();
+        g.value(0, plain(&[1, 4]), 0, Some(16));
+        g.value(1, plain(&[4, 4]), 0x1000, Some(64));
+        g.value(2, plain(&[1, 4]), 0, Some(16));
+        g.node(DescBuilder::new("fully_connected"), 0, 1, u32::MAX, 2);
+        let (again, _) = g.weights(0, no_content);
+        assert_eq!(
+            again
+                .iter()
+                .map(|w| (w.ptr, w.bytes, w.desc))
+                .collect::<Vec<_>>(),
+            w.iter()
+                .map(|w| (w.ptr, w.bytes, w.desc))
+                .collect::<Vec<_>>()
         );
     }
 

@@ -23,11 +23,17 @@ const INVALID_STATE: u32 = 3;
 
 type Subgraph = *mut c_void;
 
-/// The NUL-terminated name of the interposed function `$name`.
+/// The NUL-terminated name of the interposed function `$name` (a constant:
+/// nothing is checked at run time).
 macro_rules! sym_name {
-    ($name:ident) => {
-        CStr::from_bytes_with_nul(concat!(stringify!($name), "\0").as_bytes())
-    };
+    ($name:ident) => {{
+        const NAME: Option<&CStr> =
+            match CStr::from_bytes_with_nul(concat!(stringify!($name), "\0").as_bytes()) {
+                Ok(s) => Some(s),
+                Err(_) => None,
+            };
+        NAME
+    }};
 }
 
 /// One [`Slot`] per interposed XNNPACK function (module `slot`), and
@@ -48,7 +54,7 @@ macro_rules! slots {
         fn prefetch_real() {
             let _t = session::Span::resolve();
             $(
-                if let Ok(sym) = sym_name!($name) {
+                if let Some(sym) = sym_name!($name) {
                     slot::$name.prefetch(sym, $name as *const () as usize);
                 }
             )*
@@ -80,9 +86,8 @@ slots!(
 /// Calls the real function `$name` of type `$ty` with `$args`.
 macro_rules! call_real {
     ($name:ident, $ty:ty, ($($arg:expr),* $(,)?)) => {{
-        let sym: &CStr = match sym_name!($name) {
-            Ok(s) => s,
-            Err(_) => return INVALID_STATE,
+        let Some(sym) = sym_name!($name) else {
+            return INVALID_STATE;
         };
         let addr = {
             let _t = session::Span::resolve();

@@ -184,8 +184,19 @@ pub fn with_graph(subgraph: *mut c_void, f: impl FnOnce(&mut Graph)) {
     }
     warm_up();
     let mut g = graphs();
-    f(g.entry(subgraph as usize).or_default());
+    f(g.entry(subgraph as usize)
+        .or_insert_with(|| spare_graphs().pop().unwrap_or_default()));
 }
+
+/// Records of deleted subgraphs, emptied, whose memory the next subgraphs
+/// reuse (a partitioned model defines dozens one after the other).
+fn spare_graphs() -> MutexGuard<'static, Vec<Graph>> {
+    static S: Mutex<Vec<Graph>> = Mutex::new(Vec::new());
+    S.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Spare records kept at most.
+const SPARE_GRAPHS: usize = 4;
 
 /// Once per process, when the cache is on, at the XNNPACK backend's
 /// `xnn_initialize` (or else when the first subgraph is being defined):
@@ -240,7 +251,14 @@ fn cache_options(cfg: &Config, create_fn: usize) -> CacheOptions {
 
 /// Drops the record of a deleted subgraph.
 pub fn forget_graph(subgraph: *mut c_void) {
-    graphs().remove(&(subgraph as usize));
+    let gone = graphs().remove(&(subgraph as usize));
+    if let Some(mut g) = gone {
+        g.clear();
+        let mut spare = spare_graphs();
+        if spare.len() < SPARE_GRAPHS {
+            spare.push(g);
+        }
+    }
 }
 
 fn runtimes() -> MutexGuard<'static, IdMap<usize, WeightsCache>> {
