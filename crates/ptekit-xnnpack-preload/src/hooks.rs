@@ -1127,8 +1127,9 @@ pub unsafe extern "C" fn xnn_define_batch_matrix_multiply(
 }
 
 /// Interposed `xnn_initialize` (ExecuTorch's XNNPACK backend calls it when
-/// it is loaded): on the Python path, redirects the `mlock` imports loaded
-/// so far to the deferring hook ([`crate::got::route_mlock_to_hook`]). The
+/// it is loaded): on the Python path, starts redirecting the `mlock` imports
+/// loaded so far to the deferring hook, on a thread of its own
+/// ([`crate::got::route_mlock_early`]). The
 /// first call also resolves the other real XNNPACK functions and, with the
 /// cache on, starts opening the cache file ([`session::warm_up`]): work
 /// every process with the cache does once, done before its first model load
@@ -1144,7 +1145,7 @@ pub unsafe extern "C" fn xnn_initialize(allocator: *const c_void) -> u32 {
         unsafe extern "C" fn(*const c_void) -> u32,
         (allocator)
     );
-    crate::got::route_mlock_to_hook(session::cache_on());
+    crate::got::route_mlock_early(session::cache_on());
     // Once per process: the rest of the real functions, and (cache on) the
     // cache file's opening, before any model is loaded.
     static EARLY: std::sync::Once = std::sync::Once::new();
