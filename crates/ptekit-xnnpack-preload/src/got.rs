@@ -930,13 +930,16 @@ pub fn route_mlock_to_hook(cache_on: bool) {
 /// it (same lock), or, if it comes first, makes the pass itself and the
 /// thread finds nothing left. So every subgraph is defined after a complete
 /// pass, as before. Once per process with the cache on; done in place if no
-/// thread can be started.
+/// thread can be started; no thread under `LD_PRELOAD` (nothing to patch).
 pub fn route_mlock_early(cache_on: bool) {
     static ONCE: std::sync::Once = std::sync::Once::new();
     if !cache_on || ONCE.is_completed() {
         return;
     }
     ONCE.call_once(|| {
+        if mlock_interposed() {
+            return;
+        }
         let spawned = std::thread::Builder::new()
             .name("ptekit-mlock-route".into())
             .spawn(|| route_mlock_to_hook(true));
@@ -961,18 +964,24 @@ pub fn route_mlock_early(cache_on: bool) {
 /// at all calls `hook` (none found, or every one refused); everything then
 /// works as without deferral.
 pub fn route_mlock(hook: usize) -> Option<String> {
-    // Asked before taking the lock: dlsym and dladdr take the loader's lock,
-    // which a thread loading an object holds while its constructor (maybe
-    // calling xnn_initialize, hence this function) runs.
+    // Asked before taking the lock: dlsym takes the loader's lock, which a
+    // thread loading an object holds while its constructor (maybe calling
+    // xnn_initialize, hence this function) runs.
+    let interposed = mlock_interposed();
+    route_in(&mut route(), c"mlock", hook, || interposed)
+}
+
+/// Whether the process's own lookup of `mlock` finds the definition in the
+/// object holding this code (the library was preloaded), asked once.
+fn mlock_interposed() -> bool {
     static INTERPOSED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    let interposed = *INTERPOSED.get_or_init(|| {
+    *INTERPOSED.get_or_init(|| {
         // SAFETY: dlsym with the default handle and a NUL-terminated name
         // only reads the loader's tables.
         let global = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"mlock".as_ptr()) } as usize;
         let own = crate::real::base_of(own_address());
         global != 0 && own.is_some() && crate::real::base_of(global) == own
-    });
-    route_in(&mut route(), c"mlock", hook, || interposed)
+    })
 }
 
 /// [`route_mlock`] for `symbol` over `state`; `interposed` says (asked once)
