@@ -276,10 +276,11 @@ pub fn procmap_query_supported() -> bool {
 
 /// The read-only file mapping (one mapping as the kernel returns it) that
 /// holds all of `addr .. addr + len`, from `PROCMAP_QUERY`; `None` when no
-/// such mapping holds it or the ioctl is not supported.
+/// such mapping holds it or the ioctl is not supported. Asked without the
+/// path (device, inode and offset identify it; the kernel builds no name).
 pub fn mapped_range(addr: usize, len: usize) -> Option<MappedRange> {
     let end = addr.checked_add(len)?;
-    let m = query_mapping(query_file()?.as_ref(), addr, true).ok()??;
+    let m = query_mapping(query_file()?.as_ref(), addr, false).ok()??;
     if !(m.start <= addr && end <= m.end) {
         return None;
     }
@@ -528,8 +529,7 @@ mod tests {
         let ptr = map.addr(4096, 100).expect("addr") as usize;
         // Too fresh: not named.
         assert!(Regions::snapshot().name(ptr, 100).is_none());
-        let mut r = Regions::snapshot();
-        r.now += 10;
+        let mut r = later();
         let a = r.name(ptr, 100).expect("named");
         // Another buffer of the same mapping: answered without asking the
         // kernel again, and named from the same file identity.
@@ -549,9 +549,7 @@ mod tests {
         let mut perm = std::fs::metadata(&p).expect("stat").permissions();
         std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o600);
         std::fs::set_permissions(&p, perm).expect("chmod");
-        let mut r = Regions::snapshot();
-        r.now += 10;
-        assert_ne!(r.name(ptr, 100), Some(a));
+        assert_ne!(later().name(ptr, 100), Some(a));
     }
 
     /// A mapped file is opened once per process: later runtimes take its
